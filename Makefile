@@ -1,0 +1,82 @@
+# asyncshim — see README.md.  `make`, `make test`, `make demo`, `make bench`,
+# `make install PREFIX=/usr/local DESTDIR=`.
+PREFIX ?= /usr/local
+DESTDIR ?=
+CC ?= cc
+BUILD := build
+
+PKGS_SHIM := liburcu-bp msgpack
+PKGS_TOOL := msgpack
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
+BASE_CFLAGS := -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE
+CFLAGS ?=
+SHIM_CFLAGS = $(BASE_CFLAGS) -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
+	-Ipreload $(shell pkg-config --cflags $(PKGS_SHIM) 2>/dev/null) $(CFLAGS)
+SHIM_LIBS = $(shell pkg-config --libs $(PKGS_SHIM) 2>/dev/null) -ldl -lpthread
+TOOL_CFLAGS = $(BASE_CFLAGS) -Ipreload $(shell pkg-config --cflags $(PKGS_TOOL) 2>/dev/null) $(CFLAGS)
+TOOL_LIBS = $(shell pkg-config --libs $(PKGS_TOOL) 2>/dev/null) -lm
+SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+
+SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c)
+TOOL_SRC := $(wildcard tools/*.c)
+HEADERS := $(wildcard preload/*.h tools/*.h)
+SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/%.o)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c))
+EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+
+.PHONY: all deps test demo bench install clean progs
+all: $(BUILD)/libasyncshim.so $(BUILD)/asyncshim
+
+# Installs missing Debian packages (only when pkg-config cannot find them).
+deps:
+	@./scripts/deps.sh build
+
+$(BUILD)/%.o: %.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(if $(filter tools/%,$<),$(TOOL_CFLAGS),$(SHIM_CFLAGS)) -c $< -o $@
+
+$(BUILD)/libasyncshim.so: $(SHIM_OBJ)
+	$(CC) -shared -o $@ $^ $(SHIM_LIBS) -Wl,-z,now -Wl,-z,defs
+
+$(BUILD)/asyncshim: $(TOOL_OBJ)
+	$(CC) -o $@ $^ $(TOOL_LIBS)
+
+# The tools again with AddressSanitizer + UBSan: the tests feed them bad input.
+$(BUILD)/asan/asyncshim: $(TOOL_SRC) $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) -O1 $(SAN) -o $@ $(TOOL_SRC) $(TOOL_LIBS)
+
+$(BUILD)/tests/%: tests/progs/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -o $@ $< -lpthread -lm
+
+$(BUILD)/tests/%-O2: tests/progs/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -fomit-frame-pointer -Wall -Wextra -Werror -o $@ $< -lpthread -lm
+
+$(BUILD)/examples/%: examples/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -o $@ $< -lpthread
+
+progs: $(PROGS) $(EXAMPLES)
+
+test: all progs $(BUILD)/asan/asyncshim
+	@./scripts/deps.sh test
+	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
+
+demo: all progs
+	@./scripts/demo.sh
+
+bench: all progs
+	@./scripts/deps.sh bench
+	@./bench/run.sh
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -m 0755 $(BUILD)/asyncshim $(DESTDIR)$(PREFIX)/bin/asyncshim
+	install -m 0755 $(BUILD)/libasyncshim.so $(DESTDIR)$(PREFIX)/lib/libasyncshim.so
+
+clean:
+	rm -rf $(BUILD)

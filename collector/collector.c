@@ -1,0 +1,494 @@
+/* collector.c — drains every thread's ring and appends msgpack to the trace.
+ *
+ * One background thread per process.  It wakes every DRAIN_MS (or when asked
+ * for the final flush), walks the RCU registry, copies records out of each
+ * ring and converts ticks to ns since start.  The file is opened only while
+ * writing (O_APPEND, checked to be the same inode we created), so a program
+ * that closes or dup2()s over every fd cannot make us write somewhere else.
+ * Record encodings are in docs/trace-format.md. */
+#include "../preload/shim.h"
+
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/futex.h>
+#include <msgpack.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu-bp.h>
+#include <urcu/rculist.h>
+
+#define DRAIN_MS 20
+#define WRITE_BYTES (1u << 20)
+
+static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
+static char trace_path[PATH_MAX + 64];
+static dev_t trace_dev;
+static ino_t trace_ino;
+static int trace_ok;
+static pthread_t collector_thread;
+static int collector_running;
+static int wake_word;            /* futex: bumped to wake the collector */
+static int final_state;          /* 0 none, 1 requested, 2 done (futex) */
+static const char *final_reason;
+static uint64_t last_write_ns;
+static msgpack_sbuffer sbuf;
+static msgpack_packer pk;
+
+void as_collector_lock(void)
+{
+	pthread_mutex_lock(&collect_mutex);
+}
+
+void as_collector_unlock(void)
+{
+	pthread_mutex_unlock(&collect_mutex);
+}
+
+static long futex(int *addr, int op, int val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* ---- time ---- */
+
+/* Refine ns per tick against CLOCK_MONOTONIC once enough time has passed
+ * for the estimate to beat the start-up one. */
+static void clock_refine(void)
+{
+	if (!as_use_tsc)
+		return;
+	uint64_t m = as_mono_ns(), t = __rdtsc();
+	if (m - as_mono0 < 50000000)
+		return;
+	as_ns_per_tick = (double)(m - as_mono0) / (double)(t - as_tsc0);
+	as_set_block_threshold();
+}
+
+uint64_t as_ticks_to_ns(uint64_t ticks)
+{
+	if (ticks <= as_tsc0)
+		return 0;
+	if (!as_use_tsc)
+		return ticks - as_tsc0;
+	return (uint64_t)((double)(ticks - as_tsc0) * as_ns_per_tick + 0.5);
+}
+
+static uint64_t dur_to_ns(uint64_t ticks)
+{
+	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
+}
+
+/* ---- packing helpers ---- */
+
+static void pack_str(const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(&pk, n);
+	msgpack_pack_str_body(&pk, s, n);
+}
+
+static void pack_kv_str(const char *k, const char *v)
+{
+	pack_str(k);
+	if (v)
+		pack_str(v);
+	else
+		msgpack_pack_nil(&pk);
+}
+
+static void pack_kv_u64(const char *k, uint64_t v)
+{
+	pack_str(k);
+	msgpack_pack_uint64(&pk, v);
+}
+
+static void pack_kv_i64(const char *k, int64_t v)
+{
+	pack_str(k);
+	msgpack_pack_int64(&pk, v);
+}
+
+static ssize_t read_file(const char *path, char *buf, size_t len)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	ssize_t n = read(fd, buf, len);
+	close(fd);
+	return n;
+}
+
+static void pack_header(void)
+{
+	char exe[PATH_MAX] = "", cmd[4096];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+	exe[n > 0 ? n : 0] = '\0';
+	ssize_t clen = read_file("/proc/self/cmdline", cmd, sizeof(cmd));
+	struct timespec rt;
+	clock_gettime(CLOCK_REALTIME, &rt);
+	uint64_t since = as_mono_ns() - as_mono0;
+
+	msgpack_pack_map(&pk, 10);
+	pack_kv_str("type", "header");
+	pack_kv_u64("format", AS_TRACE_FORMAT);
+	pack_kv_i64("pid", getpid());
+	pack_kv_i64("ppid", getppid());
+	pack_kv_str("exe", exe);
+	pack_str("argv");
+	int argc = 0;
+	for (ssize_t i = 0; i < clen; i++)
+		argc += cmd[i] == '\0';
+	msgpack_pack_array(&pk, (size_t)argc);
+	for (ssize_t i = 0; i < clen;) {
+		pack_str(cmd + i);
+		i += (ssize_t)strlen(cmd + i) + 1;
+	}
+	pack_kv_u64("start_unix_ns", (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec - since);
+	pack_kv_str("clock", as_use_tsc ? "tsc" : "monotonic");
+	pack_kv_str("options_string", as_cfg.raw);
+	pack_str("options");
+	msgpack_pack_map(&pk, 6);
+	pack_kv_str("out", as_cfg.out);
+	pack_kv_u64("block_ms", as_cfg.block_ms);
+	pack_kv_u64("stall_ms", as_cfg.stall_ms);
+	pack_kv_u64("stacks", as_cfg.stacks);
+	pack_kv_u64("buffer_kb", as_cfg.buffer_kb);
+	pack_kv_u64("flush_ms", as_cfg.flush_ms);
+}
+
+/* ---- the file ---- */
+
+static int create_file(void)
+{
+	pid_t pid = getpid();
+	for (int n = 0; n < 100; n++) {
+		if (n == 0)
+			snprintf(trace_path, sizeof(trace_path), "%s.%d.msgpack", as_cfg.out, (int)pid);
+		else
+			snprintf(trace_path, sizeof(trace_path), "%s.%d.%d.msgpack", as_cfg.out, (int)pid, n);
+		int fd = open(trace_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		if (fd >= 0) {
+			struct stat st;
+			fstat(fd, &st);
+			trace_dev = st.st_dev;
+			trace_ino = st.st_ino;
+			close(fd);
+			return 0;
+		}
+		if (errno != EEXIST)
+			break;
+		struct stat st;
+		if (lstat(trace_path, &st) == 0 && S_ISLNK(st.st_mode))
+			as_warn("asyncshim: %s is a symlink; not following it", trace_path);
+		/* an exec'd image of the same pid already wrote this name */
+	}
+	as_warn("asyncshim: cannot create %s: %s; asyncshim disabled", trace_path, strerror(errno));
+	return -1;
+}
+
+/* Append what is packed so far.  Returns 0 when written (or nothing to do). */
+static int write_out(void)
+{
+	if (sbuf.size == 0 || !trace_ok)
+		return 0;
+	int fd = open(trace_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
+		if (fd >= 0)
+			close(fd);
+		as_warn("asyncshim: trace file %s vanished or was replaced; recording stopped", trace_path);
+		trace_ok = 0;
+		return -1;
+	}
+	size_t off = 0;
+	while (off < sbuf.size) {
+		ssize_t n = write(fd, sbuf.data + off, sbuf.size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	close(fd);
+	msgpack_sbuffer_clear(&sbuf);
+	last_write_ns = as_mono_ns();
+	return 0;
+}
+
+int as_trace_create(void)
+{
+	msgpack_sbuffer_init(&sbuf);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	if (create_file() != 0)
+		return -1;
+	trace_ok = 1;
+	pack_header();
+	return write_out();
+}
+
+/* ---- draining ---- */
+
+static void pack_thread(struct as_thread *t, int exited)
+{
+	char name[32] = "";
+	if (exited) {
+		memcpy(name, t->name, sizeof(t->name));
+		name[sizeof(t->name)] = '\0';
+	} else {
+		char path[64];
+		snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)t->tid);
+		ssize_t n = read_file(path, name, sizeof(name) - 1);
+		name[n > 0 ? n : 0] = '\0';
+		name[strcspn(name, "\n")] = '\0';
+	}
+	msgpack_pack_map(&pk, 6);
+	pack_kv_str("type", "thread");
+	pack_kv_i64("tid", t->tid);
+	pack_kv_str("name", name);
+	pack_str("loop");
+	if (CMM_LOAD_SHARED(t->is_loop))
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
+	pack_kv_u64("dropped", __atomic_load_n(&t->dropped, __ATOMIC_RELAXED));
+	pack_str("exited");
+	if (exited)
+		msgpack_pack_true(&pk);
+	else
+		msgpack_pack_false(&pk);
+}
+
+static void pack_iters(struct as_thread *t, uint64_t from, uint64_t to, uint64_t n)
+{
+	msgpack_pack_map(&pk, 4);
+	pack_kv_str("type", "iters");
+	pack_kv_i64("tid", t->tid);
+	uint64_t prev = 0;
+	int first = 1;
+	pack_str("d");
+	msgpack_pack_array(&pk, (size_t)n * 2);
+	for (uint64_t i = from; i < to; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if (r->kind != AS_REC_ITER)
+			continue;
+		uint64_t start = as_ticks_to_ns(r->ts);
+		if (first) {
+			prev = start;
+			first = 0;
+		}
+		/* starts only move forward; clamp rounding so deltas stay unsigned */
+		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
+		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
+		prev = start >= prev ? start : prev;
+	}
+	pack_str("t0");
+	uint64_t t0 = 0;
+	for (uint64_t i = from; i < to; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if (r->kind == AS_REC_ITER) {
+			t0 = as_ticks_to_ns(r->ts);
+			break;
+		}
+	}
+	msgpack_pack_uint64(&pk, t0);
+}
+
+static void pack_block(struct as_thread *t, const struct as_record *r)
+{
+	msgpack_pack_map(&pk, 8);
+	pack_kv_str("type", "block");
+	pack_kv_i64("tid", t->tid);
+	pack_kv_str("call", r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
+	pack_str("fd");
+	if (r->fd >= 0)
+		msgpack_pack_int32(&pk, r->fd);
+	else
+		msgpack_pack_nil(&pk);
+	pack_kv_str("fd_kind", r->fd_kind <= AS_FD_OTHER ? as_fd_kind_names[r->fd_kind] : NULL);
+	pack_kv_u64("t", as_ticks_to_ns(r->ts));
+	pack_kv_u64("dur", dur_to_ns(r->dur));
+	pack_kv_u64("stack", r->stack);
+}
+
+static void drain_thread(struct as_thread *t)
+{
+	uint64_t head = CMM_LOAD_SHARED(t->head);
+	cmm_smp_rmb();
+	uint64_t tail = t->tail, iters = 0;
+	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
+
+	if (!t->c_announced) {
+		pack_thread(t, 0);
+		t->c_announced = 1;
+	}
+	for (uint64_t i = tail; i < head; i++)
+		iters += t->ring[i & (t->cap - 1)].kind == AS_REC_ITER;
+	if (iters)
+		pack_iters(t, tail, head, iters);
+	for (uint64_t i = tail; i < head; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if (r->kind == AS_REC_BLOCK && dur_to_ns(r->dur) >= block_ns)
+			pack_block(t, r);
+	}
+	cmm_smp_mb();
+	CMM_STORE_SHARED(t->tail, head);
+}
+
+/* Drain everything; reclaim rings of threads that exited, after a grace
+ * period so no reader can still hold them. */
+static void drain_all(int final)
+{
+	struct as_thread *t, *tmp;
+	CDS_LIST_HEAD(reclaim);
+
+	clock_refine();
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node) {
+		int dead = CMM_LOAD_SHARED(t->dead);
+		cmm_smp_rmb();
+		drain_thread(t);
+		if (dead || final)
+			pack_thread(t, dead);
+	}
+	rcu_read_unlock();
+
+	as_registry_lock();
+	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
+		if (CMM_LOAD_SHARED(t->dead) && t->tail == CMM_LOAD_SHARED(t->head)) {
+			cds_list_del_rcu(&t->node);
+			cds_list_add(&t->node, &reclaim);
+		}
+	}
+	as_registry_unlock();
+	if (!cds_list_empty(&reclaim)) {
+		synchronize_rcu();
+		cds_list_for_each_entry_safe(t, tmp, &reclaim, node)
+			as_thread_free(t);
+	}
+}
+
+static void pack_end(const char *reason)
+{
+	msgpack_pack_map(&pk, 3);
+	pack_kv_str("type", "end");
+	pack_kv_str("reason", reason);
+	pack_kv_u64("duration_ns", as_mono_ns() - as_mono0);
+}
+
+static void collect_once(void)
+{
+	as_collector_lock();
+	drain_all(0);
+	uint64_t now = as_mono_ns();
+	if (sbuf.size >= WRITE_BYTES ||
+	    (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u))
+		write_out();
+	as_collector_unlock();
+}
+
+static void collect_final(const char *reason)
+{
+	as_collector_lock();
+	CMM_STORE_SHARED(as_active, 0);
+	drain_all(1);
+	pack_end(reason);
+	write_out();
+	as_collector_unlock();
+}
+
+static void *collector_main(void *arg)
+{
+	(void)arg;
+	as_tls.internal = 1;
+	struct timespec ts = { 0, DRAIN_MS * 1000000L };
+	for (;;) {
+		int w = CMM_LOAD_SHARED(wake_word);
+		if (CMM_LOAD_SHARED(final_state) == 1)
+			break;
+		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
+		if (CMM_LOAD_SHARED(final_state) == 1)
+			break;
+		collect_once();
+	}
+	collect_final(final_reason ? final_reason : "exit");
+	CMM_STORE_SHARED(final_state, 2);
+	futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	return NULL;
+}
+
+int as_collector_start(void)
+{
+	sigset_t all, old;
+	sigfillset(&all);
+	/* the collector never takes the program's signals */
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	int r = pthread_create(&collector_thread, NULL, collector_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	collector_running = r == 0;
+	return r == 0 ? 0 : -1;
+}
+
+/* Write everything and the end record, exactly once per process.  Called
+ * from the destructor at exit and from the SIGTERM/SIGINT handler: the work
+ * is done by the collector thread; the caller waits for it (bounded). */
+void as_collector_final(const char *reason)
+{
+	int expected = 0;
+	if (!__atomic_compare_exchange_n(&final_state, &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+		return;
+	}
+	if (!CMM_LOAD_SHARED(as_active) && !collector_running)
+		return;
+	final_reason = reason;
+	if (collector_running && !pthread_equal(pthread_self(), collector_thread)) {
+		__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
+		futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
+		struct timespec ts = { 0, 100000000L };
+		for (int i = 0; i < 50 && CMM_LOAD_SHARED(final_state) != 2; i++)
+			futex(&final_state, FUTEX_WAIT_PRIVATE, 1, &ts);
+		return;
+	}
+	collect_final(reason);
+	CMM_STORE_SHARED(final_state, 2);
+}
+
+/* In a fork child: the parent's rings and file are not ours.  Drop every
+ * other thread's ring, reset ours, open our own file, restart collecting. */
+void as_collector_after_fork_child(void)
+{
+	struct as_thread *t, *tmp;
+	struct as_thread *self = as_tls.t;
+
+	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
+		if (t == self)
+			continue;
+		cds_list_del(&t->node);
+		as_thread_free(t);
+	}
+	if (self) {
+		self->tid = as_gettid();
+		self->wpos = self->head = self->tail = self->tail_seen = 0;
+		self->nest = 0;
+		self->dropped = 0;
+		self->iter_start = 0;
+		self->c_announced = 0;
+	}
+	collector_running = 0;
+	final_state = 0;
+	wake_word = 0;
+	if (!CMM_LOAD_SHARED(as_active))
+		return;
+	as_mono0 = as_mono_ns();
+	if (as_use_tsc)
+		as_tsc0 = __rdtsc();
+	msgpack_sbuffer_destroy(&sbuf);
+	if (as_trace_create() != 0 || as_collector_start() != 0)
+		CMM_STORE_SHARED(as_active, 0);
+}

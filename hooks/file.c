@@ -1,0 +1,67 @@
+/* file.c — open, openat (and their 64-bit and fortified forms), fsync, fdatasync.
+ * open's fd is only known after the call; the path's fd is recorded as -1. */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <unistd.h>
+
+AS_REAL(int, open, (const char *, int, ...));
+AS_REAL(int, openat, (int, const char *, int, ...));
+AS_REAL(int, __open_2, (const char *, int));
+AS_REAL(int, __openat_2, (int, const char *, int));
+AS_REAL(int, fsync, (int));
+AS_REAL(int, fdatasync, (int));
+
+static inline mode_t mode_arg(int flags, va_list ap)
+{
+	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
+}
+
+AS_EXPORT int open(const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	AS_RESOLVE(open);
+	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real_open(path, flags, mode));
+}
+AS_EXPORT int open64(const char *, int, ...) __attribute__((alias("open")));
+
+AS_EXPORT int __open_2(const char *path, int flags)
+{
+	AS_RESOLVE(__open_2);
+	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real___open_2(path, flags));
+}
+AS_EXPORT int __open64_2(const char *, int) __attribute__((alias("__open_2")));
+
+AS_EXPORT int openat(int dirfd, const char *path, int flags, ...)
+{
+	va_list ap;
+	va_start(ap, flags);
+	mode_t mode = mode_arg(flags, ap);
+	va_end(ap);
+	AS_RESOLVE(openat);
+	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real_openat(dirfd, path, flags, mode));
+}
+AS_EXPORT int openat64(int, const char *, int, ...) __attribute__((alias("openat")));
+
+AS_EXPORT int __openat_2(int dirfd, const char *path, int flags)
+{
+	AS_RESOLVE(__openat_2);
+	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real___openat_2(dirfd, path, flags));
+}
+AS_EXPORT int __openat64_2(int, const char *, int) __attribute__((alias("__openat_2")));
+
+AS_EXPORT int fsync(int fd)
+{
+	AS_RESOLVE(fsync);
+	AS_TIMED_CALL(int, AS_CALL_FSYNC, fd, real_fsync(fd));
+}
+
+AS_EXPORT int fdatasync(int fd)
+{
+	AS_RESOLVE(fdatasync);
+	AS_TIMED_CALL(int, AS_CALL_FDATASYNC, fd, real_fdatasync(fd));
+}

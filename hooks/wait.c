@@ -1,0 +1,110 @@
+/* wait.c — the loop's own wait: epoll_wait/epoll_pwait/epoll_pwait2, and
+ * poll/ppoll/select/pselect.
+ *
+ * Entering the wait ends an iteration, returning from it starts the next.
+ * The epoll family always marks a loop.  The poll family marks a loop only
+ * on a thread that never used epoll and has waited with a non-zero timeout
+ * twice (one-shot polls, e.g. waiting for a single connect, are not loops);
+ * on an epoll loop thread a poll is an ordinary call that can block it. */
+#include "shim.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/select.h>
+
+enum { FAMILY_NONE, FAMILY_EPOLL, FAMILY_POLL };
+static __thread int family __attribute__((tls_model("initial-exec")));
+static __thread unsigned poll_waits __attribute__((tls_model("initial-exec")));
+
+/* Returns the thread to record this wait on, or NULL to pass through. */
+static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
+{
+	if (AS_UNLIKELY(!as_active || as_tls.busy || as_tls.internal))
+		return NULL;
+	if (AS_LIKELY(family == fam))
+		return as_thread_self();
+	if (fam == FAMILY_EPOLL) {
+		family = FAMILY_EPOLL;
+		return as_thread_self();
+	}
+	if (family == FAMILY_EPOLL || !waits || ++poll_waits < 2)
+		return NULL;
+	family = FAMILY_POLL;
+	return as_thread_self();
+}
+
+/* The wait call itself, bracketed; errno of the real call is untouched
+ * because nothing after it calls into libc. */
+#define AS_WAIT(fam, waits, type, call, fd, expr)                         \
+	do {                                                              \
+		struct as_thread *t_ = loop_wait(fam, waits);             \
+		if (!t_) {                                                \
+			if (family == FAMILY_EPOLL && fam == FAMILY_POLL) \
+				AS_TIMED_CALL(type, call, fd, expr);      \
+			return expr;                                      \
+		}                                                         \
+		as_wait_begin(t_);                                        \
+		type r_ = expr;                                           \
+		as_wait_end(t_);                                          \
+		return r_;                                                \
+	} while (0)
+
+AS_REAL(int, epoll_wait, (int, struct epoll_event *, int, int));
+AS_REAL(int, epoll_pwait, (int, struct epoll_event *, int, int, const sigset_t *));
+AS_REAL(int, epoll_pwait2, (int, struct epoll_event *, int, const struct timespec *, const sigset_t *));
+AS_REAL(int, poll, (struct pollfd *, nfds_t, int));
+AS_REAL(int, ppoll, (struct pollfd *, nfds_t, const struct timespec *, const sigset_t *));
+AS_REAL(int, select, (int, fd_set *, fd_set *, fd_set *, struct timeval *));
+AS_REAL(int, pselect, (int, fd_set *, fd_set *, fd_set *, const struct timespec *, const sigset_t *));
+
+AS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int n, int timeout)
+{
+	AS_RESOLVE(epoll_wait);
+	AS_WAIT(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_WAIT, epfd, real_epoll_wait(epfd, ev, n, timeout));
+}
+
+AS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int n, int timeout, const sigset_t *ss)
+{
+	AS_RESOLVE(epoll_pwait);
+	AS_WAIT(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_PWAIT, epfd, real_epoll_pwait(epfd, ev, n, timeout, ss));
+}
+
+AS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int n, const struct timespec *timeout,
+			   const sigset_t *ss)
+{
+	AS_RESOLVE(epoll_pwait2);
+	AS_WAIT(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_PWAIT2, epfd,
+		real_epoll_pwait2(epfd, ev, n, timeout, ss));
+}
+
+static inline int ts_waits(const struct timespec *ts)
+{
+	return !ts || ts->tv_sec || ts->tv_nsec;
+}
+
+AS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
+{
+	AS_RESOLVE(poll);
+	AS_WAIT(FAMILY_POLL, timeout != 0, int, AS_CALL_POLL, -1, real_poll(fds, n, timeout));
+}
+
+AS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *ss)
+{
+	AS_RESOLVE(ppoll);
+	AS_WAIT(FAMILY_POLL, ts_waits(timeout), int, AS_CALL_PPOLL, -1, real_ppoll(fds, n, timeout, ss));
+}
+
+AS_EXPORT int select(int n, fd_set *r, fd_set *w, fd_set *e, struct timeval *timeout)
+{
+	AS_RESOLVE(select);
+	AS_WAIT(FAMILY_POLL, !timeout || timeout->tv_sec || timeout->tv_usec, int, AS_CALL_SELECT, -1,
+		real_select(n, r, w, e, timeout));
+}
+
+AS_EXPORT int pselect(int n, fd_set *r, fd_set *w, fd_set *e, const struct timespec *timeout,
+		      const sigset_t *ss)
+{
+	AS_RESOLVE(pselect);
+	AS_WAIT(FAMILY_POLL, ts_waits(timeout), int, AS_CALL_PSELECT, -1, real_pselect(n, r, w, e, timeout, ss));
+}

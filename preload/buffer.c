@@ -1,0 +1,102 @@
+/* buffer.c — per-thread record rings and the registry the collector walks.
+ *
+ * A thread gets its ring the first time it does something worth recording
+ * (today: its first loop wait).  That one-time registration mmaps the ring
+ * and takes the registry mutex; every later record is a plain store into
+ * the thread's own ring.  The registry is an RCU list (urcu-bp) so the
+ * collector walks it without ever blocking a producer. */
+#include "shim.h"
+
+#include <pthread.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#include <urcu-bp.h>
+#include <urcu/rculist.h>
+
+__thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
+
+CDS_LIST_HEAD(as_threads);
+static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static pthread_key_t exit_key;
+static int exit_key_ok;
+
+pid_t as_gettid(void)
+{
+	return (pid_t)syscall(SYS_gettid);
+}
+
+void as_registry_lock(void)
+{
+	pthread_mutex_lock(&registry_mutex);
+}
+
+void as_registry_unlock(void)
+{
+	pthread_mutex_unlock(&registry_mutex);
+}
+
+/* Runs when a registered thread exits: keep its name, then hand the ring
+ * to the collector, which drains what is left and frees it. */
+static void thread_exit(void *arg)
+{
+	struct as_thread *t = arg;
+	as_tls.internal = 1;        /* later destructors' I/O is not ours to record */
+	as_tls.loop = 0;
+	as_tls.t = NULL;
+	prctl(PR_GET_NAME, t->name, 0, 0, 0);
+	cmm_smp_wmb();
+	CMM_STORE_SHARED(t->dead, 1);
+}
+
+void as_buffer_init(void)
+{
+	exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
+}
+
+static uint64_t ring_capacity(void)
+{
+	uint64_t want = (uint64_t)as_cfg.buffer_kb * 1024 / sizeof(struct as_record);
+	uint64_t cap = 64;
+	while (cap * 2 <= want)
+		cap *= 2;
+	return cap;
+}
+
+struct as_thread *as_thread_register(void)
+{
+	if (as_tls.busy || as_tls.internal || !as_active)
+		return NULL;
+	as_tls.busy = 1;
+	int saved = errno;
+	uint64_t cap = ring_capacity();
+	size_t size = sizeof(struct as_thread) + cap * sizeof(struct as_record);
+	size = (size + 4095) & ~(size_t)4095;
+	struct as_thread *t = mmap(NULL, size, PROT_READ | PROT_WRITE,
+				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (t == MAP_FAILED) {
+		as_tls.internal = 1;    /* no memory: this thread goes unrecorded */
+		as_tls.busy = 0;
+		errno = saved;
+		return NULL;
+	}
+	t->map_size = size;
+	t->cap = cap;
+	t->tid = as_gettid();
+	as_registry_lock();
+	cds_list_add_tail_rcu(&t->node, &as_threads);
+	as_registry_unlock();
+	if (exit_key_ok)
+		pthread_setspecific(exit_key, t);
+	as_tls.t = t;
+	as_tls.busy = 0;
+	errno = saved;
+	return t;
+}
+
+void as_thread_free(struct as_thread *t)
+{
+	munmap(t, t->map_size);
+}

@@ -1,0 +1,268 @@
+/* init.c — start-up, clock, options, fork and termination handling.
+ *
+ * Everything expensive happens here, once: resolving real functions,
+ * calibrating the TSC, creating the trace file, starting the collector. */
+#include "shim.h"
+
+#include <cpuid.h>
+#include <dlfcn.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu-bp.h>
+
+struct as_config as_cfg;
+int as_active;
+int as_use_tsc;
+uint64_t as_block_ticks = UINT64_MAX;
+uint64_t as_tsc0, as_mono0;
+double as_ns_per_tick = 1.0;
+
+static __thread int resolving __attribute__((tls_model("initial-exec")));
+
+uint64_t as_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void as_warn(const char *fmt, ...)
+{
+	char buf[512];
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if (n > (int)sizeof(buf) - 2)
+		n = (int)sizeof(buf) - 2;
+	buf[n++] = '\n';
+	/* raw syscall: our own write hook must not see it */
+	if (syscall(SYS_write, 2, buf, (size_t)n) < 0)
+		(void)0;
+	errno = saved;
+}
+
+/* dlsym(RTLD_NEXT) can itself run code that reaches a hook; the guard makes
+ * such a nested lookup return NULL instead of recursing (callers fall back). */
+void *as_resolve(const char *name)
+{
+	if (resolving)
+		return NULL;
+	resolving = 1;
+	int saved = errno;
+	void *p = dlsym(RTLD_NEXT, name);
+	errno = saved;
+	resolving = 0;
+	return p;
+}
+
+/* The TSC is used when the CPU says it is constant and non-stop; the tick
+ * rate is estimated here (good to ~1%) for the hot-path threshold and
+ * refined by the collector, which converts every tick to ns exactly. */
+static void clock_init(void)
+{
+	unsigned a, b, c, d;
+	int invariant = 0;
+	if (__get_cpuid(0x80000007, &a, &b, &c, &d))
+		invariant = (d >> 8) & 1;
+	as_mono0 = as_mono_ns();
+	if (!invariant) {
+		as_use_tsc = 0;
+		as_tsc0 = as_mono0;
+		as_ns_per_tick = 1.0;
+		return;
+	}
+	uint64_t m0 = as_mono_ns(), t0 = __rdtsc(), m1, t1;
+	do {
+		m1 = as_mono_ns();
+		t1 = __rdtsc();
+	} while (m1 - m0 < 200000);     /* 200 us */
+	as_ns_per_tick = (double)(m1 - m0) / (double)(t1 - t0);
+	as_tsc0 = t0 - (uint64_t)((double)(m0 - as_mono0) / as_ns_per_tick);
+	as_use_tsc = 1;
+}
+
+void as_set_block_threshold(void)
+{
+	/* 3% under the real threshold: the collector filters exactly */
+	double ticks = (double)as_cfg.block_ms * 1e6 * 0.97 / as_ns_per_tick;
+	CMM_STORE_SHARED(as_block_ticks, (uint64_t)ticks);
+}
+
+static enum as_fd_kind fd_kind(int fd)
+{
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0)
+		return AS_FD_NONE;
+	if (S_ISREG(st.st_mode))
+		return AS_FD_FILE;
+	if (S_ISFIFO(st.st_mode))
+		return AS_FD_PIPE;
+	if (S_ISSOCK(st.st_mode))
+		return AS_FD_SOCKET;
+	if (S_ISCHR(st.st_mode)) {
+		struct termios tio;
+		return ioctl(fd, TCGETS, &tio) == 0 ? AS_FD_TTY : AS_FD_OTHER;
+	}
+	return AS_FD_OTHER;
+}
+
+/* Slow path: the call on a loop thread already took >= ~block_ms. */
+void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
+{
+	int saved = errno;
+	as_tls.busy = 1;
+	struct as_record *r = as_reserve(t);
+	if (r) {
+		r->kind = AS_REC_BLOCK;
+		r->call = (uint8_t)call;
+		r->fd = fd;
+		r->fd_kind = (uint8_t)fd_kind(fd);
+		r->ts = t0;
+		r->dur = t1 - t0;
+		r->stack = 0;
+		as_commit(t);
+	}
+	as_tls.busy = 0;
+	errno = saved;
+}
+
+/* ---- termination by SIGTERM/SIGINT ----
+ * When the program leaves these at SIG_DFL we catch them to write the trace,
+ * then die of the same signal.  The program never sees our handler: the
+ * sigaction/signal hooks report SIG_DFL and hand the signal back the moment
+ * the program installs its own. */
+static int owns_signal[65];
+
+static void term_handler(int sig)
+{
+	as_collector_final(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	signal(sig, SIG_DFL);
+	raise(sig);
+}
+
+static void take_signal(int sig)
+{
+	struct sigaction old, sa;
+	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+		return;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = term_handler;
+	sigemptyset(&sa.sa_mask);
+	sa.sa_flags = SA_RESTART;
+	if (sigaction(sig, &sa, NULL) == 0)
+		owns_signal[sig] = 1;
+}
+
+int as_signal_owned(int sig)
+{
+	return sig > 0 && sig < 65 && owns_signal[sig];
+}
+
+void as_signal_release(int sig)
+{
+	if (sig > 0 && sig < 65)
+		owns_signal[sig] = 0;
+}
+
+void *as_term_handler_addr(void)
+{
+	return (void *)term_handler;
+}
+
+/* ---- fork ---- */
+static void before_fork(void)
+{
+	as_collector_lock();
+	as_registry_lock();
+	urcu_bp_before_fork();
+}
+
+static void after_fork_parent(void)
+{
+	urcu_bp_after_fork_parent();
+	as_registry_unlock();
+	as_collector_unlock();
+}
+
+static void after_fork_child(void)
+{
+	urcu_bp_after_fork_child();
+	as_registry_unlock();
+	as_collector_unlock();
+	as_collector_after_fork_child();
+}
+
+static int resolve_out(void)
+{
+	if (as_cfg.out[0] == '/')
+		return 0;
+	char cwd[PATH_MAX], rel[PATH_MAX];
+	if (!getcwd(cwd, sizeof(cwd)))
+		return -1;
+	memcpy(rel, as_cfg.out, sizeof(rel));
+	const char *r = rel;
+	if (r[0] == '.' && r[1] == '/')
+		r += 2;
+	if ((size_t)snprintf(as_cfg.out, sizeof(as_cfg.out), "%s/%s", cwd, r) >= sizeof(as_cfg.out))
+		return -1;
+	return 0;
+}
+
+__attribute__((constructor)) static void as_init(void)
+{
+	char err[256];
+	const char *env = getenv("ASYNCSHIM_OPTIONS");
+
+	strcpy(as_cfg.out, "./asyncshim");
+	as_cfg.block_ms = 10;
+	as_cfg.stall_ms = 10;
+	as_cfg.stacks = 1;
+	as_cfg.buffer_kb = 1024;
+	as_cfg.enabled = 1;
+	as_cfg.flush_ms = 1000;
+	if (env)
+		snprintf(as_cfg.raw, sizeof(as_cfg.raw), "%s", env);
+	if (as_parse_options(env, &as_cfg, err, sizeof(err)) != 0) {
+		as_warn("asyncshim: %s in ASYNCSHIM_OPTIONS; asyncshim disabled", err);
+		return;
+	}
+	if (!as_cfg.enabled)
+		return;
+	if (resolve_out() != 0) {
+		as_warn("asyncshim: cannot resolve out= path; asyncshim disabled");
+		return;
+	}
+	clock_init();
+	as_set_block_threshold();
+	as_buffer_init();
+	if (as_trace_create() != 0)
+		return;
+	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
+	take_signal(SIGTERM);
+	take_signal(SIGINT);
+	if (as_collector_start() != 0) {
+		as_warn("asyncshim: cannot start the collector thread; asyncshim disabled");
+		return;
+	}
+	CMM_STORE_SHARED(as_active, 1);
+}
+
+__attribute__((destructor)) static void as_fini(void)
+{
+	as_collector_final("exit");
+}

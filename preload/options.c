@@ -1,0 +1,95 @@
+/* options.c — ASYNCSHIM_OPTIONS="key=value:key=value", sanitizer style.
+ *
+ * Parsing never allocates and never touches errno of the host in a way it can
+ * see: it runs in the constructor.  Any unknown key or bad value is an error
+ * that disables the shim (the caller prints the one line). */
+#include "shim.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct as_option {
+	const char *key;
+	unsigned *val;
+	unsigned min, max;
+};
+
+static int parse_uint(const char *s, size_t len, unsigned *out)
+{
+	unsigned long v = 0;
+	if (len == 0 || len > 9)
+		return -1;
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return -1;
+		v = v * 10 + (unsigned long)(s[i] - '0');
+	}
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int set_out(struct as_config *cfg, const char *v, size_t len)
+{
+	if (len == 0 || len >= sizeof(cfg->out))
+		return -1;
+	memcpy(cfg->out, v, len);
+	cfg->out[len] = '\0';
+	return 0;
+}
+
+int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen)
+{
+	const struct as_option opts[] = {
+		{ "block_ms", &cfg->block_ms, 1, 3600000 },
+		{ "stall_ms", &cfg->stall_ms, 1, 3600000 },
+		{ "stacks", &cfg->stacks, 0, 1 },
+		{ "buffer_kb", &cfg->buffer_kb, 4, 4u << 20 },
+		{ "enabled", &cfg->enabled, 0, 1 },
+		{ "flush_ms", &cfg->flush_ms, 0, 3600000 },
+	};
+	while (s && *s) {
+		const char *end = strchr(s, ':');
+		size_t len = end ? (size_t)(end - s) : strlen(s);
+		const char *eq = memchr(s, '=', len);
+		if (len == 0) {
+			s = end ? end + 1 : NULL;
+			continue;
+		}
+		if (!eq) {
+			snprintf(err, errlen, "option '%.*s' has no '=value'", (int)len, s);
+			return -1;
+		}
+		size_t klen = (size_t)(eq - s);
+		const char *v = eq + 1;
+		size_t vlen = len - klen - 1;
+		int known = 0, bad = 0;
+		if (klen == 3 && !memcmp(s, "out", 3)) {
+			known = 1;
+			bad = set_out(cfg, v, vlen);
+		}
+		for (size_t i = 0; !known && i < sizeof(opts) / sizeof(opts[0]); i++) {
+			if (strlen(opts[i].key) != klen || memcmp(opts[i].key, s, klen))
+				continue;
+			known = 1;
+			unsigned x;
+			bad = parse_uint(v, vlen, &x) || x < opts[i].min || x > opts[i].max;
+			if (!bad)
+				*opts[i].val = x;
+			else
+				snprintf(err, errlen, "bad value '%.*s' for option '%s' (want an integer %u..%u)",
+					 (int)vlen, v, opts[i].key, opts[i].min, opts[i].max);
+		}
+		if (!known) {
+			snprintf(err, errlen, "unknown option '%.*s'", (int)klen, s);
+			return -1;
+		}
+		if (bad) {
+			if (klen == 3)
+				snprintf(err, errlen, "bad value for option 'out'");
+			return -1;
+		}
+		s = end ? end + 1 : NULL;
+	}
+	return 0;
+}

@@ -1,0 +1,78 @@
+/* record.h — the one place that defines what asyncshim records.
+ *
+ * Shared by preload/ (which writes fixed-size records into per-thread
+ * buffers), collector/ (which drains them into the msgpack trace) and tools/
+ * (which read the trace).  The on-disk encoding of each record kind is
+ * described field by field in docs/trace-format.md.
+ */
+#ifndef ASYNCSHIM_RECORD_H
+#define ASYNCSHIM_RECORD_H
+
+#include <stdint.h>
+
+#define AS_TRACE_FORMAT 1
+
+/* Kinds of in-memory records (struct as_record.kind). */
+enum as_kind {
+	AS_REC_NONE = 0,
+	AS_REC_ITER,   /* one loop iteration: ts = wait returned, dur = until next wait */
+	AS_REC_BLOCK,  /* a blocking call on a loop thread: ts = call start, dur */
+};
+
+/* Interposed calls, in the order of as_call_names[]. */
+enum as_call {
+	AS_CALL_NONE = 0,
+	/* the loop's own wait */
+	AS_CALL_EPOLL_WAIT, AS_CALL_EPOLL_PWAIT, AS_CALL_EPOLL_PWAIT2,
+	AS_CALL_POLL, AS_CALL_PPOLL, AS_CALL_SELECT, AS_CALL_PSELECT,
+	/* sleep family */
+	AS_CALL_SLEEP, AS_CALL_USLEEP, AS_CALL_NANOSLEEP, AS_CALL_CLOCK_NANOSLEEP,
+	/* fd I/O */
+	AS_CALL_READ, AS_CALL_WRITE, AS_CALL_PREAD, AS_CALL_PWRITE,
+	AS_CALL_READV, AS_CALL_WRITEV,
+	/* sockets */
+	AS_CALL_RECV, AS_CALL_RECVFROM, AS_CALL_RECVMSG,
+	AS_CALL_SEND, AS_CALL_SENDTO, AS_CALL_SENDMSG,
+	AS_CALL_CONNECT, AS_CALL_ACCEPT, AS_CALL_ACCEPT4,
+	/* files */
+	AS_CALL_OPEN, AS_CALL_OPENAT, AS_CALL_FSYNC, AS_CALL_FDATASYNC,
+	/* name resolution */
+	AS_CALL_GETADDRINFO,
+	AS_CALL_COUNT
+};
+
+static const char *const as_call_names[AS_CALL_COUNT] = {
+	"none",
+	"epoll_wait", "epoll_pwait", "epoll_pwait2",
+	"poll", "ppoll", "select", "pselect",
+	"sleep", "usleep", "nanosleep", "clock_nanosleep",
+	"read", "write", "pread", "pwrite", "readv", "writev",
+	"recv", "recvfrom", "recvmsg", "send", "sendto", "sendmsg",
+	"connect", "accept", "accept4",
+	"open", "openat", "fsync", "fdatasync",
+	"getaddrinfo",
+};
+
+/* What an fd was when a blocking call on it was recorded. */
+enum as_fd_kind { AS_FD_NONE = 0, AS_FD_FILE, AS_FD_PIPE, AS_FD_SOCKET, AS_FD_TTY, AS_FD_OTHER };
+
+static const char *const as_fd_kind_names[] = { NULL, "file", "pipe", "socket", "tty", "other" };
+
+/* One event, 32 bytes, written only by the thread it describes.
+ * Times are raw clock ticks (TSC or ns, see the header's "clock");
+ * the collector converts them to ns since process start. */
+struct as_record {
+	uint64_t ts;
+	uint64_t dur;
+	uint8_t kind;      /* enum as_kind */
+	uint8_t call;      /* enum as_call */
+	uint8_t fd_kind;   /* enum as_fd_kind */
+	uint8_t pad;
+	int32_t fd;        /* -1 when the call has no fd */
+	uint32_t stack;    /* interned stack id, 0 = none */
+	uint32_t aux;
+};
+
+_Static_assert(sizeof(struct as_record) == 32, "records are 32 bytes");
+
+#endif

@@ -1,0 +1,209 @@
+/* shim.h — what hooks/ and collector/ need from preload/.
+ *
+ * The hot path is written once, here, as inline functions and the
+ * AS_TIMED_CALL macro: every hook in hooks/ is a few lines that use them.
+ */
+#ifndef ASYNCSHIM_SHIM_H
+#define ASYNCSHIM_SHIM_H
+
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <x86intrin.h>
+#include <urcu/list.h>
+#include <urcu/system.h>
+#include <urcu/arch.h>
+
+#include "record.h"
+
+#define AS_HOT __attribute__((hot))
+#define AS_LIKELY(x) __builtin_expect(!!(x), 1)
+#define AS_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/* One per thread that ever reached a loop wait or was registered for other
+ * reasons: the ring of records plus state.  Producer fields are written only
+ * by the owning thread; the collector owns tail and the c_* fields. */
+struct as_thread {
+	struct cds_list_head node;     /* registry, RCU list */
+	pid_t tid;
+	int dead;                      /* set once by the thread at exit */
+	char name[16];                 /* filled at exit; live threads: /proc */
+	size_t map_size;
+	uint64_t cap;                  /* ring capacity, power of two */
+
+	/* producer */
+	uint64_t iter_start;           /* ticks; 0 = not inside an iteration */
+	uint64_t wpos;                 /* next slot to reserve */
+	unsigned nest;                 /* reservations in flight (signal nesting) */
+	uint64_t tail_seen;            /* cached copy of tail */
+	uint64_t dropped;              /* atomic: records that found the ring full */
+	int is_loop;                   /* this thread has waited in a loop wait */
+
+	uint64_t head __attribute__((aligned(64)));  /* published by producer */
+	uint64_t tail __attribute__((aligned(64)));  /* published by collector */
+
+	/* collector-private */
+	int c_announced;               /* thread record written */
+
+	struct as_record ring[] __attribute__((aligned(64)));
+};
+
+/* Thread-local state, kept tiny and in static TLS (the library is always
+ * loaded at start-up with LD_PRELOAD) so the hot path reads it in one load. */
+struct as_tls {
+	struct as_thread *t;
+	int loop;          /* this thread runs an event loop */
+	int busy;          /* inside shim code that must not re-enter hooks */
+	int internal;      /* a shim thread, or a thread that is exiting */
+};
+extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
+
+struct as_config {
+	char out[PATH_MAX];     /* absolute trace path prefix */
+	unsigned block_ms;
+	unsigned stall_ms;
+	unsigned stacks;
+	unsigned buffer_kb;
+	unsigned enabled;
+	unsigned flush_ms;
+	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
+};
+extern struct as_config as_cfg;
+
+/* Recording happens only while this is 1: after a successful init, with
+ * enabled=1, before the final flush. */
+extern int as_active;
+extern int as_use_tsc;
+extern uint64_t as_block_ticks;   /* hot-path threshold, slightly under block_ms */
+
+/* ---- clock ---- */
+uint64_t as_mono_ns(void);
+
+static inline AS_HOT uint64_t as_now(void)
+{
+	if (AS_LIKELY(as_use_tsc))
+		return __rdtsc();
+	return as_mono_ns();
+}
+
+/* ---- per-thread buffers (preload/buffer.c) ---- */
+struct as_thread *as_thread_register(void);
+void as_buffer_init(void);
+void as_registry_lock(void);
+void as_registry_unlock(void);
+extern struct cds_list_head as_threads;
+void as_thread_free(struct as_thread *t);
+
+static inline AS_HOT struct as_thread *as_thread_self(void)
+{
+	struct as_thread *t = as_tls.t;
+	if (AS_LIKELY(t))
+		return t;
+	return as_thread_register();
+}
+
+/* Append one record.  Safe against a signal handler on the same thread
+ * pushing in the middle: slots are reserved first and published only when
+ * the outermost push finishes.  A full ring drops and counts. */
+static inline AS_HOT struct as_record *as_reserve(struct as_thread *t)
+{
+	uint64_t pos = t->wpos;
+	if (AS_UNLIKELY(pos - t->tail_seen >= t->cap)) {
+		t->tail_seen = CMM_LOAD_SHARED(t->tail);
+		if (pos - t->tail_seen >= t->cap) {
+			__atomic_fetch_add(&t->dropped, 1, __ATOMIC_RELAXED);
+			return NULL;
+		}
+	}
+	t->nest++;
+	cmm_barrier();
+	t->wpos = pos + 1;
+	cmm_barrier();
+	return &t->ring[pos & (t->cap - 1)];
+}
+
+static inline AS_HOT void as_commit(struct as_thread *t)
+{
+	cmm_barrier();
+	if (--t->nest == 0) {
+		cmm_smp_wmb();
+		CMM_STORE_SHARED(t->head, t->wpos);
+	}
+}
+
+/* ---- hooks' shared slow paths ---- */
+void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1);
+void *as_resolve(const char *name);
+
+/* Resolve the real function on first use (also before our constructor). */
+#define AS_REAL(ret, name, params) static ret (*real_##name) params
+#define AS_RESOLVE(name) \
+	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve(#name); } while (0)
+
+/* The body of every non-wait hook: pass straight through unless this is a
+ * loop thread with recording on; otherwise time the call and, only when it
+ * is already over the threshold, take the slow path (which keeps errno). */
+#define AS_TIMED_CALL(type, call, fd, expr)                                   \
+	do {                                                                  \
+		if (AS_LIKELY(!as_tls.loop || as_tls.busy || !as_active))     \
+			return expr;                                          \
+		uint64_t t0_ = as_now();                                      \
+		type r_ = expr;                                               \
+		uint64_t t1_ = as_now();                                      \
+		if (AS_UNLIKELY(t1_ - t0_ >= as_block_ticks))                 \
+			as_blocking(as_tls.t, call, fd, t0_, t1_);            \
+		return r_;                                                    \
+	} while (0)
+
+/* ---- loop waits (used by hooks/wait.c) ---- */
+static inline AS_HOT void as_wait_begin(struct as_thread *t)
+{
+	uint64_t now = as_now();
+	if (AS_LIKELY(t->iter_start)) {
+		struct as_record *r = as_reserve(t);
+		if (AS_LIKELY(r)) {
+			r->kind = AS_REC_ITER;
+			r->ts = t->iter_start;
+			r->dur = now - t->iter_start;
+			as_commit(t);
+		}
+	}
+	if (AS_UNLIKELY(!as_tls.loop)) {
+		as_tls.loop = 1;
+		CMM_STORE_SHARED(t->is_loop, 1);
+	}
+}
+
+static inline AS_HOT void as_wait_end(struct as_thread *t)
+{
+	t->iter_start = as_now();
+}
+
+/* ---- collector (collector/collector.c) ---- */
+int as_collector_start(void);
+void as_collector_final(const char *reason);
+int as_trace_create(void);
+void as_collector_after_fork_child(void);
+void as_collector_lock(void);
+void as_collector_unlock(void);
+uint64_t as_ticks_to_ns(uint64_t ticks);
+extern uint64_t as_tsc0, as_mono0;
+extern double as_ns_per_tick;
+
+/* ---- init.c ---- */
+void as_set_block_threshold(void);
+int as_signal_owned(int sig);
+void as_signal_release(int sig);
+void *as_term_handler_addr(void);
+
+#define AS_EXPORT __attribute__((visibility("default")))
+
+/* ---- misc ---- */
+pid_t as_gettid(void);
+void as_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen);
+
+#endif

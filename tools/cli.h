@@ -1,0 +1,13 @@
+/* cli.h — the subcommands of build/asyncshim. Exit codes: 0 ok, 1 findings
+ * (check/diff), 2 bad input or usage. */
+#ifndef ASYNCSHIM_CLI_H
+#define ASYNCSHIM_CLI_H
+
+int cmd_report(int argc, char **argv);
+int cmd_dump(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+
+/* one line on stderr, returns 2 */
+int usage_error(const char *cmd, const char *msg);
+
+#endif

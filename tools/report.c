@@ -1,0 +1,196 @@
+/* report.c — `asyncshim report [--json] TRACE...` */
+#include "cli.h"
+#include "json.h"
+#include "trace.h"
+
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+static double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
+static uint64_t trace_dropped(const struct trace *tr)
+{
+	uint64_t n = 0;
+	for (size_t i = 0; i < tr->nthreads; i++)
+		n += tr->threads[i].dropped;
+	return n;
+}
+
+static void json_lag(FILE *f, const struct hist *h)
+{
+	fputs("{\"min\":", f);
+	json_ms(f, h->count ? h->min : 0);
+	fputs(",\"avg\":", f);
+	json_ms(f, h->count ? h->sum / h->count : 0);
+	static const struct { const char *k; double p; } pct[] = {
+		{ "p50", 50 }, { "p95", 95 }, { "p99", 99 },
+	};
+	for (size_t i = 0; i < 3; i++) {
+		fprintf(f, ",\"%s\":", pct[i].k);
+		json_ms(f, hist_percentile(h, pct[i].p));
+	}
+	fputs(",\"max\":", f);
+	json_ms(f, h->max);
+	fputc('}', f);
+}
+
+static void json_thread(FILE *f, const struct thread_info *t)
+{
+	fprintf(f, "{\"tid\":%" PRId64 ",\"name\":", t->tid);
+	json_str(f, t->name);
+	fprintf(f, ",\"loop\":%s,\"iterations\":%" PRIu64 ",\"busy_ms\":", t->loop ? "true" : "false",
+		t->iterations);
+	json_ms(f, t->busy_ns);
+	fprintf(f, ",\"dropped_events\":%" PRIu64 ",\"lag_ms\":", t->dropped);
+	json_lag(f, &t->lag);
+	fputc('}', f);
+}
+
+void json_blocking(FILE *f, const struct blocking *b)
+{
+	fprintf(f, "{\"tid\":%" PRId64 ",\"call\":", b->tid);
+	json_str(f, b->call);
+	if (b->fd >= 0)
+		fprintf(f, ",\"fd\":%d", b->fd);
+	else
+		fputs(",\"fd\":null", f);
+	fputs(",\"fd_kind\":", f);
+	json_str(f, b->fd_kind[0] ? b->fd_kind : NULL);
+	fputs(",\"at_ms\":", f);
+	json_ms(f, b->t_ns);
+	fputs(",\"duration_ms\":", f);
+	json_ms(f, b->dur_ns);
+	fputs(",\"stack\":[]}", f);
+}
+
+static void json_trace(FILE *f, const struct trace *tr)
+{
+	fprintf(f, "{\"path\":");
+	json_str(f, tr->path);
+	fprintf(f, ",\"pid\":%" PRId64 ",\"ppid\":%" PRId64 ",\"exe\":", tr->pid, tr->ppid);
+	json_str(f, tr->exe);
+	fputs(",\"duration_ms\":", f);
+	json_ms(f, tr->duration_ns);
+	fprintf(f, ",\"complete\":%s,\"end_reason\":", tr->complete ? "true" : "false");
+	json_str(f, tr->complete ? tr->end_reason : NULL);
+	fprintf(f, ",\"block_ms\":%" PRIu64 ",\"dropped_events\":%" PRIu64 ",\"threads\":[",
+		tr->block_ms, trace_dropped(tr));
+	for (size_t i = 0; i < tr->nthreads; i++) {
+		if (i)
+			fputc(',', f);
+		json_thread(f, &tr->threads[i]);
+	}
+	fputs("],\"blocking\":[", f);
+	for (size_t i = 0; i < tr->nblocks; i++) {
+		if (i)
+			fputc(',', f);
+		json_blocking(f, &tr->blocks[i]);
+	}
+	fputs("]}", f);
+}
+
+static const char *thread_name(const struct trace *tr, int64_t tid)
+{
+	for (size_t i = 0; i < tr->nthreads; i++)
+		if (tr->threads[i].tid == tid)
+			return tr->threads[i].name;
+	return "?";
+}
+
+static void text_trace(FILE *f, const struct trace *tr)
+{
+	size_t loops = 0;
+	for (size_t i = 0; i < tr->nthreads; i++)
+		loops += tr->threads[i].loop;
+	fprintf(f, "%s: pid %" PRId64 " %s, %.1f ms%s\n", tr->path, tr->pid, tr->exe, ms(tr->duration_ns),
+		tr->complete ? "" : " (no end record: the process died before its final flush)");
+	fprintf(f, "\nloop threads: %zu of %zu threads seen\n", loops, tr->nthreads);
+	if (loops) {
+		fprintf(f, "  %-8s %-16s %10s %10s  %s\n", "tid", "name", "iterations", "busy ms",
+			"lag ms: min / avg / p50 / p95 / p99 / max");
+		for (size_t i = 0; i < tr->nthreads; i++) {
+			const struct thread_info *t = &tr->threads[i];
+			const struct hist *h = &t->lag;
+			if (!t->loop)
+				continue;
+			fprintf(f, "  %-8" PRId64 " %-16s %10" PRIu64 " %10.1f  %.3f / %.3f / %.3f / %.3f / %.3f / %.3f\n",
+				t->tid, t->name, t->iterations, ms(t->busy_ns), ms(h->count ? h->min : 0),
+				ms(h->count ? h->sum / h->count : 0), ms(hist_percentile(h, 50)),
+				ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
+		}
+	}
+	uint64_t total = 0;
+	for (size_t i = 0; i < tr->nblocks; i++)
+		total += tr->blocks[i].dur_ns;
+	fprintf(f, "\nblocking calls on loop threads (>= %" PRIu64 " ms): %zu, %.1f ms in total\n", tr->block_ms,
+		tr->nblocks, ms(total));
+	if (tr->nblocks)
+		fprintf(f, "  %10s  %-8s %-16s %-16s %5s %-7s %12s\n", "at ms", "tid", "thread", "call", "fd",
+			"kind", "duration ms");
+	for (size_t i = 0; i < tr->nblocks; i++) {
+		const struct blocking *b = &tr->blocks[i];
+		char fd[16] = "-";
+		if (b->fd >= 0)
+			snprintf(fd, sizeof(fd), "%d", b->fd);
+		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f\n", ms(b->t_ns), b->tid,
+			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns));
+	}
+	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
+		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
+}
+
+int cmd_report(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int json = 0, c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+		if (c == 'j')
+			json = 1;
+		else
+			return usage_error("report", "usage: asyncshim report [--json] TRACE...");
+	}
+	if (optind >= argc)
+		return usage_error("report", "usage: asyncshim report [--json] TRACE...");
+	struct trace *trs = calloc((size_t)(argc - optind), sizeof(*trs));
+	int n = 0, rc = 0;
+	for (int i = optind; i < argc; i++, n++) {
+		char err[256];
+		if (trace_load(argv[i], &trs[n], err, sizeof(err)) != 0) {
+			fprintf(stderr, "asyncshim report: %s: %s\n", argv[i], err);
+			rc = 2;
+			n++;
+			break;
+		}
+	}
+	if (rc == 0) {
+		if (json) {
+			fputs("{\"traces\":[", stdout);
+			for (int i = 0; i < n; i++) {
+				if (i)
+					fputc(',', stdout);
+				json_trace(stdout, &trs[i]);
+			}
+			fputs("]}\n", stdout);
+		} else {
+			for (int i = 0; i < n; i++) {
+				if (i)
+					fputs("\n", stdout);
+				text_trace(stdout, &trs[i]);
+			}
+		}
+	}
+	for (int i = 0; i < n; i++)
+		trace_free(&trs[i]);
+	free(trs);
+	return rc;
+}

@@ -1,0 +1,141 @@
+/* run.c — `asyncshim run [--block-ms N] [-o PREFIX] -- CMD ARGS...`
+ * Sets LD_PRELOAD and ASYNCSHIM_OPTIONS, runs CMD, returns its exit status
+ * and names the trace files it (and its children) wrote. */
+#include "cli.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static int find_library(char *out, size_t len)
+{
+	char self[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+	if (n <= 0)
+		return -1;
+	self[n] = '\0';
+	const char *dir = dirname(self);
+	const char *candidates[] = { "%s/libasyncshim.so", "%s/../lib/libasyncshim.so" };
+	for (size_t i = 0; i < 2; i++) {
+		snprintf(out, len, candidates[i], dir);
+		if (access(out, R_OK) == 0)
+			return 0;
+	}
+	return -1;
+}
+
+static int valid_uint(const char *s)
+{
+	if (!*s || strlen(s) > 9)
+		return 0;
+	for (; *s; s++)
+		if (*s < '0' || *s > '9')
+			return 0;
+	return 1;
+}
+
+/* Trace files are PREFIX.<pid>[.<n>].msgpack; list those modified since start. */
+static void print_traces(const char *prefix, time_t since)
+{
+	char buf[PATH_MAX];
+	snprintf(buf, sizeof(buf), "%s", prefix);
+	char *slash = strrchr(buf, '/');
+	const char *dir = ".", *base = buf;
+	if (slash) {
+		*slash = '\0';
+		dir = buf[0] ? buf : "/";
+		base = slash + 1;
+	}
+	DIR *d = opendir(dir);
+	if (!d)
+		return;
+	size_t blen = strlen(base);
+	struct dirent *e;
+	while ((e = readdir(d))) {
+		size_t n = strlen(e->d_name);
+		if (n <= blen + 9 || strncmp(e->d_name, base, blen) || e->d_name[blen] != '.' ||
+		    strcmp(e->d_name + n - 8, ".msgpack"))
+			continue;
+		char path[PATH_MAX * 2];
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		struct stat st;
+		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime >= since)
+			fprintf(stderr, "asyncshim: trace %s\n", path);
+	}
+	closedir(d);
+}
+
+static pid_t child;
+
+static void forward(int sig)
+{
+	if (child > 0)
+		kill(child, sig);
+}
+
+int cmd_run(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "block-ms", required_argument, NULL, 'b' },
+		{ "out", required_argument, NULL, 'o' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *usage = "usage: asyncshim run [--block-ms N] [-o PREFIX] -- CMD ARGS...";
+	const char *block = NULL, *out = "asyncshim";
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+b:o:", longopts, NULL)) != -1) {
+		if (c == 'b' && valid_uint(optarg))
+			block = optarg;
+		else if (c == 'o' && *optarg && !strchr(optarg, ':'))
+			out = optarg;
+		else
+			return usage_error("run", c == 'b' ? "--block-ms needs a whole number of ms" : usage);
+	}
+	if (optind >= argc)
+		return usage_error("run", usage);
+
+	char lib[PATH_MAX], opts[4096], preload[PATH_MAX * 2];
+	if (find_library(lib, sizeof(lib)) != 0)
+		return usage_error("run", "cannot find libasyncshim.so next to this program");
+	const char *old = getenv("LD_PRELOAD");
+	snprintf(preload, sizeof(preload), "%s%s%s", lib, old && *old ? ":" : "", old ? old : "");
+	const char *oldopts = getenv("ASYNCSHIM_OPTIONS");
+	snprintf(opts, sizeof(opts), "%s%sout=%s%s%s", oldopts ? oldopts : "", oldopts && *oldopts ? ":" : "", out,
+		 block ? ":block_ms=" : "", block ? block : "");
+
+	time_t start = time(NULL);
+	pid_t pid = fork();
+	if (pid < 0)
+		return usage_error("run", strerror(errno));
+	if (pid == 0) {
+		setenv("LD_PRELOAD", preload, 1);
+		setenv("ASYNCSHIM_OPTIONS", opts, 1);
+		execvp(argv[optind], argv + optind);
+		fprintf(stderr, "asyncshim run: %s: %s\n", argv[optind], strerror(errno));
+		_exit(127);
+	}
+	/* ^C reaches the child from the terminal; SIGTERM/SIGHUP sent to us are
+	 * passed on; we wait for it to finish writing its trace */
+	child = pid;
+	signal(SIGINT, SIG_IGN);
+	signal(SIGTERM, forward);
+	signal(SIGHUP, forward);
+	int status;
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
+	print_traces(out, start);
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	return 128 + WTERMSIG(status);
+}

@@ -1,0 +1,315 @@
+/* trace.c — stream a trace file through msgpack-c's unpacker. */
+#include "trace.h"
+#include "../preload/record.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define CHUNK (256 * 1024)
+
+const msgpack_object *mp_get(const msgpack_object *map, const char *key)
+{
+	if (map->type != MSGPACK_OBJECT_MAP)
+		return NULL;
+	size_t klen = strlen(key);
+	for (uint32_t i = 0; i < map->via.map.size; i++) {
+		const msgpack_object *k = &map->via.map.ptr[i].key;
+		if (k->type == MSGPACK_OBJECT_STR && k->via.str.size == klen &&
+		    !memcmp(k->via.str.ptr, key, klen))
+			return &map->via.map.ptr[i].val;
+	}
+	return NULL;
+}
+
+int mp_str(const msgpack_object *map, const char *key, char *out, size_t len)
+{
+	const msgpack_object *v = mp_get(map, key);
+	if (!v || v->type != MSGPACK_OBJECT_STR || len == 0)
+		return -1;
+	size_t n = v->via.str.size < len - 1 ? v->via.str.size : len - 1;
+	memcpy(out, v->via.str.ptr, n);
+	out[n] = '\0';
+	return 0;
+}
+
+int mp_u64(const msgpack_object *map, const char *key, uint64_t *out)
+{
+	const msgpack_object *v = mp_get(map, key);
+	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+		return -1;
+	*out = v->via.u64;
+	return 0;
+}
+
+int mp_i64(const msgpack_object *map, const char *key, int64_t *out)
+{
+	const msgpack_object *v = mp_get(map, key);
+	if (!v)
+		return -1;
+	if (v->type == MSGPACK_OBJECT_POSITIVE_INTEGER && v->via.u64 <= INT64_MAX)
+		*out = (int64_t)v->via.u64;
+	else if (v->type == MSGPACK_OBJECT_NEGATIVE_INTEGER)
+		*out = v->via.i64;
+	else
+		return -1;
+	return 0;
+}
+
+static int check_value(const msgpack_object *o, uint64_t index, char *err, size_t errlen)
+{
+	char type[32];
+	if (o->type != MSGPACK_OBJECT_MAP || mp_str(o, "type", type, sizeof(type)) != 0) {
+		snprintf(err, errlen, index ? "corrupt record #%llu (not a typed map)"
+					    : "not an asyncshim trace (no header)", (unsigned long long)index);
+		return -1;
+	}
+	if (index == 0) {
+		uint64_t fmt;
+		if (strcmp(type, "header") != 0 || mp_u64(o, "format", &fmt) != 0) {
+			snprintf(err, errlen, "not an asyncshim trace (no header)");
+			return -1;
+		}
+		if (fmt != AS_TRACE_FORMAT) {
+			snprintf(err, errlen, "unsupported trace format %llu (this tool reads %d)",
+				 (unsigned long long)fmt, AS_TRACE_FORMAT);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	msgpack_unpacker up;
+	msgpack_unpacked result;
+	if (!msgpack_unpacker_init(&up, CHUNK)) {
+		close(fd);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	msgpack_unpacked_init(&result);
+	uint64_t index = 0;
+	int rc = 0, eof = 0;
+	while (rc == 0) {
+		msgpack_unpack_return ret = msgpack_unpacker_next(&up, &result);
+		if (ret == MSGPACK_UNPACK_SUCCESS) {
+			if (check_value(&result.data, index, err, errlen) != 0 ||
+			    fn(&result.data, index, ctx, err, errlen) != 0)
+				rc = -1;
+			index++;
+			continue;
+		}
+		if (ret == MSGPACK_UNPACK_PARSE_ERROR) {
+			snprintf(err, errlen, index ? "corrupt data after record #%llu"
+						    : "not an asyncshim trace (not msgpack)",
+				 (unsigned long long)index);
+			rc = -1;
+			break;
+		}
+		if (ret == MSGPACK_UNPACK_NOMEM_ERROR) {
+			snprintf(err, errlen, "record #%llu too large", (unsigned long long)index);
+			rc = -1;
+			break;
+		}
+		/* CONTINUE: need more bytes */
+		if (eof) {
+			if (msgpack_unpacker_message_size(&up) > 0)
+				snprintf(err, errlen, "truncated after record #%llu", (unsigned long long)index);
+			else if (index == 0)
+				snprintf(err, errlen, "empty file, not an asyncshim trace");
+			else
+				break;
+			rc = -1;
+			break;
+		}
+		if (msgpack_unpacker_buffer_capacity(&up) < CHUNK &&
+		    !msgpack_unpacker_reserve_buffer(&up, CHUNK)) {
+			snprintf(err, errlen, "out of memory (record #%llu too large?)", (unsigned long long)index);
+			rc = -1;
+			break;
+		}
+		ssize_t n = read(fd, msgpack_unpacker_buffer(&up), msgpack_unpacker_buffer_capacity(&up));
+		if (n < 0) {
+			snprintf(err, errlen, "read error: %s", strerror(errno));
+			rc = -1;
+			break;
+		}
+		if (n == 0)
+			eof = 1;
+		else
+			msgpack_unpacker_buffer_consumed(&up, (size_t)n);
+	}
+	msgpack_unpacked_destroy(&result);
+	msgpack_unpacker_destroy(&up);
+	close(fd);
+	return rc;
+}
+
+/* ---- the summary model ---- */
+
+static struct thread_info *thread_get(struct trace *tr, int64_t tid)
+{
+	for (size_t i = tr->nthreads; i-- > 0;)
+		if (tr->threads[i].tid == tid)
+			return &tr->threads[i];
+	if (tr->nthreads == tr->cap_threads) {
+		size_t cap = tr->cap_threads ? tr->cap_threads * 2 : 16;
+		struct thread_info *p = realloc(tr->threads, cap * sizeof(*p));
+		if (!p)
+			return NULL;
+		tr->threads = p;
+		tr->cap_threads = cap;
+	}
+	struct thread_info *t = &tr->threads[tr->nthreads++];
+	memset(t, 0, sizeof(*t));
+	t->tid = tid;
+	return t;
+}
+
+static void see_time(struct trace *tr, uint64_t t)
+{
+	if (!tr->complete && t > tr->duration_ns)
+		tr->duration_ns = t;
+}
+
+static int load_header(struct trace *tr, const msgpack_object *o)
+{
+	const msgpack_object *opts = mp_get(o, "options");
+	mp_i64(o, "pid", &tr->pid);
+	mp_i64(o, "ppid", &tr->ppid);
+	mp_str(o, "exe", tr->exe, sizeof(tr->exe));
+	mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
+	tr->block_ms = 10;
+	if (opts)
+		mp_u64(opts, "block_ms", &tr->block_ms);
+	return 0;
+}
+
+static int load_thread(struct trace *tr, const msgpack_object *o)
+{
+	int64_t tid;
+	if (mp_i64(o, "tid", &tid) != 0)
+		return -1;
+	struct thread_info *t = thread_get(tr, tid);
+	if (!t)
+		return -1;
+	mp_str(o, "name", t->name, sizeof(t->name));
+	const msgpack_object *loop = mp_get(o, "loop");
+	if (loop && loop->type == MSGPACK_OBJECT_BOOLEAN && loop->via.boolean)
+		t->loop = 1;
+	const msgpack_object *ex = mp_get(o, "exited");
+	if (ex && ex->type == MSGPACK_OBJECT_BOOLEAN && ex->via.boolean)
+		t->exited = 1;
+	uint64_t dropped;
+	if (mp_u64(o, "dropped", &dropped) == 0 && dropped > t->dropped)
+		t->dropped = dropped;
+	return 0;
+}
+
+static int load_iters(struct trace *tr, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t start;
+	const msgpack_object *d = mp_get(o, "d");
+	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d ||
+	    d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size % 2)
+		return -1;
+	struct thread_info *t = thread_get(tr, tid);
+	if (!t)
+		return -1;
+	t->loop = 1;
+	for (uint32_t i = 0; i < d->via.array.size; i += 2) {
+		const msgpack_object *gap = &d->via.array.ptr[i], *dur = &d->via.array.ptr[i + 1];
+		if (gap->type != MSGPACK_OBJECT_POSITIVE_INTEGER || dur->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			return -1;
+		start += gap->via.u64;
+		if (hist_add(&t->lag, dur->via.u64) != 0)
+			return -1;
+		t->iterations++;
+		t->busy_ns += dur->via.u64;
+		see_time(tr, start + dur->via.u64);
+	}
+	return 0;
+}
+
+static int load_block(struct trace *tr, const msgpack_object *o)
+{
+	struct blocking b;
+	memset(&b, 0, sizeof(b));
+	int64_t fd;
+	if (mp_i64(o, "tid", &b.tid) != 0 || mp_str(o, "call", b.call, sizeof(b.call)) != 0 ||
+	    mp_u64(o, "t", &b.t_ns) != 0 || mp_u64(o, "dur", &b.dur_ns) != 0)
+		return -1;
+	b.fd = mp_i64(o, "fd", &fd) == 0 ? (int)fd : -1;
+	mp_str(o, "fd_kind", b.fd_kind, sizeof(b.fd_kind));
+	mp_u64(o, "stack", &b.stack);
+	if (tr->nblocks == tr->cap_blocks) {
+		size_t cap = tr->cap_blocks ? tr->cap_blocks * 2 : 16;
+		struct blocking *p = realloc(tr->blocks, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		tr->blocks = p;
+		tr->cap_blocks = cap;
+	}
+	tr->blocks[tr->nblocks++] = b;
+	if (!thread_get(tr, b.tid))
+		return -1;
+	see_time(tr, b.t_ns + b.dur_ns);
+	return 0;
+}
+
+static int load_end(struct trace *tr, const msgpack_object *o)
+{
+	if (mp_u64(o, "duration_ns", &tr->duration_ns) != 0)
+		return -1;
+	mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	tr->complete = 1;
+	return 0;
+}
+
+static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
+{
+	struct trace *tr = ctx;
+	char type[32];
+	int rc = 0;
+	mp_str(o, "type", type, sizeof(type));
+	tr->records++;
+	if (index == 0)
+		rc = load_header(tr, o);
+	else if (!strcmp(type, "thread"))
+		rc = load_thread(tr, o);
+	else if (!strcmp(type, "iters"))
+		rc = load_iters(tr, o);
+	else if (!strcmp(type, "block"))
+		rc = load_block(tr, o);
+	else if (!strcmp(type, "end"))
+		rc = load_end(tr, o);
+	/* other types: written by newer versions; skipped */
+	if (rc != 0)
+		snprintf(err, errlen, "corrupt '%s' record #%llu", type, (unsigned long long)index);
+	return rc;
+}
+
+int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
+{
+	memset(tr, 0, sizeof(*tr));
+	tr->path = path;
+	return trace_stream(path, load_visit, tr, err, errlen);
+}
+
+void trace_free(struct trace *tr)
+{
+	for (size_t i = 0; i < tr->nthreads; i++)
+		hist_free(&tr->threads[i].lag);
+	free(tr->threads);
+	free(tr->blocks);
+	memset(tr, 0, sizeof(*tr));
+}

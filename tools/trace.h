@@ -1,0 +1,69 @@
+/* trace.h — reading asyncshim traces (msgpack streams) into a summary model.
+ *
+ * The reader streams the file through msgpack-c's unpacker and keeps only
+ * aggregates per thread (lag histograms with exact min/max/count/sum), plus
+ * the individual findings (blocking calls), so memory does not grow with the
+ * number of iterations. */
+#ifndef ASYNCSHIM_TRACE_H
+#define ASYNCSHIM_TRACE_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "hist.h"
+
+struct thread_info {
+	int64_t tid;
+	char name[64];
+	int loop;
+	int exited;
+	uint64_t dropped;
+	uint64_t iterations;
+	uint64_t busy_ns;
+	struct hist lag;
+};
+
+struct blocking {
+	int64_t tid;
+	char call[32];
+	int fd;                 /* -1 = none */
+	char fd_kind[16];       /* "" = none */
+	uint64_t t_ns, dur_ns;
+	uint64_t stack;
+};
+
+struct trace {
+	const char *path;
+	int64_t pid, ppid;
+	char exe[4096];
+	uint64_t start_unix_ns;
+	uint64_t block_ms;
+	uint64_t duration_ns;   /* from the end record, else the last event seen */
+	int complete;           /* an end record was seen */
+	char end_reason[32];
+	struct thread_info *threads;
+	size_t nthreads, cap_threads;
+	struct blocking *blocks;
+	size_t nblocks, cap_blocks;
+	uint64_t records;
+};
+
+/* Called for every top-level msgpack value; return non-zero to stop with
+ * an error (message in err). index 0 is the header. */
+typedef int (*trace_visit_fn)(const msgpack_object *obj, uint64_t index, void *ctx, char *err, size_t errlen);
+
+/* Stream PATH; every value must be a map with a string "type", the first a
+ * header.  Returns 0, or -1 with a one-line reason in err. */
+int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen);
+
+int trace_load(const char *path, struct trace *tr, char *err, size_t errlen);
+void trace_free(struct trace *tr);
+
+/* msgpack map helpers */
+const msgpack_object *mp_get(const msgpack_object *map, const char *key);
+int mp_str(const msgpack_object *map, const char *key, char *out, size_t len);
+int mp_u64(const msgpack_object *map, const char *key, uint64_t *out);
+int mp_i64(const msgpack_object *map, const char *key, int64_t *out);
+
+#endif
