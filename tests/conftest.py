@@ -1,0 +1,119 @@
+"""Shared helpers: run programs under the shim and read what it wrote.
+
+Every program that loads the shim runs in its own process with a timeout,
+in a fresh temporary directory, so one crash or hang names itself."""
+import glob
+import json
+import os
+import socket
+import subprocess
+import time
+
+import msgpack
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+LIB = os.path.join(BUILD, "libasyncshim.so")
+TOOL = os.path.join(BUILD, "asyncshim")
+ASAN_TOOL = os.path.join(BUILD, "asan", "asyncshim")
+PROGS = os.path.join(BUILD, "tests")
+EXAMPLES = os.path.join(BUILD, "examples")
+
+
+def prog(name):
+    return os.path.join(PROGS, name)
+
+
+def shim_env(options=None, extra=None):
+    env = dict(os.environ)
+    env["LD_PRELOAD"] = LIB
+    if options is not None:
+        env["ASYNCSHIM_OPTIONS"] = options
+    else:
+        env.pop("ASYNCSHIM_OPTIONS", None)
+    env.update(extra or {})
+    return env
+
+
+def run_shim(cmd, cwd, options=None, timeout=60, check=True, **kw):
+    """Run cmd under LD_PRELOAD in cwd; return the CompletedProcess."""
+    p = subprocess.run(cmd, cwd=cwd, env=shim_env(options), capture_output=True,
+                       text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise AssertionError(f"{cmd} exited {p.returncode}: {p.stderr}")
+    return p
+
+
+def traces(d):
+    return sorted(glob.glob(os.path.join(str(d), "asyncshim.*.msgpack")))
+
+
+def one_trace(d):
+    t = traces(d)
+    assert len(t) == 1, f"expected one trace in {d}, found {t}"
+    return t[0]
+
+
+def records(path):
+    with open(path, "rb") as f:
+        return list(msgpack.Unpacker(f, raw=False, strict_map_key=False))
+
+
+def report(*paths, tool=TOOL):
+    p = subprocess.run([tool, "report", "--json", *paths], capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def loop_threads(tr):
+    return [t for t in tr["threads"] if t["loop"]]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"server exited early with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise AssertionError(f"port {port} never opened")
+
+
+class Server:
+    """A server process started under the shim, always cleaned up by PID."""
+
+    def __init__(self, cmd, cwd, options=None, port=None):
+        self.proc = subprocess.Popen(cmd, cwd=cwd, env=shim_env(options),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        if port:
+            wait_port(port, self.proc)
+
+    def stop(self, sig=15, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+@pytest.fixture
+def servers():
+    started = []
+    yield started
+    for s in started:
+        if s.proc.poll() is None:
+            s.proc.kill()
+            s.proc.wait()
