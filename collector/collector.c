@@ -332,10 +332,17 @@ static void drain_thread(struct as_thread *t)
 		iters += t->ring[i & (t->cap - 1)].kind == AS_REC_ITER;
 	if (iters)
 		pack_iters(t, tail, head, iters);
+	/* iterations are packed in batches above; everything else one by one */
 	for (uint64_t i = tail; i < head; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
-		if (r->kind == AS_REC_BLOCK && dur_to_ns(r->dur) >= block_ns)
-			pack_block(t, r);
+		switch (r->kind) {
+		case AS_REC_BLOCK:
+			if (dur_to_ns(r->dur) >= block_ns)
+				pack_block(t, r);
+			break;
+		default:
+			break;
+		}
 	}
 	cmm_smp_mb();
 	CMM_STORE_SHARED(t->tail, head);

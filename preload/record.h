@@ -60,7 +60,9 @@ static const char *const as_fd_kind_names[] = { NULL, "file", "pipe", "socket", 
 
 /* One event, 32 bytes, written only by the thread it describes.
  * Times are raw clock ticks (TSC or ns, see the header's "clock");
- * the collector converts them to ns since process start. */
+ * the collector converts them to ns since process start.  The field names
+ * fit the first kinds; a new kind may give fd/stack/aux/dur its own meaning,
+ * said next to its enum value. */
 struct as_record {
 	uint64_t ts;
 	uint64_t dur;
