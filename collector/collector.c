@@ -165,6 +165,28 @@ static void pack_header(void)
 
 /* ---- the file ---- */
 
+/* The trace fd is kept open (so a worker that drops privileges after fork
+ * can still write) and moved high, away from the fds daemons dup2() over.
+ * Before each write it is checked to still be our file: a program that
+ * closed every fd, or reused the number, makes us reopen by path instead.
+ * The number is then the program's: we never close it. */
+static int trace_fd = -1;
+
+static int same_file(int fd)
+{
+	struct stat st;
+	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == trace_dev && st.st_ino == trace_ino;
+}
+
+static int keep_high(int fd)
+{
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
 static int create_file(void)
 {
 	pid_t pid = getpid();
@@ -173,13 +195,13 @@ static int create_file(void)
 			snprintf(trace_path, sizeof(trace_path), "%s.%d.msgpack", as_cfg.out, (int)pid);
 		else
 			snprintf(trace_path, sizeof(trace_path), "%s.%d.%d.msgpack", as_cfg.out, (int)pid, n);
-		int fd = open(trace_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+		int fd = open(trace_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
 		if (fd >= 0) {
 			struct stat st;
 			fstat(fd, &st);
 			trace_dev = st.st_dev;
 			trace_ino = st.st_ino;
-			close(fd);
+			trace_fd = keep_high(fd);
 			return 0;
 		}
 		if (errno != EEXIST)
@@ -187,10 +209,23 @@ static int create_file(void)
 		struct stat st;
 		if (lstat(trace_path, &st) == 0 && S_ISLNK(st.st_mode))
 			as_warn("asyncshim: %s is a symlink; not following it", trace_path);
-		/* an exec'd image of the same pid already wrote this name */
+		/* else an exec'd image of the same pid already wrote this name */
 	}
 	as_warn("asyncshim: cannot create %s: %s; asyncshim disabled", trace_path, strerror(errno));
 	return -1;
+}
+
+static int trace_file_fd(void)
+{
+	if (same_file(trace_fd))
+		return trace_fd;
+	int fd = open(trace_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	if (fd >= 0 && !same_file(fd)) {
+		close(fd);
+		fd = -1;
+	}
+	trace_fd = fd >= 0 ? keep_high(fd) : -1;
+	return trace_fd;
 }
 
 /* Append what is packed so far.  Returns 0 when written (or nothing to do). */
@@ -198,11 +233,8 @@ static int write_out(void)
 {
 	if (sbuf.size == 0 || !trace_ok)
 		return 0;
-	int fd = open(trace_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
-	struct stat st;
-	if (fd < 0 || fstat(fd, &st) != 0 || st.st_dev != trace_dev || st.st_ino != trace_ino) {
-		if (fd >= 0)
-			close(fd);
+	int fd = trace_file_fd();
+	if (fd < 0) {
 		as_warn("asyncshim: trace file %s vanished or was replaced; recording stopped", trace_path);
 		trace_ok = 0;
 		return -1;
@@ -216,7 +248,6 @@ static int write_out(void)
 			break;
 		off += (size_t)n;
 	}
-	close(fd);
 	msgpack_sbuffer_clear(&sbuf);
 	last_write_ns = as_mono_ns();
 	return 0;
@@ -466,6 +497,22 @@ void as_collector_final(const char *reason)
 	CMM_STORE_SHARED(final_state, 2);
 }
 
+/* exec failed after the flush that preceded it: keep recording into the
+ * same file (readers take the last end record). */
+void as_collector_resume(void)
+{
+	if (CMM_LOAD_SHARED(final_state) != 2 || !trace_ok)
+		return;
+	if (collector_running)
+		pthread_join(collector_thread, NULL);
+	collector_running = 0;
+	final_reason = NULL;
+	CMM_STORE_SHARED(final_state, 0);
+	CMM_STORE_SHARED(as_active, 1);
+	if (as_collector_start() != 0)
+		CMM_STORE_SHARED(as_active, 0);
+}
+
 /* In a fork child: the parent's rings and file are not ours.  Drop every
  * other thread's ring, reset ours, open our own file, restart collecting. */
 void as_collector_after_fork_child(void)
@@ -496,6 +543,9 @@ void as_collector_after_fork_child(void)
 	if (as_use_tsc)
 		as_tsc0 = __rdtsc();
 	msgpack_sbuffer_destroy(&sbuf);
+	if (trace_fd >= 0)
+		close(trace_fd);        /* the parent's file, inherited */
+	trace_fd = -1;
 	if (as_trace_create() != 0 || as_collector_start() != 0)
 		CMM_STORE_SHARED(as_active, 0);
 }

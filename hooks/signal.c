@@ -1,5 +1,5 @@
 /* signal.c — sigaction and signal, so the program never notices the
- * SIGTERM/SIGINT handler the shim installs to write its trace (see init.c):
+ * handlers the shim installs on deadly signals to write its trace (see init.c):
  * asking for the disposition reports SIG_DFL, and installing a handler takes
  * the signal back from the shim. */
 #include "shim.h"

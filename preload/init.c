@@ -23,6 +23,7 @@
 
 struct as_config as_cfg;
 int as_active;
+pid_t as_pid;
 int as_use_tsc;
 uint64_t as_block_ticks = UINT64_MAX;
 uint64_t as_tsc0, as_mono0;
@@ -141,18 +142,29 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 	errno = saved;
 }
 
-/* ---- termination by SIGTERM/SIGINT ----
- * When the program leaves these at SIG_DFL we catch them to write the trace,
- * then die of the same signal.  The program never sees our handler: the
- * sigaction/signal hooks report SIG_DFL and hand the signal back the moment
- * the program installs its own. */
+/* ---- deaths by signal ----
+ * While the program leaves a deadly signal at SIG_DFL, the shim catches it,
+ * has the collector write the trace, then dies of the same signal with the
+ * default action (same exit status, same core dump).  Faults (SIGSEGV...)
+ * re-raised from the handler are delivered as soon as it returns.  The
+ * program never sees our handler: the sigaction/signal hooks report SIG_DFL
+ * and hand the signal back the moment the program installs its own. */
 static int owns_signal[65];
+static const int deadly[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
-static void term_handler(int sig)
+static void death_handler(int sig)
 {
-	as_collector_final(sig == SIGTERM ? "SIGTERM" : "SIGINT");
+	int saved = errno;
+	as_tls.busy = 1;
+	static const char *const names[] = {
+		[SIGTERM] = "SIGTERM", [SIGINT] = "SIGINT", [SIGHUP] = "SIGHUP", [SIGQUIT] = "SIGQUIT",
+		[SIGSEGV] = "SIGSEGV", [SIGBUS] = "SIGBUS", [SIGILL] = "SIGILL", [SIGFPE] = "SIGFPE",
+		[SIGABRT] = "SIGABRT",
+	};
+	as_collector_final(names[sig] ? names[sig] : "signal");
 	signal(sig, SIG_DFL);
 	raise(sig);
+	errno = saved;
 }
 
 static void take_signal(int sig)
@@ -161,9 +173,9 @@ static void take_signal(int sig)
 	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
 		return;
 	memset(&sa, 0, sizeof(sa));
-	sa.sa_handler = term_handler;
+	sa.sa_handler = death_handler;
 	sigemptyset(&sa.sa_mask);
-	sa.sa_flags = SA_RESTART;
+	sa.sa_flags = SA_RESTART | SA_NODEFER;
 	if (sigaction(sig, &sa, NULL) == 0)
 		owns_signal[sig] = 1;
 }
@@ -181,7 +193,7 @@ void as_signal_release(int sig)
 
 void *as_term_handler_addr(void)
 {
-	return (void *)term_handler;
+	return (void *)death_handler;
 }
 
 /* ---- fork ---- */
@@ -201,10 +213,51 @@ static void after_fork_parent(void)
 
 static void after_fork_child(void)
 {
+	as_pid = getpid();
 	urcu_bp_after_fork_child();
 	as_registry_unlock();
 	as_collector_unlock();
 	as_collector_after_fork_child();
+}
+
+/* Children inherit LD_PRELOAD and so the shim.  follow_exec=0 removes the
+ * shim from LD_PRELOAD now, so nothing this process starts is shimmed. */
+static void stop_following_exec(void)
+{
+	Dl_info info;
+	const char *pre = getenv("LD_PRELOAD");
+	if (!pre || !dladdr((void *)stop_following_exec, &info) || !info.dli_fname)
+		return;
+	char out[4096] = "", item[PATH_MAX];
+	size_t used = 0;
+	while (*pre) {
+		size_t n = strcspn(pre, ": ");
+		if (n && n < sizeof(item)) {
+			memcpy(item, pre, n);
+			item[n] = '\0';
+			const char *base = strrchr(item, '/');
+			base = base ? base + 1 : item;
+			if (strcmp(item, info.dli_fname) && strcmp(base, "libasyncshim.so"))
+				used += (size_t)snprintf(out + used, sizeof(out) - used, "%s%s", used ? ":" : "", item);
+		}
+		pre += n;
+		pre += *pre != '\0';
+		if (used >= sizeof(out))
+			return;
+	}
+	if (used)
+		setenv("LD_PRELOAD", out, 1);
+	else
+		unsetenv("LD_PRELOAD");
+}
+
+/* Exec'd children resolve a relative out= against their own cwd; pass them
+ * the absolute prefix so every trace of one run lands in one place. */
+static void export_out(void)
+{
+	char opts[sizeof(as_cfg.raw) + PATH_MAX + 8];
+	snprintf(opts, sizeof(opts), "%s%sout=%s", as_cfg.raw, as_cfg.raw[0] ? ":" : "", as_cfg.out);
+	setenv("ASYNCSHIM_OPTIONS", opts, 1);
 }
 
 static int resolve_out(void)
@@ -235,6 +288,7 @@ __attribute__((constructor)) static void as_init(void)
 	as_cfg.buffer_kb = 1024;
 	as_cfg.enabled = 1;
 	as_cfg.flush_ms = 1000;
+	as_cfg.follow_exec = 1;
 	if (env)
 		snprintf(as_cfg.raw, sizeof(as_cfg.raw), "%s", env);
 	if (as_parse_options(env, &as_cfg, err, sizeof(err)) != 0) {
@@ -243,18 +297,24 @@ __attribute__((constructor)) static void as_init(void)
 	}
 	if (!as_cfg.enabled)
 		return;
+	int relative = as_cfg.out[0] != '/';
 	if (resolve_out() != 0) {
 		as_warn("asyncshim: cannot resolve out= path; asyncshim disabled");
 		return;
 	}
+	as_pid = getpid();
+	if (!as_cfg.follow_exec)
+		stop_following_exec();
+	else if (relative)
+		export_out();
 	clock_init();
 	as_set_block_threshold();
 	as_buffer_init();
 	if (as_trace_create() != 0)
 		return;
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
-	take_signal(SIGTERM);
-	take_signal(SIGINT);
+	for (size_t i = 0; i < sizeof(deadly) / sizeof(deadly[0]); i++)
+		take_signal(deadly[i]);
 	if (as_collector_start() != 0) {
 		as_warn("asyncshim: cannot start the collector thread; asyncshim disabled");
 		return;

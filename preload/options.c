@@ -47,6 +47,7 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "buffer_kb", &cfg->buffer_kb, 4, 4u << 20 },
 		{ "enabled", &cfg->enabled, 0, 1 },
 		{ "flush_ms", &cfg->flush_ms, 0, 3600000 },
+		{ "follow_exec", &cfg->follow_exec, 0, 1 },
 	};
 	while (s && *s) {
 		const char *end = strchr(s, ':');

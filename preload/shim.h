@@ -69,6 +69,7 @@ struct as_config {
 	unsigned buffer_kb;
 	unsigned enabled;
 	unsigned flush_ms;
+	unsigned follow_exec;
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
@@ -76,6 +77,7 @@ extern struct as_config as_cfg;
 /* Recording happens only while this is 1: after a successful init, with
  * enabled=1, before the final flush. */
 extern int as_active;
+extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_use_tsc;
 extern uint64_t as_block_ticks;   /* hot-path threshold, slightly under block_ms */
 
@@ -185,6 +187,7 @@ static inline AS_HOT void as_wait_end(struct as_thread *t)
 /* ---- collector (collector/collector.c) ---- */
 int as_collector_start(void);
 void as_collector_final(const char *reason);
+void as_collector_resume(void);
 int as_trace_create(void);
 void as_collector_after_fork_child(void);
 void as_collector_lock(void);

@@ -1,11 +1,13 @@
 /* trace.c — stream a trace file through msgpack-c's unpacker. */
 #include "trace.h"
+#include "progress.h"
 #include "../preload/record.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define CHUNK (256 * 1024)
@@ -96,8 +98,10 @@ int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size
 		return -1;
 	}
 	msgpack_unpacked_init(&result);
-	uint64_t index = 0;
+	uint64_t index = 0, done = 0;
 	int rc = 0, eof = 0;
+	struct stat st;
+	progress_begin(path, fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0);
 	while (rc == 0) {
 		msgpack_unpack_return ret = msgpack_unpacker_next(&up, &result);
 		if (ret == MSGPACK_UNPACK_SUCCESS) {
@@ -146,7 +150,10 @@ int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size
 			eof = 1;
 		else
 			msgpack_unpacker_buffer_consumed(&up, (size_t)n);
+		done += (uint64_t)(n > 0 ? n : 0);
+		progress_update(done);
 	}
+	progress_end();
 	msgpack_unpacked_destroy(&result);
 	msgpack_unpacker_destroy(&up);
 	close(fd);
@@ -176,7 +183,7 @@ static struct thread_info *thread_get(struct trace *tr, int64_t tid)
 
 static void see_time(struct trace *tr, uint64_t t)
 {
-	if (!tr->complete && t > tr->duration_ns)
+	if (t > tr->duration_ns)
 		tr->duration_ns = t;
 }
 
@@ -268,8 +275,12 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 
 static int load_end(struct trace *tr, const msgpack_object *o)
 {
-	if (mp_u64(o, "duration_ns", &tr->duration_ns) != 0)
+	uint64_t d;
+	if (mp_u64(o, "duration_ns", &d) != 0)
 		return -1;
+	/* an exec that failed is followed by more records and a later end */
+	if (d > tr->duration_ns)
+		tr->duration_ns = d;
 	mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
 	tr->complete = 1;
 	return 0;

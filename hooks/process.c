@@ -1,0 +1,135 @@
+/* process.c — exec family, vfork, _exit: the points where a process image
+ * ends without running destructors.
+ *
+ * Before exec the trace is written (end reason "exec"); if exec fails the
+ * shim goes on recording into the same file.  _exit/_Exit write it too.
+ * vfork is served by fork: the shim's state is per process, and a vfork
+ * child shares the parent's memory, so letting it run shim code would
+ * corrupt the parent.  (POSIX allows vfork to be fork.)  A child made with
+ * clone(CLONE_VM) by other code is recognised by its pid and left alone. */
+#include "shim.h"
+
+#include <stdarg.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+AS_REAL(int, execve, (const char *, char *const[], char *const[]));
+AS_REAL(int, execv, (const char *, char *const[]));
+AS_REAL(int, execvp, (const char *, char *const[]));
+AS_REAL(int, execvpe, (const char *, char *const[], char *const[]));
+AS_REAL(int, fexecve, (int, char *const[], char *const[]));
+AS_REAL(void, _exit, (int));
+AS_REAL(void, _Exit, (int));
+
+extern char **environ;
+
+/* Returns 1 when the trace was written and must be resumed on failure. */
+static int before_exec(void)
+{
+	if (!CMM_LOAD_SHARED(as_active) || getpid() != as_pid)
+		return 0;
+	as_collector_final("exec");
+	return 1;
+}
+
+static int after_failed_exec(int flushed, int r)
+{
+	int saved = errno;
+	if (flushed)
+		as_collector_resume();
+	errno = saved;
+	return r;
+}
+
+AS_EXPORT int execve(const char *path, char *const argv[], char *const envp[])
+{
+	AS_RESOLVE(execve);
+	int f = before_exec();
+	return after_failed_exec(f, real_execve(path, argv, envp));
+}
+
+AS_EXPORT int execv(const char *path, char *const argv[])
+{
+	AS_RESOLVE(execv);
+	int f = before_exec();
+	return after_failed_exec(f, real_execv(path, argv));
+}
+
+AS_EXPORT int execvp(const char *file, char *const argv[])
+{
+	AS_RESOLVE(execvp);
+	int f = before_exec();
+	return after_failed_exec(f, real_execvp(file, argv));
+}
+
+AS_EXPORT int execvpe(const char *file, char *const argv[], char *const envp[])
+{
+	AS_RESOLVE(execvpe);
+	int f = before_exec();
+	return after_failed_exec(f, real_execvpe(file, argv, envp));
+}
+
+AS_EXPORT int fexecve(int fd, char *const argv[], char *const envp[])
+{
+	AS_RESOLVE(fexecve);
+	int f = before_exec();
+	return after_failed_exec(f, real_fexecve(fd, argv, envp));
+}
+
+/* execl, execle, execlp: collect the variadic argv, then the v-form hook. */
+#define COLLECT_ARGS(arg0, last_ap_action)                                  \
+	va_list ap;                                                       \
+	size_t n = 1;                                                     \
+	va_start(ap, arg0);                                               \
+	while (va_arg(ap, char *))                                        \
+		n++;                                                      \
+	va_end(ap);                                                       \
+	char *argv[n + 1];                                                \
+	argv[0] = (char *)arg0;                                           \
+	va_start(ap, arg0);                                               \
+	for (size_t i = 1; i <= n; i++)                                   \
+		argv[i] = va_arg(ap, char *);                             \
+	last_ap_action;                                                   \
+	va_end(ap)
+
+AS_EXPORT int execl(const char *path, const char *arg, ...)
+{
+	COLLECT_ARGS(arg, (void)0);
+	return execv(path, argv);
+}
+
+AS_EXPORT int execlp(const char *file, const char *arg, ...)
+{
+	COLLECT_ARGS(arg, (void)0);
+	return execvp(file, argv);
+}
+
+AS_EXPORT int execle(const char *path, const char *arg, ...)
+{
+	char **envp;
+	COLLECT_ARGS(arg, envp = va_arg(ap, char **));
+	return execve(path, argv, envp);
+}
+
+AS_EXPORT pid_t vfork(void)
+{
+	return fork();
+}
+
+AS_EXPORT void _exit(int status)
+{
+	AS_RESOLVE(_exit);
+	if (CMM_LOAD_SHARED(as_active) && getpid() == as_pid)
+		as_collector_final("_exit");
+	real__exit(status);
+	__builtin_unreachable();
+}
+
+AS_EXPORT void _Exit(int status)
+{
+	AS_RESOLVE(_Exit);
+	if (CMM_LOAD_SHARED(as_active) && getpid() == as_pid)
+		as_collector_final("_exit");
+	real__Exit(status);
+	__builtin_unreachable();
+}
