@@ -19,11 +19,13 @@ TOOL_LIBS = $(shell pkg-config --libs $(PKGS_TOOL) 2>/dev/null) -lm
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
 SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c)
-TOOL_SRC := $(wildcard tools/*.c)
+# preload/suppress.c: one suppression parser for check and the in-process gate
+TOOL_SRC := $(wildcard tools/*.c) preload/suppress.c
 HEADERS := $(wildcard preload/*.h tools/*.h)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c))
+TEST_LIBS := $(patsubst tests/libs/%.c,$(BUILD)/tests/lib%.so,$(wildcard tests/libs/*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
 .PHONY: all deps test demo bench install clean progs
@@ -60,7 +62,12 @@ $(BUILD)/examples/%: examples/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -o $@ $< -lpthread
 
-progs: $(PROGS) $(EXAMPLES)
+# small shared libraries the tests load (preloaded or dlopen'd)
+$(BUILD)/tests/lib%.so: tests/libs/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O0 -fPIC -shared -Wall -Wextra -Werror -o $@ $<
+
+progs: $(PROGS) $(EXAMPLES) $(TEST_LIBS)
 
 test: all progs $(BUILD)/asan/asyncshim
 	@./scripts/deps.sh test

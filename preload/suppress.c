@@ -1,0 +1,199 @@
+/* suppress.c — parse suppression files and match findings against them.
+ * See suppress.h for the format.  Globs are fnmatch(3) patterns. */
+#include "suppress.h"
+
+#include <errno.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define SUP_LINE_MAX 4096
+
+static char *dup_n(const char *s, size_t n)
+{
+	char *p = malloc(n + 1);
+	if (p) {
+		memcpy(p, s, n);
+		p[n] = '\0';
+	}
+	return p;
+}
+
+static void rule_free(struct as_sup_rule *r)
+{
+	free(r->fun);
+	free(r->mod);
+	free(r->call);
+	free(r->text);
+}
+
+/* Cut a trailing comment ("#" at the start or after blank space) and the
+ * surrounding blanks; returns the rule text, possibly empty. */
+static char *strip(char *line)
+{
+	for (char *p = line; *p; p++)
+		if (*p == '#' && (p == line || *(p - 1) == ' ' || *(p - 1) == '\t')) {
+			*p = '\0';
+			break;
+		}
+	line[strcspn(line, "\r\n")] = '\0';
+	while (*line == ' ' || *line == '\t')
+		line++;
+	size_t n = strlen(line);
+	while (n && (line[n - 1] == ' ' || line[n - 1] == '\t'))
+		line[--n] = '\0';
+	return line;
+}
+
+/* One "key:glob" token into the rule; returns NULL or what is wrong. */
+static const char *parse_token(struct as_sup_rule *r, const char *tok, size_t len)
+{
+	static const char *const keys[] = { "fun", "mod", "call" };
+	char **slots[] = { &r->fun, &r->mod, &r->call };
+	const char *colon = memchr(tok, ':', len);
+	if (!colon)
+		return "want fun:GLOB, mod:GLOB or call:GLOB";
+	size_t klen = (size_t)(colon - tok);
+	for (size_t i = 0; i < 3; i++) {
+		if (strlen(keys[i]) != klen || memcmp(keys[i], tok, klen))
+			continue;
+		if (*slots[i])
+			return "key given twice";
+		if (len == klen + 1)
+			return "empty glob";
+		*slots[i] = dup_n(colon + 1, len - klen - 1);
+		return *slots[i] ? NULL : "out of memory";
+	}
+	return "unknown key (want fun:, mod: or call:)";
+}
+
+static const char *parse_rule(struct as_sup_rule *r, const char *text)
+{
+	const char *p = text, *why = NULL;
+	while (*p && !why) {
+		size_t len = strcspn(p, " \t");
+		why = parse_token(r, p, len);
+		p += len;
+		p += strspn(p, " \t");
+	}
+	if (!why && !r->fun && !r->mod)
+		why = "a rule needs fun:GLOB or mod:GLOB";
+	return why;
+}
+
+static int add_rule(struct as_sup *s, struct as_sup_rule *r)
+{
+	if (s->n == s->cap) {
+		size_t cap = s->cap ? s->cap * 2 : 16;
+		struct as_sup_rule *p = realloc(s->rules, cap * sizeof(*p));
+		if (!p)
+			return -1;
+		s->rules = p;
+		s->cap = cap;
+	}
+	s->rules[s->n++] = *r;
+	return 0;
+}
+
+static const char *add_file(struct as_sup *s, const char *path)
+{
+	char **p = realloc(s->files, (s->nfiles + 1) * sizeof(*p));
+	if (!p)
+		return NULL;
+	s->files = p;
+	s->files[s->nfiles] = dup_n(path, strlen(path));
+	return s->files[s->nfiles] ? s->files[s->nfiles++] : NULL;
+}
+
+int as_sup_load(struct as_sup *s, const char *path, char *err, size_t errlen)
+{
+	FILE *f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read suppressions: %s", path, strerror(errno));
+		return -1;
+	}
+	const char *file = add_file(s, path);
+	char buf[SUP_LINE_MAX];
+	unsigned line = 0;
+	int rc = file ? 0 : -1;
+	if (!file)
+		snprintf(err, errlen, "%s: out of memory", path);
+	while (rc == 0 && fgets(buf, sizeof(buf), f)) {
+		line++;
+		if (!strchr(buf, '\n') && !feof(f)) {
+			snprintf(err, errlen, "%s:%u: line too long", path, line);
+			rc = -1;
+			break;
+		}
+		char *text = strip(buf);
+		if (!*text)
+			continue;
+		struct as_sup_rule r = { .file = file, .line = line };
+		const char *why = parse_rule(&r, text);
+		if (!why && !(r.text = dup_n(text, strlen(text))))
+			why = "out of memory";
+		if (!why && add_rule(s, &r) != 0)
+			why = "out of memory";
+		if (why) {
+			snprintf(err, errlen, "%s:%u: bad suppression '%.200s': %s", path, line, text, why);
+			rule_free(&r);
+			rc = -1;
+		}
+	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(err, errlen, "%s: read error", path);
+		rc = -1;
+	}
+	fclose(f);
+	return rc;
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+	return slash ? slash + 1 : path;
+}
+
+/* A module glob with a '/' is matched against the full path, one without
+ * against the file name: "libc.so.*" or "/usr/lib/x86_64-linux-gnu/libc.so.*".  */
+static int module_matches(const char *glob, const char *module)
+{
+	if (!module)
+		return 0;
+	return fnmatch(glob, strchr(glob, '/') ? module : base_name(module), 0) == 0;
+}
+
+static int frame_matches(const struct as_sup_rule *r, const struct as_sup_frame *f)
+{
+	if (r->fun && (!f->function || fnmatch(r->fun, f->function, 0) != 0))
+		return 0;
+	if (r->mod && !module_matches(r->mod, f->module))
+		return 0;
+	return 1;
+}
+
+struct as_sup_rule *as_sup_match(const struct as_sup *s, const char *call,
+				 const struct as_sup_frame *frames, size_t nframes)
+{
+	for (size_t i = 0; i < s->n; i++) {
+		struct as_sup_rule *r = &s->rules[i];
+		if (r->call && (!call || fnmatch(r->call, call, 0) != 0))
+			continue;
+		for (size_t j = 0; j < nframes; j++)
+			if (frame_matches(r, &frames[j]))
+				return r;
+	}
+	return NULL;
+}
+
+void as_sup_free(struct as_sup *s)
+{
+	for (size_t i = 0; i < s->n; i++)
+		rule_free(&s->rules[i]);
+	for (size_t i = 0; i < s->nfiles; i++)
+		free(s->files[i]);
+	free(s->rules);
+	free(s->files);
+	memset(s, 0, sizeof(*s));
+}

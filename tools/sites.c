@@ -1,0 +1,97 @@
+/* sites.c — call sites of findings: symbolized stacks and the project's own frames. */
+#include "sites.h"
+
+#include <string.h>
+
+void site_stack(struct trace *tr, uint64_t stack_id, struct site_stack *out)
+{
+	(void)tr, (void)stack_id;
+	out->frames = NULL;
+	out->n = 0;
+}
+
+void site_sup_frames(const struct site_stack *st, struct as_sup_frame *fr)
+{
+	for (size_t i = 0; i < st->n; i++) {
+		fr[i].function = st->frames[i].function;
+		fr[i].module = st->frames[i].module;
+	}
+}
+
+static const char *base_name(const char *path)
+{
+	const char *slash = path ? strrchr(path, '/') : NULL;
+	return slash ? slash + 1 : path;
+}
+
+/* The shim's own frames and the C library are never the project's code,
+ * nor is anything installed in the system library directories. */
+static int own_frame(const struct site_frame *f)
+{
+	static const char *const system_dirs[] = { "/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/" };
+	const char *m = f->module, *b = base_name(m);
+	if (!m)
+		return f->function != NULL;
+	if (!strcmp(b, "libasyncshim.so") || !strncmp(b, "libc.so", 7) || !strncmp(b, "ld-linux", 8))
+		return 0;
+	for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+		if (!strncmp(m, system_dirs[i], strlen(system_dirs[i])))
+			return 0;
+	return 1;
+}
+
+static int shim_frame(const struct site_frame *f)
+{
+	const char *b = base_name(f->module);
+	return b && !strcmp(b, "libasyncshim.so");
+}
+
+size_t site_first_own(const struct site_stack *st)
+{
+	for (size_t i = 0; i < st->n; i++)
+		if (own_frame(&st->frames[i]))
+			return i;
+	return st->n;
+}
+
+static void frame_short(const struct site_frame *f, char *buf, size_t len)
+{
+	if (f->function && f->file && f->line > 0)
+		snprintf(buf, len, "%s %s:%d", f->function, base_name(f->file), f->line);
+	else if (f->function)
+		snprintf(buf, len, "%s", f->function);
+	else
+		snprintf(buf, len, "?? (%s)", f->module ? base_name(f->module) : "?");
+}
+
+void site_label(const struct site_stack *st, char *buf, size_t len)
+{
+	size_t i = site_first_own(st), shown = 0, used = 0;
+	int own = i < st->n;
+	buf[0] = '\0';
+	if (!own)
+		i = 0;
+	for (; i < st->n && shown < SITE_FRAMES && used + 1 < len; i++) {
+		const struct site_frame *f = &st->frames[i];
+		if (own ? !own_frame(f) : shim_frame(f))
+			continue;
+		char one[512];
+		frame_short(f, one, sizeof(one));
+		int n = snprintf(buf + used, len - used, "%s%s", shown ? " < " : "", one);
+		if (n < 0)
+			break;
+		used += (size_t)n;
+		shown++;
+	}
+	if (used >= len)
+		buf[len - 1] = '\0';
+}
+
+void site_frame_text(const struct site_frame *f, char *buf, size_t len)
+{
+	const char *fn = f->function ? f->function : "??";
+	if (f->file && f->line > 0)
+		snprintf(buf, len, "%s %s:%d (%s)", fn, f->file, f->line, f->module ? f->module : "?");
+	else
+		snprintf(buf, len, "%s (%s)", fn, f->module ? f->module : "?");
+}
