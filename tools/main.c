@@ -11,6 +11,9 @@ static const struct {
 } commands[] = {
 	{ "run", cmd_run, "run [--block-ms N] [-o PREFIX] -- CMD ARGS...   run CMD under the shim" },
 	{ "report", cmd_report, "report [--json] TRACE...                       loops, lag, blocking calls" },
+	{ "check", cmd_check, "check [--max-block-ms N] [--max-blocking N] [--max-lag-p99-ms N] [--max-stall-ms N]\n"
+	  "          [--suppress FILE]... [--junit FILE] TRACE...  pass/fail for CI (exit 1 on violations)" },
+	{ "diff", cmd_diff, "diff [--tolerance PCT] [--json] BASE NEW          lag and blocking regressions (exit 1)" },
 	{ "dump", cmd_dump, "dump TRACE                                     every record as one JSON line" },
 };
 
