@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <urcu-bp.h>
 #include <urcu/rculist.h>
+#include <urcu/uatomic.h>
 
 #define DRAIN_MS 20
 #define WRITE_BYTES (1u << 20)
@@ -441,10 +442,27 @@ static void collect_final(const char *reason)
 	as_collector_unlock();
 }
 
+/* After main pthread_exit()s, the process should end when its last thread
+ * does; our own threads would keep it alive forever.  /proc/self/stat counts
+ * the exited main thread (a zombie) and the shim's threads. */
+static int only_shim_threads_left(void)
+{
+	char buf[1024];
+	ssize_t n = read_file("/proc/self/stat", buf, sizeof(buf) - 1);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *p = strrchr(buf, ')');
+	for (int field = 2; p && field < 20; field++)
+		p = strchr(p + 1, ' ');
+	return p && atoi(p + 1) <= 1 + CMM_LOAD_SHARED(as_shim_threads);
+}
+
 static void *collector_main(void *arg)
 {
 	(void)arg;
 	as_tls.internal = 1;
+	uatomic_inc(&as_shim_threads);
 	struct timespec ts = { 0, DRAIN_MS * 1000000L };
 	for (;;) {
 		int w = CMM_LOAD_SHARED(wake_word);
@@ -454,6 +472,11 @@ static void *collector_main(void *arg)
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
 		collect_once();
+		if (CMM_LOAD_SHARED(as_main_exited) && only_shim_threads_left()) {
+			collect_final("exit");
+			CMM_STORE_SHARED(final_state, 2);
+			exit(0);        /* what glibc does when the last thread exits */
+		}
 	}
 	collect_final(final_reason ? final_reason : "exit");
 	CMM_STORE_SHARED(final_state, 2);
@@ -503,8 +526,10 @@ void as_collector_resume(void)
 {
 	if (CMM_LOAD_SHARED(final_state) != 2 || !trace_ok)
 		return;
-	if (collector_running)
+	if (collector_running) {
 		pthread_join(collector_thread, NULL);
+		uatomic_dec(&as_shim_threads);
+	}
 	collector_running = 0;
 	final_reason = NULL;
 	CMM_STORE_SHARED(final_state, 0);
@@ -535,6 +560,7 @@ void as_collector_after_fork_child(void)
 		self->c_announced = 0;
 	}
 	collector_running = 0;
+	as_shim_threads = 0;
 	final_state = 0;
 	wake_word = 0;
 	if (!CMM_LOAD_SHARED(as_active))

@@ -11,6 +11,7 @@
 
 #include <stdarg.h>
 #include <stdlib.h>
+#include <pthread.h>
 #include <unistd.h>
 
 AS_REAL(int, execve, (const char *, char *const[], char *const[]));
@@ -20,6 +21,7 @@ AS_REAL(int, execvpe, (const char *, char *const[], char *const[]));
 AS_REAL(int, fexecve, (int, char *const[], char *const[]));
 AS_REAL(void, _exit, (int));
 AS_REAL(void, _Exit, (int));
+AS_REAL(void, pthread_exit, (void *));
 
 extern char **environ;
 
@@ -131,5 +133,16 @@ AS_EXPORT void _Exit(int status)
 	if (CMM_LOAD_SHARED(as_active) && getpid() == as_pid)
 		as_collector_final("_exit");
 	real__Exit(status);
+	__builtin_unreachable();
+}
+
+/* main may end with pthread_exit: the collector then ends the process when
+ * only the shim's threads are left (see collector.c). */
+AS_EXPORT void pthread_exit(void *ret)
+{
+	AS_RESOLVE(pthread_exit);
+	if (as_gettid() == as_pid)
+		CMM_STORE_SHARED(as_main_exited, 1);
+	real_pthread_exit(ret);
 	__builtin_unreachable();
 }

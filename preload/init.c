@@ -24,6 +24,8 @@
 struct as_config as_cfg;
 int as_active;
 pid_t as_pid;
+int as_shim_threads;
+int as_main_exited;
 int as_use_tsc;
 uint64_t as_block_ticks = UINT64_MAX;
 uint64_t as_tsc0, as_mono0;

@@ -78,6 +78,8 @@ extern struct as_config as_cfg;
  * enabled=1, before the final flush. */
 extern int as_active;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
+extern int as_shim_threads;        /* threads the shim itself runs */
+extern int as_main_exited;         /* the main thread called pthread_exit */
 extern int as_use_tsc;
 extern uint64_t as_block_ticks;   /* hot-path threshold, slightly under block_ms */
 

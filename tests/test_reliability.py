@@ -1,0 +1,262 @@
+"""The shim never breaks its host and never loses what it recorded:
+fork, exec, daemons, thread churn, signal storms, early entry, crashes,
+overload, file safety and privacy."""
+import os
+import shutil
+import signal
+import subprocess
+import time
+import urllib.request
+
+import pytest
+
+from conftest import (LIB, PROGS, Server, free_port, loop_threads, one_trace, prog, records,
+                      report, run_shim, shim_env, traces)
+
+
+def calls(tr):
+    return [b["call"] for b in tr["blocking"]]
+
+
+def end_reason(path):
+    recs = records(path)
+    ends = [r for r in recs if r["type"] == "end"]
+    return ends[-1]["reason"] if ends else None
+
+
+# ---- 1. fork ----
+
+def test_fork_while_other_threads_record(tmp_path):
+    p = run_shim([prog("fork_stress"), "100"], tmp_path, timeout=120)
+    assert "forks=100 failed=0" in p.stdout
+    paths = traces(tmp_path)
+    assert len(paths) == 101
+    rep = report(*paths)["traces"]
+    assert all(t["complete"] for t in rep)
+    assert sum(1 for t in rep if len(loop_threads(t)) == 1 and loop_threads(t)[0]["iterations"] == 2) >= 100
+
+
+NGINX_CONF = """
+daemon off;
+master_process on;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
+@pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
+                    reason="nginx not installed")
+def test_prefork_nginx_master_and_workers_each_write_a_trace(tmp_path, servers):
+    port = free_port()
+    conf = tmp_path / "nginx.conf"
+    conf.write_text(NGINX_CONF.format(d=tmp_path, port=port))
+    s = Server(["/usr/sbin/nginx", "-c", str(conf), "-p", str(tmp_path)], tmp_path, port=port)
+    servers.append(s)
+    for _ in range(50):
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).read() == b"ok\n"
+    assert s.stop(signal.SIGQUIT) == 0
+    time.sleep(0.2)
+    paths = traces(tmp_path)
+    rep = report(*paths)["traces"]
+    master = [t for t in rep if t["pid"] == s.proc.pid]
+    workers = [t for t in rep if t["ppid"] == s.proc.pid and loop_threads(t)]
+    assert len(master) == 1 and len(workers) == 2, [(t["pid"], t["ppid"]) for t in rep]
+    assert all(t["complete"] for t in rep)
+    assert sum(loop_threads(w)[0]["iterations"] for w in workers) >= 50
+    assert all(w["blocking"] == [] for w in workers)
+
+
+# ---- 2. exec, posix_spawn, follow_exec ----
+
+def test_exec_flushes_before_the_image_is_replaced(tmp_path):
+    p = run_shim([prog("exec_chain"), "first"], tmp_path)
+    assert "second" in p.stdout and "preload=shim" in p.stdout
+    pid = int(p.stdout.split("first pid=")[1].split()[0])
+    first, second = tmp_path / f"asyncshim.{pid}.msgpack", tmp_path / f"asyncshim.{pid}.1.msgpack"
+    assert first.exists() and second.exists(), traces(tmp_path)
+    # the failed exec in between: recording went on in the same file
+    assert calls(report(str(first))["traces"][0]) == ["usleep", "usleep"]
+    assert end_reason(str(first)) == "exec"
+    assert [r["reason"] for r in records(str(first)) if r["type"] == "end"] == ["exec", "exec"]
+    tr2 = report(str(second))["traces"][0]
+    assert calls(tr2) == ["usleep"] and tr2["blocking"][0]["duration_ms"] >= 40
+    assert end_reason(str(second)) == "exit"
+
+
+def test_follow_exec_0_leaves_children_unshimmed(tmp_path):
+    p = run_shim([prog("exec_chain"), "first"], tmp_path, options="follow_exec=0")
+    assert "preload=none" in p.stdout
+    assert len(traces(tmp_path)) == 1
+
+
+def test_posix_spawn_child_is_shimmed(tmp_path):
+    p = run_shim([prog("exec_chain"), "spawn"], tmp_path)
+    child = int(p.stdout.split("second pid=")[1].split()[0])
+    assert "preload=shim" in p.stdout
+    tr = report(str(tmp_path / f"asyncshim.{child}.msgpack"))["traces"][0]
+    assert calls(tr) == ["usleep"]
+
+
+# ---- 3. daemons ----
+
+def test_daemon_that_closes_every_fd_still_gets_its_trace(tmp_path):
+    (tmp_path / "out").mkdir()
+    victim = tmp_path / "victim"
+    p = run_shim([prog("daemon"), str(victim)], tmp_path, options="out=out/trace")
+    written = list((tmp_path / "out").glob("trace.*.msgpack"))
+    assert len(written) == 1
+    tr = report(str(written[0]))["traces"][0]
+    assert tr["complete"] and calls(tr) == ["usleep"]
+    assert victim.read_bytes() == b"", "the shim wrote into the program's fd"
+
+
+# ---- 4. threads ----
+
+def test_ten_thousand_short_threads(tmp_path):
+    p = run_shim([prog("thread_churn"), "10000"], tmp_path, timeout=180)
+    kv = dict(line.split("=") for line in p.stdout.split())
+    early, end = int(kv["rss_early_kb"]), int(kv["rss_end_kb"])
+    assert end - early < 16 * 1024, f"resident memory grew from {early} to {end} KiB"
+    tr = report(one_trace(tmp_path))["traces"][0]
+    loops = [t for t in loop_threads(tr) if t["tid"] != tr["pid"]]
+    assert len(loops) == 10000
+    assert all(t["iterations"] == 1 for t in loops)
+    assert tr["dropped_events"] == 0
+
+
+# ---- 5. signals ----
+
+def test_signal_storm_with_hooks_inside_handlers(tmp_path):
+    p = run_shim([prog("signal_storm"), "100000"], tmp_path, options="block_ms=1000", timeout=120)
+    kv = dict(x.split("=") for x in p.stdout.split())
+    waits, handler_waits = int(kv["waits"]), int(kv["handler_waits"])
+    assert handler_waits > 1000
+    tr = report(one_trace(tmp_path))["traces"][0]
+    main = [t for t in loop_threads(tr) if t["tid"] == tr["pid"]][0]
+    # every wait after the first ends exactly one iteration: recorded or dropped
+    assert main["iterations"] + main["dropped_events"] == waits - 1
+
+
+# ---- 6. early and odd entry ----
+
+@pytest.mark.parametrize("order", ["shim-first", "shim-last"])
+def test_hooks_in_other_libraries_constructors(tmp_path, order):
+    early = os.path.join(PROGS, "libearly.so")
+    pre = f"{LIB}:{early}" if order == "shim-first" else f"{early}:{LIB}"
+    env = shim_env(extra={"LD_PRELOAD": pre})
+    p = subprocess.run([prog("crash"), "none"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    tr = report(one_trace(tmp_path))["traces"][0]
+    assert tr["complete"] and "usleep" in calls(tr)
+
+
+def test_exit_via__exit(tmp_path):
+    p = run_shim([prog("crash"), "_exit"], tmp_path, check=False)
+    assert p.returncode == 4
+    path = one_trace(tmp_path)
+    assert end_reason(path) == "_exit" and calls(report(path)["traces"][0]) == ["usleep"]
+
+
+def test_pthread_exit_from_main(tmp_path):
+    p = run_shim([prog("crash"), "pthread_exit"], tmp_path, check=False)
+    assert p.returncode == 0
+    path = one_trace(tmp_path)
+    tr = report(path)["traces"][0]
+    assert tr["complete"] and calls(tr) == ["usleep"]
+    assert loop_threads(tr)[0]["tid"] != tr["pid"]
+
+
+# ---- 7. crashes ----
+
+def wait_status(cmd, cwd, env):
+    p = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    _, status = os.waitpid(p.pid, 0)
+    out = p.stdout.read().decode()
+    p.stdout.close()
+    p.stderr.close()
+    return status, out
+
+
+@pytest.mark.parametrize("mode,sig", [("segv", signal.SIGSEGV), ("abort", signal.SIGABRT)])
+def test_crash_keeps_events_and_crash_behaviour(tmp_path, mode, sig):
+    bare_dir = tmp_path / "bare"
+    bare_dir.mkdir()
+    bare_env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    bare_status, _ = wait_status([prog("crash"), mode], bare_dir, bare_env)
+    status, _ = wait_status([prog("crash"), mode], tmp_path, shim_env())
+    assert os.WIFSIGNALED(status) and os.WTERMSIG(status) == sig
+    assert status == bare_status, "same death, same core-dump flag as without the shim"
+    path = one_trace(tmp_path)
+    assert end_reason(path) == f"SIG{signal.Signals(sig).name[3:]}"
+    assert calls(report(path)["traces"][0]) == ["usleep"]
+
+
+def test_programs_own_crash_handler_still_runs(tmp_path):
+    p = run_shim([prog("crash"), "handled"], tmp_path, check=False)
+    assert p.returncode == 3 and "handled SIGSEGV" in p.stdout
+    assert calls(report(one_trace(tmp_path))["traces"][0]) == ["usleep"]
+
+
+def test_sigkill_keeps_what_was_flushed(tmp_path):
+    p = subprocess.Popen([prog("crash"), "kill"], cwd=tmp_path, env=shim_env("flush_ms=50"),
+                         stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    time.sleep(0.3)
+    p.kill()
+    p.wait()
+    tr = report(one_trace(tmp_path))["traces"][0]
+    assert not tr["complete"] and calls(tr) == ["usleep"]
+
+
+# ---- 8. overload ----
+
+def test_full_buffers_drop_and_count_exactly(tmp_path):
+    # a 4 KiB ring holds 128 records: the storm overflows it between drains
+    p = run_shim([prog("signal_storm"), "20000"], tmp_path, options="block_ms=1000:buffer_kb=4",
+                 timeout=120)
+    waits = int(dict(x.split("=") for x in p.stdout.split())["waits"])
+    tr = report(one_trace(tmp_path))["traces"][0]
+    main = [t for t in loop_threads(tr) if t["tid"] == tr["pid"]][0]
+    assert main["dropped_events"] > 0
+    assert tr["dropped_events"] == main["dropped_events"]
+    assert main["iterations"] + main["dropped_events"] == waits - 1
+
+
+# ---- 9. files and privacy ----
+
+def test_trace_file_mode_and_no_symlink_following(tmp_path):
+    target = tmp_path / "target"
+    script = (f'ln -s {target} asyncshim.$$.msgpack; '
+              f'LD_PRELOAD={LIB} exec {prog("crash")} none')
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_PRELOAD", "ASYNCSHIM_OPTIONS")}
+    p = subprocess.run(["sh", "-c", script], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0
+    assert not target.exists(), "followed a symlink"
+    assert "symlink" in p.stderr
+    written = [x for x in tmp_path.glob("asyncshim.*.msgpack") if not x.is_symlink()]
+    assert len(written) == 1
+    assert (written[0].stat().st_mode & 0o777) == 0o600
+
+
+def test_traces_hold_no_payloads_paths_or_host_names(tmp_path):
+    run_shim([prog("secrets")], tmp_path, options="block_ms=1")
+    data = open(one_trace(tmp_path), "rb").read()
+    assert b"SECRET-PAYLOAD" not in data
+    assert b"secret-host-7f3a9c" not in data
+    assert b"secret-file-7f3a9c" not in data
