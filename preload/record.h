@@ -17,6 +17,11 @@ enum as_kind {
 	AS_REC_NONE = 0,
 	AS_REC_ITER,   /* one loop iteration: ts = wait returned, dur = until next wait */
 	AS_REC_BLOCK,  /* a blocking call on a loop thread: ts = call start, dur */
+	/* tasks and slow loop callbacks: field use in preload/task.h */
+	AS_REC_TASK_NEW,   /* a task was created */
+	AS_REC_TASK_RUN,   /* a task ran from ts for dur, then suspended or finished */
+	AS_REC_TASK_END,   /* a task completed, was cancelled or failed */
+	AS_REC_CALLBACK,   /* a loop callback ran >= block_ms */
 };
 
 /* Interposed calls, in the order of as_call_names[]. */
