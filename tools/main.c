@@ -15,6 +15,7 @@ static const struct {
 	  "          [--suppress FILE]... [--junit FILE] TRACE...  pass/fail for CI (exit 1 on violations)" },
 	{ "diff", cmd_diff, "diff [--tolerance PCT] [--json] BASE NEW          lag and blocking regressions (exit 1)" },
 	{ "dump", cmd_dump, "dump TRACE                                     every record as one JSON line" },
+	{ "export", cmd_export, "export --format chrome|folded [-o FILE] TRACE...  Perfetto / chrome://tracing JSON" },
 };
 
 int usage_error(const char *cmd, const char *msg)

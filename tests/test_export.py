@@ -1,0 +1,215 @@
+"""`asyncshim export --format chrome`: Chrome trace-event JSON of real runs,
+checked slice by slice; and the progress line on long reads."""
+import json
+import os
+import pty
+import resource
+import subprocess
+import tempfile
+
+import msgpack
+import pytest
+
+from conftest import ASAN_TOOL, EXAMPLES, TOOL, one_trace, records, run_shim
+import gen_trace
+
+LOOP = os.path.join(EXAMPLES, "loop")
+
+
+@pytest.fixture(scope="module")
+def loop_run(tmp_path_factory):
+    d = tmp_path_factory.mktemp("loop")
+    p = run_shim([LOOP], d)
+    waits = int(p.stdout.strip().split("=")[1])
+    return waits, one_trace(d)
+
+
+def export(*paths, tool=TOOL):
+    p = subprocess.run([tool, "export", "--format", "chrome", *paths], capture_output=True, text=True,
+                       timeout=120)
+    assert p.returncode == 0, p.stderr
+    return json.loads(p.stdout)
+
+
+def slices(doc, cat):
+    return [e for e in doc["traceEvents"] if e["ph"] == "X" and e.get("cat") == cat]
+
+
+def test_example_loop_slices(loop_run):
+    waits, path = loop_run
+    pid = records(path)[0]["pid"]
+    doc = export(path, tool=ASAN_TOOL)
+    iters = slices(doc, "loop")
+    assert len(iters) == waits - 1
+    assert {(e["pid"], e["tid"]) for e in iters} == {(pid, pid)}   # the main thread runs the loop
+    blocks = sorted(slices(doc, "blocking"), key=lambda e: e["ts"])
+    assert [e["name"] for e in blocks] == ["usleep", "read"]
+    sleep, read = blocks
+    assert all(e["pid"] == pid and e["tid"] == pid for e in blocks)
+    assert sleep["dur"] >= 140_000 and sleep["args"]["fd"] is None      # µs
+    assert read["dur"] >= 100_000 and read["args"]["fd_kind"] == "pipe" and read["args"]["fd"] >= 0
+    # each blocking call sits inside the iteration that made it, so the
+    # viewers nest it under that slice on the thread's track
+    for b in blocks:
+        outer = [i for i in iters if i["ts"] <= b["ts"] and b["ts"] + b["dur"] <= i["ts"] + i["dur"]]
+        assert len(outer) == 1, b
+        assert outer[0]["dur"] >= b["dur"]
+
+
+def test_example_loop_matches_the_trace_exactly(loop_run):
+    _, path = loop_run
+    recs = records(path)
+    durs = [d for r in recs if r["type"] == "iters" for d in r["d"][1::2]]
+    doc = export(path)
+    iters = sorted(slices(doc, "loop"), key=lambda e: e["ts"])
+    assert [round(e["dur"] * 1000) for e in iters] == durs
+    assert [e["args"]["iteration"] for e in iters] == list(range(len(durs)))
+    counters = [e for e in doc["traceEvents"] if e["ph"] == "C"]
+    assert len(counters) == len(durs)
+    assert max(c["args"]["lag_ms"] for c in counters) == pytest.approx(max(durs) / 1e6)
+
+
+def test_process_and_thread_names(loop_run):
+    _, path = loop_run
+    pid = records(path)[0]["pid"]
+    meta = [e for e in export(path)["traceEvents"] if e["ph"] == "M"]
+    names = {e["name"]: e for e in meta if e["name"] == "process_name"}
+    assert names["process_name"]["pid"] == pid and names["process_name"]["args"]["name"] == "loop"
+    threads = {e["tid"]: e["args"]["name"] for e in meta if e["name"] == "thread_name"}
+    assert threads[pid].startswith("loop")
+
+
+def test_two_processes_on_one_timeline(tmp_path):
+    for sub in ("a", "b"):
+        (tmp_path / sub).mkdir()
+        run_shim([LOOP], tmp_path / sub)
+    paths = [one_trace(tmp_path / "a"), one_trace(tmp_path / "b")]
+    heads = [records(p)[0] for p in paths]
+    doc = export(*paths)
+    by_pid = {h["pid"]: [e for e in slices(doc, "loop") if e["pid"] == h["pid"]] for h in heads}
+    assert all(len(v) > 5 for v in by_pid.values())
+    # the later process starts later on the shared time axis, by the wall-clock gap
+    first, second = sorted(heads, key=lambda h: h["start_unix_ns"])
+    gap_us = (second["start_unix_ns"] - first["start_unix_ns"]) / 1000
+    assert min(e["ts"] for e in by_pid[second["pid"]]) >= gap_us
+    assert doc["otherData"]["origin_unix_ns"] == first["start_unix_ns"]
+
+
+def test_output_file_and_unknown_records(tmp_path, loop_run):
+    _, path = loop_run
+    data = open(path, "rb").read()
+    head = msgpack.packb(records(path)[0])
+    # a newer shim's record type in the middle: skipped, the rest exported
+    newer = head + msgpack.packb({"type": "from_the_future", "x": [1, 2]}) + data[len(head):]
+    src = tmp_path / "newer.msgpack"
+    src.write_bytes(newer)
+    out = tmp_path / "out.json"
+    p = subprocess.run([ASAN_TOOL, "export", "--format", "chrome", "-o", str(out), str(src)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stdout == "" and p.stderr == "", p.stderr
+    assert len(slices(json.loads(out.read_text()), "blocking")) == 2
+
+
+@pytest.mark.parametrize("args,word", [
+    (["--format", "svg"], "unknown format"),
+    (["--format"], "usage"),
+    ([], "usage"),
+])
+def test_usage_errors(tmp_path, loop_run, args, word):
+    _, path = loop_run
+    p = subprocess.run([ASAN_TOOL, "export", *args, path], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and word in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_corrupt_trace_writes_nothing(tmp_path, loop_run):
+    _, path = loop_run
+    data = open(path, "rb").read()
+    bad = tmp_path / "bad.msgpack"
+    header = msgpack.packb(records(path)[0])
+    bad.write_bytes(header + msgpack.packb({"type": "iters", "tid": 1, "t0": 0, "d": [5]}))
+    out = tmp_path / "out.json"
+    for src, word in ((bad, "corrupt 'iters'"), (tmp_path / "missing", "cannot open")):
+        p = subprocess.run([ASAN_TOOL, "export", "--format", "chrome", "-o", str(out), str(src)],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and word in p.stderr and str(src) in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1
+        assert not out.exists()
+    trunc = tmp_path / "trunc.msgpack"
+    trunc.write_bytes(data[:-5])
+    p = subprocess.run([ASAN_TOOL, "export", "--format", "chrome", str(trunc)], capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 2 and "truncated" in p.stderr and p.stdout == ""
+
+
+@pytest.fixture(scope="module")
+def big_trace(tmp_path_factory):
+    path = str(tmp_path_factory.mktemp("big") / "big.msgpack")
+    return path, gen_trace.generate(path, events=1_000_000)
+
+
+def test_large_trace_exports_every_event(tmp_path):
+    path = str(tmp_path / "t.msgpack")
+    want = gen_trace.generate(path, events=100_000, loops=3, blocks=2_000, seed=7)
+    iters, blocks, names = {}, 0, {}
+    for e in export(path)["traceEvents"]:
+        if e["ph"] == "X" and e["cat"] == "loop":
+            iters[e["tid"]] = iters.get(e["tid"], 0) + 1
+        elif e["ph"] == "X" and e["cat"] == "blocking":
+            blocks += 1
+        elif e["ph"] == "M" and e["name"] == "thread_name":
+            names[e["tid"]] = e["args"]["name"]
+    assert iters == want["iterations"] and blocks == want["blocks"]
+    # a thread named only by the trace's last records still gets its name
+    assert names[want["pid"] + 100] == "worker"
+
+
+def limit_address_space():
+    # 32 MiB of address space in all: far less than the events would take
+    resource.setrlimit(resource.RLIMIT_AS, (32 << 20, 32 << 20))
+
+
+def test_one_million_events_stream_in_bounded_memory(big_trace, tmp_path):
+    path, want = big_trace
+    out = tmp_path / "big.json"
+    p = subprocess.run([TOOL, "export", "--format", "chrome", "-o", str(out), path], capture_output=True,
+                       text=True, timeout=120, preexec_fn=limit_address_space)
+    assert p.returncode == 0, p.stderr
+    # 2 million events, more than 200 MB of JSON
+    assert out.stat().st_size > 200_000_000
+    with open(out) as f:
+        lines = sum(1 for line in f if '"cat":"loop"' in line and '"ph":"X"' in line)
+    assert lines == sum(want["iterations"].values())
+
+
+def run_on_a_terminal(cmd):
+    """Run cmd with stderr on a pseudo-terminal (stdout a pipe); return (rc, stdout, terminal text)."""
+    master, slave = pty.openpty()
+    out = tempfile.TemporaryFile()
+    p = subprocess.Popen(cmd, stdout=out, stderr=slave, stdin=subprocess.DEVNULL)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:        # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        seen += chunk
+    p.wait(timeout=60)
+    os.close(master)
+    out.seek(0)
+    return p.returncode, out.read(), seen.decode(errors="replace")
+
+
+def test_progress_only_on_a_terminal_and_only_for_large_traces(big_trace, loop_run):
+    path, _ = big_trace
+    rc, out, tty = run_on_a_terminal([TOOL, "report", "--json", path])
+    assert rc == 0 and json.loads(out)["traces"][0]["pid"] == 424242
+    assert "reading" in tty and path[-40:] in tty and "%" in tty
+    assert tty.endswith("\r\x1b[K"), repr(tty[-40:])   # the line is cleared before the report
+    # small trace on a terminal, or large trace on a pipe: nothing
+    rc, _, tty = run_on_a_terminal([TOOL, "report", loop_run[1]])
+    assert rc == 0 and tty == ""
+    p = subprocess.run([TOOL, "report", path], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == ""

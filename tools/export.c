@@ -1,0 +1,86 @@
+/* export.c — `asyncshim export --format chrome|folded [-o FILE] TRACE...`
+ * One function per format (export.h); this file only picks one and opens
+ * the output. */
+#include "cli.h"
+#include "export.h"
+#include "progress.h"
+
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define EXPORT_USAGE "usage: asyncshim export --format chrome|folded [-o FILE] TRACE..."
+
+static const struct {
+	const char *name;
+	export_fn fn;        /* NULL: known format, not in this build */
+} formats[] = {
+	{ "chrome", export_chrome },
+	{ "folded", NULL },
+};
+
+static int find_format(const char *name, export_fn *fn)
+{
+	for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++)
+		if (!strcmp(name, formats[i].name)) {
+			*fn = formats[i].fn;
+			return 0;
+		}
+	return -1;
+}
+
+int cmd_export(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "format", required_argument, NULL, 'f' },
+		{ "output", required_argument, NULL, 'o' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *format = NULL, *output = NULL;
+	int c;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "f:o:h", longopts, NULL)) != -1) {
+		if (c == 'f')
+			format = optarg;
+		else if (c == 'o')
+			output = optarg;
+		else
+			return usage_error("export", EXPORT_USAGE);
+	}
+	if (!format || optind >= argc)
+		return usage_error("export", EXPORT_USAGE);
+	export_fn fn;
+	if (find_format(format, &fn) != 0)
+		return usage_error("export", "unknown format (use chrome or folded)");
+	if (!fn) {
+		fprintf(stderr, "asyncshim export: format %s not available in this build\n", format);
+		return 2;
+	}
+	FILE *out = stdout;
+	if (output && !(out = fopen(output, "w"))) {
+		fprintf(stderr, "asyncshim export: cannot write %s\n", output);
+		return 2;
+	}
+	/* events go out while the trace is read: a progress line would tear them */
+	if (out == stdout && isatty(STDOUT_FILENO))
+		progress_quiet();
+	char err[512];
+	int rc = fn(out, argv + optind, argc - optind, err, sizeof(err));
+	if (rc == 0 && fflush(out) != 0) {
+		snprintf(err, sizeof(err), "write error");
+		rc = -1;
+	}
+	if (out != stdout && fclose(out) != 0 && rc == 0) {
+		snprintf(err, sizeof(err), "write error on %s", output);
+		rc = -1;
+	}
+	if (rc != 0) {
+		if (output)
+			unlink(output);
+		fprintf(stderr, "asyncshim export: %s\n", err);
+		return 2;
+	}
+	return 0;
+}
