@@ -28,7 +28,7 @@ PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c)
 TEST_LIBS := $(patsubst tests/libs/%.c,$(BUILD)/tests/lib%.so,$(wildcard tests/libs/*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all deps test demo bench install clean progs
+.PHONY: all deps test demo bench install clean progs fuzz
 all: $(BUILD)/libasyncshim.so $(BUILD)/asyncshim
 
 # Installs missing Debian packages (only when pkg-config cannot find them).
@@ -69,7 +69,19 @@ $(BUILD)/tests/lib%.so: tests/libs/%.c | deps
 
 progs: $(PROGS) $(EXAMPLES) $(TEST_LIBS)
 
-test: all progs $(BUILD)/asan/asyncshim
+# libFuzzer harness for the trace reader (clang); `make fuzz` runs it for
+# FUZZ_SECONDS (default 600), `make test` for about a minute.
+FUZZ_SECONDS ?= 600
+FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c
+$(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	clang $(TOOL_CFLAGS) -Wno-unused-command-line-argument -O1 -fsanitize=fuzzer,address,undefined \
+		-o $@ tests/fuzz/fuzz_trace.c $(FUZZ_SRC) $(TOOL_LIBS)
+
+fuzz: all progs $(BUILD)/fuzz/fuzz_trace
+	FUZZ_SECONDS=$(FUZZ_SECONDS) /usr/bin/python3 -m pytest -q tests/test_fuzz.py
+
+test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace
 	@./scripts/deps.sh test
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 

@@ -10,7 +10,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define CHUNK (256 * 1024)
+/* read size; the unpacker's buffer grows only while one record needs more */
+#define CHUNK (64 * 1024)
 
 const msgpack_object *mp_get(const msgpack_object *map, const char *key)
 {
@@ -134,7 +135,7 @@ int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size
 			rc = -1;
 			break;
 		}
-		if (msgpack_unpacker_buffer_capacity(&up) < CHUNK &&
+		if (msgpack_unpacker_buffer_capacity(&up) < CHUNK / 4 &&
 		    !msgpack_unpacker_reserve_buffer(&up, CHUNK)) {
 			snprintf(err, errlen, "out of memory (record #%llu too large?)", (unsigned long long)index);
 			rc = -1;

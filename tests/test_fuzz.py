@@ -1,0 +1,50 @@
+"""Fuzz the trace reader with libFuzzer (ASan + UBSan) for a bounded time:
+FUZZ_SECONDS (default 45 in `make test`; `make fuzz` runs longer)."""
+import os
+import re
+import subprocess
+
+import msgpack
+
+from conftest import BUILD, EXAMPLES, one_trace, run_shim
+
+FUZZER = os.path.join(BUILD, "fuzz", "fuzz_trace")
+
+
+def seeds(d, tmp_path):
+    run_shim([os.path.join(EXAMPLES, "loop")], tmp_path)
+    good = open(one_trace(tmp_path), "rb").read()
+    header = msgpack.packb({"type": "header", "format": 1, "pid": 1})
+    items = {
+        "good": good,
+        "short": good[:200],
+        "iters": header + msgpack.packb({"type": "iters", "tid": 1, "t0": 5, "d": [0, 10, 3, 4]}),
+        "block": header + msgpack.packb({"type": "block", "tid": 1, "call": "read", "fd": 3,
+                                          "fd_kind": "pipe", "t": 1, "dur": 20000000, "stack": 0}),
+        "thread": header + msgpack.packb({"type": "thread", "tid": 1, "name": "x", "loop": True,
+                                           "dropped": 0, "exited": False}),
+    }
+    for name, data in items.items():
+        (d / name).write_bytes(data)
+
+
+def test_fuzz_trace_reader(tmp_path):
+    corpus = tmp_path / "corpus"
+    seed = tmp_path / "seeds"
+    corpus.mkdir()
+    seed.mkdir()
+    seeds(seed, tmp_path)
+    secs = int(os.environ.get("FUZZ_SECONDS", "45"))
+    # msgpack-c allocates a container's declared size up front: a 5-byte
+    # header can ask for gigabytes.  Cap allocations the way a small machine
+    # would (malloc returns NULL); the reader must then fail cleanly.
+    env = dict(os.environ, ASAN_OPTIONS="allocator_may_return_null=1:max_allocation_size_mb=256")
+    p = subprocess.run([FUZZER, f"-max_total_time={secs}", "-rss_limit_mb=2048", "-timeout=10",
+                        "-print_final_stats=1", f"-artifact_prefix={tmp_path}/", "-max_len=65536",
+                        str(corpus), str(seed)],
+                       capture_output=True, text=True, timeout=secs + 120, cwd=tmp_path, env=env)
+    crashes = [f for f in os.listdir(tmp_path) if f.startswith(("crash-", "leak-", "timeout-", "oom-"))]
+    assert p.returncode == 0 and not crashes, p.stderr[-3000:]
+    runs = int(re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr).group(1))
+    print(f"fuzz: {runs} executions in {secs} s, 0 crashes")
+    assert runs > 1000
