@@ -369,8 +369,10 @@ static void drain_thread(struct as_thread *t)
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		switch (r->kind) {
 		case AS_REC_BLOCK:
-			if (dur_to_ns(r->dur) >= block_ns)
+			if (dur_to_ns(r->dur) >= block_ns) {
 				pack_block(t, r);
+				as_gate_note(t->tid, r, dur_to_ns(r->dur));
+			}
 			break;
 		default:
 			break;

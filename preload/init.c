@@ -220,6 +220,7 @@ static void after_fork_child(void)
 	as_registry_unlock();
 	as_collector_unlock();
 	as_collector_after_fork_child();
+	as_gate_after_fork_child();
 }
 
 /* Children inherit LD_PRELOAD and so the shim.  follow_exec=0 removes the
@@ -291,6 +292,7 @@ __attribute__((constructor)) static void as_init(void)
 	as_cfg.enabled = 1;
 	as_cfg.flush_ms = 1000;
 	as_cfg.follow_exec = 1;
+	as_cfg.exitcode = 66;
 	if (env)
 		snprintf(as_cfg.raw, sizeof(as_cfg.raw), "%s", env);
 	if (as_parse_options(env, &as_cfg, err, sizeof(err)) != 0) {
@@ -299,6 +301,10 @@ __attribute__((constructor)) static void as_init(void)
 	}
 	if (!as_cfg.enabled)
 		return;
+	if (as_gate_init(err, sizeof(err)) != 0) {
+		as_warn("asyncshim: %s; asyncshim disabled", err);
+		return;
+	}
 	int relative = as_cfg.out[0] != '/';
 	if (resolve_out() != 0) {
 		as_warn("asyncshim: cannot resolve out= path; asyncshim disabled");
@@ -327,4 +333,5 @@ __attribute__((constructor)) static void as_init(void)
 __attribute__((destructor)) static void as_fini(void)
 {
 	as_collector_final("exit");
+	as_gate_at_exit();
 }

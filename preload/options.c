@@ -38,6 +38,15 @@ static int set_out(struct as_config *cfg, const char *v, size_t len)
 	return 0;
 }
 
+static int set_suppress(struct as_config *cfg, const char *v, size_t len)
+{
+	if (len == 0 || len >= sizeof(cfg->suppress))
+		return -1;
+	memcpy(cfg->suppress, v, len);
+	cfg->suppress[len] = '\0';
+	return 0;
+}
+
 int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen)
 {
 	const struct as_option opts[] = {
@@ -48,6 +57,8 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "enabled", &cfg->enabled, 0, 1 },
 		{ "flush_ms", &cfg->flush_ms, 0, 3600000 },
 		{ "follow_exec", &cfg->follow_exec, 0, 1 },
+		{ "gate", &cfg->gate, 0, 1 },
+		{ "exitcode", &cfg->exitcode, 1, 255 },
 	};
 	while (s && *s) {
 		const char *end = strchr(s, ':');
@@ -69,6 +80,10 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 			known = 1;
 			bad = set_out(cfg, v, vlen);
 		}
+		if (klen == 8 && !memcmp(s, "suppress", 8)) {
+			known = 1;
+			bad = set_suppress(cfg, v, vlen);
+		}
 		for (size_t i = 0; !known && i < sizeof(opts) / sizeof(opts[0]); i++) {
 			if (strlen(opts[i].key) != klen || memcmp(opts[i].key, s, klen))
 				continue;
@@ -88,6 +103,8 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		if (bad) {
 			if (klen == 3)
 				snprintf(err, errlen, "bad value for option 'out'");
+			if (klen == 8 && !memcmp(s, "suppress", 8))
+				snprintf(err, errlen, "bad value for option 'suppress' (want a file path)");
 			return -1;
 		}
 		s = end ? end + 1 : NULL;

@@ -70,6 +70,9 @@ struct as_config {
 	unsigned enabled;
 	unsigned flush_ms;
 	unsigned follow_exec;
+	unsigned gate;          /* in-process gate (preload/gate.c) */
+	unsigned exitcode;      /* the gate's exit status */
+	char suppress[PATH_MAX]; /* the gate's suppression file, "" = none */
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
@@ -197,6 +200,12 @@ void as_collector_unlock(void);
 uint64_t as_ticks_to_ns(uint64_t ticks);
 extern uint64_t as_tsc0, as_mono0;
 extern double as_ns_per_tick;
+
+/* ---- in-process gate (preload/gate.c) ---- */
+int as_gate_init(char *err, size_t errlen);
+void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns);
+void as_gate_at_exit(void);
+void as_gate_after_fork_child(void);
 
 /* ---- init.c ---- */
 void as_set_block_threshold(void);

@@ -197,3 +197,15 @@ void as_sup_free(struct as_sup *s)
 	free(s->files);
 	memset(s, 0, sizeof(*s));
 }
+
+int as_frame_is_own(const char *module)
+{
+	static const char *const system_dirs[] = { "/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/" };
+	const char *b = base_name(module);
+	if (!strcmp(b, "libasyncshim.so") || !strncmp(b, "libc.so", 7) || !strncmp(b, "ld-linux", 8))
+		return 0;
+	for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
+		if (!strncmp(module, system_dirs[i], strlen(system_dirs[i])))
+			return 0;
+	return 1;
+}

@@ -53,4 +53,9 @@ struct as_sup_rule *as_sup_match(const struct as_sup *s, const char *call,
 
 void as_sup_free(struct as_sup *s);
 
+/* Is a frame in MODULE the project's own code?  Not the shim, not the C
+ * library or loader, nor anything in the system library directories.  The
+ * first own frames name a finding's call site in check, diff and the gate. */
+int as_frame_is_own(const char *module);
+
 #endif

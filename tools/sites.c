@@ -24,20 +24,9 @@ static const char *base_name(const char *path)
 	return slash ? slash + 1 : path;
 }
 
-/* The shim's own frames and the C library are never the project's code,
- * nor is anything installed in the system library directories. */
 static int own_frame(const struct site_frame *f)
 {
-	static const char *const system_dirs[] = { "/lib/", "/lib64/", "/usr/lib/", "/usr/lib64/", "/usr/libexec/" };
-	const char *m = f->module, *b = base_name(m);
-	if (!m)
-		return f->function != NULL;
-	if (!strcmp(b, "libasyncshim.so") || !strncmp(b, "libc.so", 7) || !strncmp(b, "ld-linux", 8))
-		return 0;
-	for (size_t i = 0; i < sizeof(system_dirs) / sizeof(system_dirs[0]); i++)
-		if (!strncmp(m, system_dirs[i], strlen(system_dirs[i])))
-			return 0;
-	return 1;
+	return f->module ? as_frame_is_own(f->module) : f->function != NULL;
 }
 
 static int shim_frame(const struct site_frame *f)
