@@ -5,7 +5,7 @@ DESTDIR ?=
 CC ?= cc
 BUILD := build
 
-PKGS_SHIM := liburcu-bp msgpack
+PKGS_SHIM := liburcu-bp liburcu-cds msgpack
 PKGS_TOOL := msgpack
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
@@ -28,7 +28,7 @@ PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c)
 TEST_LIBS := $(patsubst tests/libs/%.c,$(BUILD)/tests/lib%.so,$(wildcard tests/libs/*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
 
-.PHONY: all deps test demo bench install clean progs fuzz
+.PHONY: all deps test demo bench install clean progs fuzz deps-test
 all: $(BUILD)/libasyncshim.so $(BUILD)/asyncshim
 
 # Installs missing Debian packages (only when pkg-config cannot find them).
@@ -69,10 +69,30 @@ $(BUILD)/tests/lib%.so: tests/libs/%.c | deps
 
 progs: $(PROGS) $(EXAMPLES) $(TEST_LIBS)
 
+# Task tests: programs that link libuv/libevent (their -dev packages are test
+# dependencies) and export their symbols, which the shim names task entry
+# functions and callbacks with (dladdr).
+TASK_PROG_CFLAGS := -std=gnu11 -g -O0 -Wall -Wextra -Werror -rdynamic
+deps-test:
+	@./scripts/deps.sh test
+$(BUILD)/tests/coro_tasks: tests/progs/coro_tasks.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(TASK_PROG_CFLAGS) -o $@ $< -lpthread -lm
+$(BUILD)/tests/uv_tasks: tests/progs/uv_tasks.c | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libuv) -o $@ $< $$(pkg-config --libs libuv) -lpthread -lm
+$(BUILD)/tests/event_slow: tests/progs/event_slow.c | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libevent) -o $@ $< $$(pkg-config --libs libevent) -lpthread -lm
+$(BUILD)/bench/tasks: bench/tasks.c | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror $$(pkg-config --cflags libuv libevent) -o $@ $< \
+		$$(pkg-config --libs libuv libevent) -lpthread -lm
+
 # libFuzzer harness for the trace reader (clang); `make fuzz` runs it for
 # FUZZ_SECONDS (default 600), `make test` for about a minute.
 FUZZ_SECONDS ?= 600
-FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c
+FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c tools/tasks.c
 $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	clang $(TOOL_CFLAGS) -Wno-unused-command-line-argument -O1 -fsanitize=fuzzer,address,undefined \
@@ -88,7 +108,7 @@ test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace
 demo: all progs
 	@./scripts/demo.sh
 
-bench: all progs
+bench: all progs $(BUILD)/bench/tasks
 	@./scripts/deps.sh bench
 	@./bench/run.sh
 

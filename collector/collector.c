@@ -7,6 +7,7 @@
  * that closes or dup2()s over every fd cannot make us write somewhere else.
  * Record encodings are in docs/trace-format.md. */
 #include "../preload/shim.h"
+#include "../preload/task.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -364,6 +365,7 @@ static void drain_thread(struct as_thread *t)
 		iters += t->ring[i & (t->cap - 1)].kind == AS_REC_ITER;
 	if (iters)
 		pack_iters(t, tail, head, iters);
+	as_tasks_drain(&pk, t, tail, head);
 	/* iterations are packed in batches above; everything else one by one */
 	for (uint64_t i = tail; i < head; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
@@ -413,6 +415,7 @@ static void drain_all(int final)
 		cds_list_for_each_entry_safe(t, tmp, &reclaim, node)
 			as_thread_free(t);
 	}
+	as_wraps_reclaim();
 }
 
 static void pack_end(const char *reason)

@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "json.h"
 #include "trace.h"
+#include "tasks.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -91,7 +92,9 @@ static void json_trace(FILE *f, const struct trace *tr)
 			fputc(',', f);
 		json_blocking(f, &tr->blocks[i]);
 	}
-	fputs("]}", f);
+	fputs("],", f);
+	tasks_json(f, tr->tasks);
+	fputc('}', f);
 }
 
 static const char *thread_name(const struct trace *tr, int64_t tid)
@@ -140,6 +143,7 @@ static void text_trace(FILE *f, const struct trace *tr)
 		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f\n", ms(b->t_ns), b->tid,
 			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns));
 	}
+	tasks_text(f, tr->tasks, tr->block_ms);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
 }

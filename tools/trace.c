@@ -1,5 +1,6 @@
 /* trace.c — stream a trace file through msgpack-c's unpacker. */
 #include "trace.h"
+#include "tasks.h"
 #include "progress.h"
 #include "../preload/record.h"
 
@@ -304,6 +305,11 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		rc = load_block(tr, o);
 	else if (!strcmp(type, "end"))
 		rc = load_end(tr, o);
+	else if (tasks_is_type(type)) {
+		uint64_t last;
+		rc = tasks_load(&tr->tasks, type, o, &last);
+		see_time(tr, last);
+	}
 	/* other types: written by newer versions; skipped */
 	if (rc != 0)
 		snprintf(err, errlen, "corrupt '%s' record #%llu", type, (unsigned long long)index);
@@ -314,7 +320,10 @@ int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
 {
 	memset(tr, 0, sizeof(*tr));
 	tr->path = path;
-	return trace_stream(path, load_visit, tr, err, errlen);
+	int rc = trace_stream(path, load_visit, tr, err, errlen);
+	if (rc == 0)
+		tasks_finish(tr->tasks, tr->duration_ns);
+	return rc;
 }
 
 void trace_free(struct trace *tr)
@@ -323,5 +332,6 @@ void trace_free(struct trace *tr)
 		hist_free(&tr->threads[i].lag);
 	free(tr->threads);
 	free(tr->blocks);
+	tasks_free(tr->tasks);
 	memset(tr, 0, sizeof(*tr));
 }

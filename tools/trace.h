@@ -33,6 +33,8 @@ struct blocking {
 	uint64_t stack;
 };
 
+struct task_model;
+
 struct trace {
 	const char *path;
 	int64_t pid, ppid;
@@ -47,6 +49,7 @@ struct trace {
 	struct blocking *blocks;
 	size_t nblocks, cap_blocks;
 	uint64_t records;
+	struct task_model *tasks;   /* tasks and slow callbacks (tasks.h), NULL if none */
 };
 
 /* Called for every top-level msgpack value; return non-zero to stop with

@@ -1,0 +1,209 @@
+/* libevent.c — event_base_loop, and callbacks registered with event_assign,
+ * event_new, event_set and event_base_once, timed.
+ *
+ * libevent is never linked: own prototypes with opaque pointers (the ABI of
+ * libevent 2.1), real functions found at first use.
+ *
+ * A registered callback is replaced by a trampoline whose argument is the
+ * wrapper holding the program's callback and argument, so the trampoline
+ * needs no lookup.  Wrappers are keyed by the struct event's address: a
+ * struct event reassigned over and over (memcached does it on every state
+ * change) reuses its wrapper, and event_free frees it.  A struct event the
+ * program embeds in its own memory and frees without telling libevent
+ * leaves its wrapper behind until that address holds an event again, so
+ * their number is bounded by the addresses ever used for events (and
+ * capped).  event_get_callback, event_get_callback_arg and
+ * event_get_assignment return the program's own values; a program reading
+ * struct event fields directly would see the trampoline.
+ *
+ * libevent's own internal callbacks (event_base_once's, bufferevents') are
+ * wrapped too when libevent calls event_assign through its PLT (Debian's
+ * does); a slow callback is reported once, for the innermost function. */
+#include "task.h"
+
+typedef void (*event_cb)(int, short, void *);
+
+AS_REAL(int, event_assign, (void *, void *, int, short, event_cb, void *));
+AS_REAL(void *, event_new, (void *, int, short, event_cb, void *));
+AS_REAL(void, event_set, (void *, int, short, event_cb, void *));
+AS_REAL(void, event_free, (void *));
+AS_REAL(int, event_base_once, (void *, int, short, event_cb, void *, const void *));
+AS_REAL(int, event_base_loop, (void *, int));
+AS_REAL(int, event_base_dispatch, (void *));
+AS_REAL(event_cb, event_get_callback, (const void *));
+AS_REAL(void *, event_get_callback_arg, (const void *));
+AS_REAL(void, event_get_assignment, (const void *, void **, int *, short *, event_cb *, void **));
+AS_REAL(void *, event_self_cbarg, (void));
+AS_REAL(void *, event_get_base, (const void *));
+
+#define EV_RESOLVE(name) \
+	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve_lib(#name); } while (0)
+
+#define EVLOOP_ONCE 1
+#define EVLOOP_NONBLOCK 2
+
+static void tramp_event(int fd, short what, void *p)
+{
+	const struct as_wrap *w = p;
+	event_cb cb = (event_cb)w->cb[0];
+	void *arg = w->arg;
+	AS_TIMED_CALLBACK(AS_CB_EVENT, cb, cb(fd, what, arg));
+}
+
+static void tramp_once(int fd, short what, void *p)
+{
+	struct as_wrap *w = p;
+	event_cb cb = (event_cb)w->cb[0];
+	void *arg = w->arg;
+	as_wrap_free_unlisted(w);       /* libevent runs a once-callback once */
+	AS_TIMED_CALLBACK(AS_CB_EVENT_ONCE, cb, cb(fd, what, arg));
+}
+
+/* The wrapper of ev when libevent holds our trampoline for it. */
+static struct as_wrap *wrapper_of(const void *ev)
+{
+	EV_RESOLVE(event_get_callback);
+	EV_RESOLVE(event_get_callback_arg);
+	if (!ev || !real_event_get_callback || !real_event_get_callback_arg ||
+	    real_event_get_callback(ev) != tramp_event)
+		return NULL;
+	return real_event_get_callback_arg(ev);
+}
+
+/* Fill ev's wrapper (creating it); NULL: leave the callback as it is. */
+static struct as_wrap *wrap_event(void *ev, event_cb cb, void *arg)
+{
+	if (!cb || cb == tramp_event || cb == tramp_once)
+		return NULL;
+	struct as_wrap *w = as_wrap_add(ev, AS_WRAP_EVENT);
+	if (!w)
+		return NULL;
+	EV_RESOLVE(event_self_cbarg);
+	if (real_event_self_cbarg && arg == real_event_self_cbarg())
+		arg = ev;       /* libevent would pass the event itself */
+	w->cb[0] = (void *)cb;
+	w->arg = arg;
+	return w;
+}
+
+AS_EXPORT int event_assign(void *ev, void *base, int fd, short events, event_cb cb, void *arg)
+{
+	EV_RESOLVE(event_assign);
+	if (!real_event_assign)
+		return -1;
+	struct as_wrap *w = wrap_event(ev, cb, arg);
+	if (!w)
+		return real_event_assign(ev, base, fd, events, cb, arg);
+	return real_event_assign(ev, base, fd, events, tramp_event, w);
+}
+
+/* event_new and event_set call event_assign through the PLT in Debian's
+ * libevent; if a build does not, wrap after the fact. */
+AS_EXPORT void *event_new(void *base, int fd, short events, event_cb cb, void *arg)
+{
+	EV_RESOLVE(event_new);
+	if (!real_event_new)
+		return NULL;
+	void *ev = real_event_new(base, fd, events, cb, arg);
+	if (ev && cb && !wrapper_of(ev) && real_event_assign) {
+		struct as_wrap *w = wrap_event(ev, cb, arg);
+		if (w)
+			real_event_assign(ev, base, fd, events, tramp_event, w);
+	}
+	return ev;
+}
+
+AS_EXPORT void event_set(void *ev, int fd, short events, event_cb cb, void *arg)
+{
+	EV_RESOLVE(event_set);
+	EV_RESOLVE(event_get_base);
+	if (!real_event_set)
+		return;
+	real_event_set(ev, fd, events, cb, arg);
+	if (cb && !wrapper_of(ev) && real_event_assign && real_event_get_base) {
+		struct as_wrap *w = wrap_event(ev, cb, arg);
+		if (w)
+			real_event_assign(ev, real_event_get_base(ev), fd, events, tramp_event, w);
+	}
+}
+
+AS_EXPORT void event_free(void *ev)
+{
+	EV_RESOLVE(event_free);
+	if (!real_event_free)
+		return;
+	struct as_wrap *w = ev ? as_wrap_find(ev, AS_WRAP_EVENT) : NULL;
+	real_event_free(ev);
+	if (w)
+		as_wrap_del(w);
+}
+
+AS_EXPORT int event_base_once(void *base, int fd, short events, event_cb cb, void *arg, const void *tv)
+{
+	EV_RESOLVE(event_base_once);
+	if (!real_event_base_once)
+		return -1;
+	struct as_wrap *w = cb ? as_wrap_alloc_unlisted() : NULL;
+	if (!w)
+		return real_event_base_once(base, fd, events, cb, arg, tv);
+	w->cb[0] = (void *)cb;
+	w->arg = arg;
+	int r = real_event_base_once(base, fd, events, tramp_once, w, tv);
+	if (r != 0)
+		as_wrap_free_unlisted(w);
+	return r;
+}
+
+AS_EXPORT int event_base_loop(void *base, int flags)
+{
+	EV_RESOLVE(event_base_loop);
+	if (!real_event_base_loop)
+		return -1;
+	as_loop_enter();
+	int r = real_event_base_loop(base, flags);
+	as_loop_leave(!(flags & (EVLOOP_ONCE | EVLOOP_NONBLOCK)));
+	return r;
+}
+
+AS_EXPORT int event_base_dispatch(void *base)
+{
+	EV_RESOLVE(event_base_dispatch);
+	if (!real_event_base_dispatch)
+		return -1;
+	as_loop_enter();
+	int r = real_event_base_dispatch(base);
+	as_loop_leave(1);
+	return r;
+}
+
+/* ---- what the program reads back is its own ---- */
+
+AS_EXPORT event_cb event_get_callback(const void *ev)
+{
+	struct as_wrap *w = wrapper_of(ev);
+	if (w)
+		return (event_cb)w->cb[0];
+	return real_event_get_callback ? real_event_get_callback(ev) : NULL;
+}
+
+AS_EXPORT void *event_get_callback_arg(const void *ev)
+{
+	struct as_wrap *w = wrapper_of(ev);
+	if (w)
+		return w->arg;
+	return real_event_get_callback_arg ? real_event_get_callback_arg(ev) : NULL;
+}
+
+AS_EXPORT void event_get_assignment(const void *ev, void **base_out, int *fd_out, short *events_out,
+				    event_cb *callback_out, void **arg_out)
+{
+	EV_RESOLVE(event_get_assignment);
+	if (!real_event_get_assignment)
+		return;
+	real_event_get_assignment(ev, base_out, fd_out, events_out, callback_out, arg_out);
+	struct as_wrap *w = wrapper_of(ev);
+	if (w && callback_out)
+		*callback_out = (event_cb)w->cb[0];
+	if (w && arg_out)
+		*arg_out = w->arg;
+}
