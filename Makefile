@@ -50,6 +50,15 @@ $(BUILD)/asan/asyncshim: $(TOOL_SRC) $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	$(CC) $(TOOL_CFLAGS) -O1 $(SAN) -o $@ $(TOOL_SRC) $(TOOL_LIBS)
 
+# The HTML report's page (tools/html_template.html) as a C array, for tools/html.c.
+HTML_PAGE := $(BUILD)/gen/html_template.h
+TOOL_CFLAGS += -I$(BUILD)/gen
+$(HTML_PAGE): tools/html_template.html | deps
+	@mkdir -p $(dir $@)
+	cd tools && xxd -i html_template.html > $(CURDIR)/$@.tmp
+	mv $@.tmp $@
+$(BUILD)/tools/html.o $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace: $(HTML_PAGE)
+
 $(BUILD)/tests/%: tests/progs/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -o $@ $< -lpthread -lm

@@ -3,9 +3,9 @@
 # only those missing, so `make`, `make test` and `make demo` work on a fresh
 # Debian 12 machine as root.  Quiet when everything is present.
 set -e
-build="gcc clang libclang-rt-14-dev make pkg-config liburcu-dev libmsgpack-dev libunwind-dev libdw-dev libelf-dev"
+build="gcc clang libclang-rt-14-dev make pkg-config liburcu-dev libmsgpack-dev libunwind-dev libdw-dev libelf-dev xxd"
 test="$build python3 python3-msgpack python3-pytest python3-pytest-timeout redis-server redis-tools
-      memcached nginx-light libuv1-dev libevent-dev procps"
+      memcached nginx-light libuv1-dev libevent-dev procps chromium python3-websocket"
 bench="$test hyperfine strace valgrind"
 case "${1:-build}" in
 	build) want=$build ;;

@@ -1,5 +1,6 @@
 /* report.c — `asyncshim report [--json] TRACE...` */
 #include "cli.h"
+#include "html.h"
 #include "json.h"
 #include "trace.h"
 #include "tasks.h"
@@ -152,19 +153,23 @@ int cmd_report(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
+		{ "html", required_argument, NULL, 'H' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int json = 0, c;
+	const char *html = NULL;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jh", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jH:h", longopts, NULL)) != -1) {
 		if (c == 'j')
 			json = 1;
+		else if (c == 'H')
+			html = optarg;
 		else
-			return usage_error("report", "usage: asyncshim report [--json] TRACE...");
+			return usage_error("report", "usage: asyncshim report [--json] [--html FILE] TRACE...");
 	}
 	if (optind >= argc)
-		return usage_error("report", "usage: asyncshim report [--json] TRACE...");
+		return usage_error("report", "usage: asyncshim report [--json] [--html FILE] TRACE...");
 	struct trace *trs = calloc((size_t)(argc - optind), sizeof(*trs));
 	int n = 0, rc = 0;
 	for (int i = optind; i < argc; i++, n++) {
@@ -174,6 +179,13 @@ int cmd_report(int argc, char **argv)
 			rc = 2;
 			n++;
 			break;
+		}
+	}
+	if (rc == 0 && html) {
+		char err[512];
+		if (html_report(html, trs, n, err, sizeof(err)) != 0) {
+			fprintf(stderr, "asyncshim report: %s\n", err);
+			rc = 2;
 		}
 	}
 	if (rc == 0) {

@@ -1,0 +1,593 @@
+/* html.c — `asyncshim report --html FILE`: see html.h.
+ *
+ * The summary comes from the loaded model (struct trace).  The timeline
+ * needs the iterations themselves, which the model does not keep, so each
+ * trace is streamed once more here: a loop thread with few iterations keeps
+ * them all; a longer one is folded into BUCKETS time buckets (count, busy
+ * time, longest iteration) plus its slowest iterations, so the page stays
+ * the same size and speed for a thousand or a billion iterations. */
+#include "html.h"
+#include "sites.h"
+
+#include <inttypes.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "html_template.h"      /* generated from tools/html_template.html */
+
+#define EXACT_MAX 60000          /* iterations a thread may have and be drawn one by one */
+#define BUCKETS 16384            /* time buckets of a thread with more */
+#define SLOW_MAX 20000           /* slowest iterations kept individually per bucketed thread */
+#define BLOCKS_MAX 20000         /* blocking calls drawn individually per trace (the longest) */
+#define SITES_MAX 100            /* blocking call sites in the table */
+#define LABEL_MAX 200
+#define LAG_LO_NS 1000           /* lag histogram: bin 0 is below 1 µs, */
+#define LAG_PER_DECADE 10        /* then 10 bins per decade ... */
+#define LAG_BINS (1 + 8 * LAG_PER_DECADE)    /* ... up to 100 s and over */
+#define DATA_MARK "<!--ASYNCSHIM-DATA-->"
+
+struct tl_thread {
+	int64_t tid;
+	int exact;
+	uint64_t *iters;             /* exact: start, duration pairs */
+	size_t niters, cap_iters;
+	uint64_t width_ns;           /* buckets */
+	uint32_t *count;
+	uint64_t *busy, *max;
+	uint64_t *slow;              /* slowest iterations: start, duration pairs */
+	size_t nslow;
+	uint64_t slow_min;           /* only iterations at least this long are kept */
+};
+
+struct tl {
+	struct tl_thread *th;
+	size_t nth;
+	uint64_t span_ns;
+	uint64_t lag_bins[LAG_BINS];
+};
+
+struct site {
+	char call[32], fd_kind[16], label[LABEL_MAX];
+	uint64_t stack;              /* a stack of the site, for its frames */
+	uint64_t count, total_ns, max_ns;
+	size_t final;                /* index after merging and ranking */
+};
+
+/* ---- writing JSON into the page ---- */
+
+/* JSON string that is also safe inside <script>: no "<", ">" or "&" */
+static void hstr(FILE *f, const char *s)
+{
+	if (!s) {
+		fputs("null", f);
+		return;
+	}
+	fputc('"', f);
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		if (c == '"' || c == '\\')
+			fprintf(f, "\\%c", c);
+		else if (c < 0x20 || c == 0x7f || c == '<' || c == '>' || c == '&')
+			fprintf(f, "\\u%04x", c);
+		else
+			fputc(c, f);
+	}
+	fputc('"', f);
+}
+
+static void lag_json(FILE *f, const struct hist *h)
+{
+	fprintf(f, "{\"count\":%" PRIu64 ",\"min\":%" PRIu64 ",\"avg\":%" PRIu64 ",\"p50\":%" PRIu64
+		   ",\"p95\":%" PRIu64 ",\"p99\":%" PRIu64 ",\"max\":%" PRIu64 "}",
+		h->count, h->count ? h->min : 0, h->count ? h->sum / h->count : 0, hist_percentile(h, 50),
+		hist_percentile(h, 95), hist_percentile(h, 99), h->max);
+}
+
+static void u64_array(FILE *f, const uint64_t *v, size_t n)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < n; i++)
+		fprintf(f, i ? ",%" PRIu64 : "%" PRIu64, v[i]);
+	fputc(']', f);
+}
+
+/* start, duration pairs as the trace has them: gap from the previous start */
+static void pairs_json(FILE *f, const uint64_t *v, size_t npairs)
+{
+	uint64_t prev = 0;
+	fputc('[', f);
+	for (size_t i = 0; i < npairs; i++) {
+		fprintf(f, "%s%" PRIu64 ",%" PRIu64, i ? "," : "", v[2 * i] - prev, v[2 * i + 1]);
+		prev = v[2 * i];
+	}
+	fputc(']', f);
+}
+
+/* ---- the timeline pass ---- */
+
+static unsigned lag_bin(uint64_t ns)
+{
+	if (ns < LAG_LO_NS)
+		return 0;
+	int b = 1 + (int)floor(log10((double)ns / LAG_LO_NS) * LAG_PER_DECADE);
+	return b >= LAG_BINS ? LAG_BINS - 1 : (unsigned)b;
+}
+
+static int tl_init(struct tl *tl, const struct trace *tr)
+{
+	memset(tl, 0, sizeof(*tl));
+	tl->span_ns = tr->duration_ns ? tr->duration_ns : 1;
+	tl->th = calloc(tr->nthreads ? tr->nthreads : 1, sizeof(*tl->th));
+	if (!tl->th)
+		return -1;
+	for (size_t i = 0; i < tr->nthreads; i++) {
+		const struct thread_info *t = &tr->threads[i];
+		if (!t->iterations)
+			continue;
+		struct tl_thread *th = &tl->th[tl->nth++];
+		th->tid = t->tid;
+		th->exact = t->iterations <= EXACT_MAX;
+		if (th->exact)
+			continue;
+		th->width_ns = tl->span_ns / BUCKETS + 1;
+		th->count = calloc(BUCKETS, sizeof(*th->count));
+		th->busy = calloc(BUCKETS, sizeof(*th->busy));
+		th->max = calloc(BUCKETS, sizeof(*th->max));
+		th->slow = malloc(2 * SLOW_MAX * sizeof(*th->slow));
+		th->slow_min = tr->block_ms * 1000000;
+		if (!th->count || !th->busy || !th->max || !th->slow)
+			return -1;
+	}
+	return 0;
+}
+
+static void tl_free(struct tl *tl)
+{
+	for (size_t i = 0; i < tl->nth; i++) {
+		struct tl_thread *th = &tl->th[i];
+		free(th->iters);
+		free(th->count);
+		free(th->busy);
+		free(th->max);
+		free(th->slow);
+	}
+	free(tl->th);
+}
+
+static int push_pair(uint64_t **v, size_t *n, size_t *cap, uint64_t a, uint64_t b)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? *cap * 2 : 256;
+		uint64_t *p = realloc(*v, 2 * c * sizeof(*p));
+		if (!p)
+			return -1;
+		*v = p;
+		*cap = c;
+	}
+	(*v)[2 * *n] = a;
+	(*v)[2 * *n + 1] = b;
+	(*n)++;
+	return 0;
+}
+
+/* Keep the slowest iterations: when full, double the bar and drop what
+ * falls under it, so what stays is always the longest ones. */
+static void keep_slow(struct tl_thread *th, uint64_t start, uint64_t dur)
+{
+	if (dur < th->slow_min || dur == 0)
+		return;
+	while (th->nslow == SLOW_MAX) {
+		size_t k = 0;
+		th->slow_min *= 2;
+		for (size_t i = 0; i < th->nslow; i++)
+			if (th->slow[2 * i + 1] >= th->slow_min) {
+				th->slow[2 * k] = th->slow[2 * i];
+				th->slow[2 * k + 1] = th->slow[2 * i + 1];
+				k++;
+			}
+		th->nslow = k;
+		if (dur < th->slow_min)
+			return;
+	}
+	th->slow[2 * th->nslow] = start;
+	th->slow[2 * th->nslow + 1] = dur;
+	th->nslow++;
+}
+
+static void add_to_buckets(struct tl_thread *th, uint64_t start, uint64_t dur)
+{
+	uint64_t w = th->width_ns, end = start + dur;
+	uint64_t b0 = start / w, b1 = (end ? end - 1 : 0) / w;
+	if (b0 >= BUCKETS)
+		b0 = BUCKETS - 1;
+	if (b1 >= BUCKETS)
+		b1 = BUCKETS - 1;
+	th->count[b0]++;
+	for (uint64_t b = b0; b <= b1; b++) {
+		uint64_t lo = b * w > start ? b * w : start, hi = (b + 1) * w < end ? (b + 1) * w : end;
+		if (hi > lo)
+			th->busy[b] += hi - lo;
+		if (dur > th->max[b])
+			th->max[b] = dur;
+	}
+	keep_slow(th, start, dur);
+}
+
+static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
+{
+	struct tl *tl = ctx;
+	char type[32] = "";
+	int64_t tid;
+	uint64_t start;
+	mp_str(o, "type", type, sizeof(type));
+	if (index == 0 || strcmp(type, "iters") != 0)
+		return 0;
+	const msgpack_object *d = mp_get(o, "d");
+	/* the model's pass has validated every record */
+	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
+		return 0;
+	struct tl_thread *th = NULL;
+	for (size_t i = 0; i < tl->nth && !th; i++)
+		if (tl->th[i].tid == tid)
+			th = &tl->th[i];
+	if (!th)
+		return 0;   /* appended after the model's pass */
+	for (uint32_t i = 0; i + 1 < d->via.array.size; i += 2) {
+		uint64_t dur = d->via.array.ptr[i + 1].via.u64;
+		start += d->via.array.ptr[i].via.u64;
+		tl->lag_bins[lag_bin(dur)]++;
+		if (!th->exact)
+			add_to_buckets(th, start, dur);
+		else if (push_pair(&th->iters, &th->niters, &th->cap_iters, start, dur) != 0) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static void timeline_json(FILE *f, const struct tl *tl)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < tl->nth; i++) {
+		const struct tl_thread *th = &tl->th[i];
+		fprintf(f, "%s{\"tid\":%" PRId64 ",", i ? "," : "", th->tid);
+		if (th->exact) {
+			fputs("\"mode\":\"exact\",\"iters\":", f);
+			pairs_json(f, th->iters, th->niters);
+			fputc('}', f);
+			continue;
+		}
+		fprintf(f, "\"mode\":\"buckets\",\"width_ns\":%" PRIu64 ",\"count\":[", th->width_ns);
+		for (size_t b = 0; b < BUCKETS; b++)
+			fprintf(f, b ? ",%" PRIu32 : "%" PRIu32, th->count[b]);
+		/* busy time in thousandths of the bucket: small numbers, enough to draw */
+		fputs("],\"busy\":[", f);
+		for (size_t b = 0; b < BUCKETS; b++)
+			fprintf(f, b ? ",%" PRIu64 : "%" PRIu64, (th->busy[b] * 1000 + th->width_ns / 2) / th->width_ns);
+		fputs("],\"max\":", f);
+		u64_array(f, th->max, BUCKETS);
+		/* pairs in time order, as the page searches them */
+		fprintf(f, ",\"slow_min_ns\":%" PRIu64 ",\"slow\":", th->slow_min);
+		pairs_json(f, th->slow, th->nslow);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+/* ---- blocking call sites ---- */
+
+static const struct trace *sort_tr;
+static const struct site *sort_sites;
+
+static int by_raw_site(const void *a, const void *b)
+{
+	const struct blocking *x = &sort_tr->blocks[*(const size_t *)a], *y = &sort_tr->blocks[*(const size_t *)b];
+	int c;
+	if (x->stack != y->stack)
+		return x->stack < y->stack ? -1 : 1;
+	if ((c = strcmp(x->call, y->call)))
+		return c;
+	return strcmp(x->fd_kind, y->fd_kind);
+}
+
+static int by_site_key(const void *a, const void *b)
+{
+	const struct site *x = &sort_sites[*(const size_t *)a], *y = &sort_sites[*(const size_t *)b];
+	int c;
+	if ((c = strcmp(x->call, y->call)) || (c = strcmp(x->label, y->label)))
+		return c;
+	return strcmp(x->fd_kind, y->fd_kind);
+}
+
+static int by_total(const void *a, const void *b)
+{
+	const struct site *x = a, *y = b;
+	if (x->total_ns != y->total_ns)
+		return x->total_ns > y->total_ns ? -1 : 1;
+	return x->count > y->count ? -1 : x->count < y->count;
+}
+
+static int by_duration(const void *a, const void *b)
+{
+	const struct blocking *x = &sort_tr->blocks[*(const size_t *)a], *y = &sort_tr->blocks[*(const size_t *)b];
+	if (x->dur_ns != y->dur_ns)
+		return x->dur_ns > y->dur_ns ? -1 : 1;
+	return x->t_ns < y->t_ns ? -1 : x->t_ns > y->t_ns;
+}
+
+struct sites {
+	struct site *raw, *merged;
+	size_t nraw, nmerged;
+	size_t *site_of;             /* block index -> merged site */
+};
+
+static void sites_free(struct sites *s)
+{
+	free(s->raw);
+	free(s->merged);
+	free(s->site_of);
+}
+
+/* Group blocking calls by call, fd kind and call site (the stack's own
+ * frames, so stacks that differ only below main are one site), largest
+ * total time first. */
+static int sites_build(struct trace *tr, struct sites *s)
+{
+	size_t n = tr->nblocks;
+	size_t *idx = malloc((n ? n : 1) * sizeof(*idx)), *raw_of = malloc((n ? n : 1) * sizeof(*raw_of));
+	memset(s, 0, sizeof(*s));
+	s->raw = calloc(n ? n : 1, sizeof(*s->raw));
+	s->site_of = malloc((n ? n : 1) * sizeof(*s->site_of));
+	if (!idx || !raw_of || !s->raw || !s->site_of) {
+		free(idx);
+		free(raw_of);
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	sort_tr = tr;
+	qsort(idx, n, sizeof(*idx), by_raw_site);
+	for (size_t i = 0; i < n; i++) {
+		const struct blocking *b = &tr->blocks[idx[i]];
+		if (!i || by_raw_site(&idx[i - 1], &idx[i]) != 0) {
+			struct site *r = &s->raw[s->nraw++];
+			struct site_stack st;
+			snprintf(r->call, sizeof(r->call), "%s", b->call);
+			snprintf(r->fd_kind, sizeof(r->fd_kind), "%s", b->fd_kind);
+			r->stack = b->stack;
+			site_stack(tr, b->stack, &st);
+			site_label(&st, r->label, sizeof(r->label));
+		}
+		struct site *r = &s->raw[s->nraw - 1];
+		r->count++;
+		r->total_ns += b->dur_ns;
+		if (b->dur_ns > r->max_ns)
+			r->max_ns = b->dur_ns;
+		raw_of[idx[i]] = s->nraw - 1;
+	}
+	/* merge raw sites with the same key */
+	s->merged = calloc(s->nraw ? s->nraw : 1, sizeof(*s->merged));
+	if (!s->merged) {
+		free(idx);
+		free(raw_of);
+		return -1;
+	}
+	for (size_t i = 0; i < s->nraw; i++)
+		idx[i] = i;
+	sort_sites = s->raw;
+	qsort(idx, s->nraw, sizeof(*idx), by_site_key);
+	for (size_t i = 0; i < s->nraw; i++) {
+		struct site *r = &s->raw[idx[i]];
+		if (!i || by_site_key(&idx[i - 1], &idx[i]) != 0) {
+			s->merged[s->nmerged] = *r;
+			s->merged[s->nmerged].count = s->merged[s->nmerged].total_ns = s->merged[s->nmerged].max_ns = 0;
+			s->nmerged++;
+		}
+		struct site *m = &s->merged[s->nmerged - 1];
+		m->count += r->count;
+		m->total_ns += r->total_ns;
+		if (r->max_ns > m->max_ns)
+			m->max_ns = r->max_ns;
+		r->final = s->nmerged - 1;
+	}
+	/* rank; remember where each merged site went */
+	for (size_t i = 0; i < s->nmerged; i++)
+		s->merged[i].final = i;
+	qsort(s->merged, s->nmerged, sizeof(*s->merged), by_total);
+	size_t *rank = idx;   /* reused: merged site before ranking -> rank */
+	for (size_t i = 0; i < s->nmerged; i++)
+		rank[s->merged[i].final] = i;
+	for (size_t i = 0; i < n; i++)
+		s->site_of[i] = rank[s->raw[raw_of[i]].final];
+	free(idx);
+	free(raw_of);
+	return 0;
+}
+
+static void sites_json(FILE *f, struct trace *tr, const struct sites *s)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < s->nmerged && i < SITES_MAX; i++) {
+		const struct site *m = &s->merged[i];
+		struct site_stack st;
+		site_stack(tr, m->stack, &st);
+		fputs(i ? ",{\"call\":" : "{\"call\":", f);
+		hstr(f, m->call);
+		fputs(",\"fd_kind\":", f);
+		hstr(f, m->fd_kind[0] ? m->fd_kind : NULL);
+		fputs(",\"label\":", f);
+		hstr(f, m->label);
+		fprintf(f, ",\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"frames\":[",
+			m->count, m->total_ns, m->max_ns);
+		for (size_t k = 0; k < st.n; k++) {
+			char text[1024];
+			site_frame_text(&st.frames[k], text, sizeof(text));
+			if (k)
+				fputc(',', f);
+			hstr(f, text);
+		}
+		fputs("]}", f);
+	}
+	fputc(']', f);
+}
+
+/* the longest BLOCKS_MAX blocking calls: tid, start, duration, site */
+static int blocks_json(FILE *f, const struct trace *tr, const struct sites *s)
+{
+	size_t n = tr->nblocks, shown = n < BLOCKS_MAX ? n : BLOCKS_MAX;
+	size_t *idx = malloc((n ? n : 1) * sizeof(*idx));
+	if (!idx)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		idx[i] = i;
+	sort_tr = tr;
+	if (n > BLOCKS_MAX)
+		qsort(idx, n, sizeof(*idx), by_duration);
+	fputc('[', f);
+	for (size_t i = 0; i < shown; i++) {
+		const struct blocking *b = &tr->blocks[idx[i]];
+		size_t site = s->site_of[idx[i]];
+		fprintf(f, "%s[%" PRId64 ",%" PRIu64 ",%" PRIu64 ",%ld]", i ? "," : "", b->tid, b->t_ns, b->dur_ns,
+			site < SITES_MAX ? (long)site : -1L);
+	}
+	fputc(']', f);
+	free(idx);
+	return 0;
+}
+
+/* ---- the page ---- */
+
+static void threads_json(FILE *f, const struct trace *tr)
+{
+	fputc('[', f);
+	for (size_t i = 0; i < tr->nthreads; i++) {
+		const struct thread_info *t = &tr->threads[i];
+		fprintf(f, "%s{\"tid\":%" PRId64 ",\"name\":", i ? "," : "", t->tid);
+		hstr(f, t->name);
+		fprintf(f, ",\"loop\":%s,\"exited\":%s,\"iterations\":%" PRIu64 ",\"busy_ns\":%" PRIu64
+			   ",\"dropped\":%" PRIu64 ",\"lag\":",
+			t->loop ? "true" : "false", t->exited ? "true" : "false", t->iterations, t->busy_ns,
+			t->dropped);
+		lag_json(f, &t->lag);
+		fputc('}', f);
+	}
+	fputc(']', f);
+}
+
+static int trace_json(FILE *f, struct trace *tr, const struct tl *tl, char *err, size_t errlen)
+{
+	struct sites s;
+	uint64_t dropped = 0, blocked = 0;
+	if (sites_build(tr, &s) != 0) {
+		sites_free(&s);
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < tr->nthreads; i++)
+		dropped += tr->threads[i].dropped;
+	for (size_t i = 0; i < tr->nblocks; i++)
+		blocked += tr->blocks[i].dur_ns;
+	fputs("{\"path\":", f);
+	hstr(f, tr->path);
+	fprintf(f, ",\"pid\":%" PRId64 ",\"start_unix_ns\":%" PRIu64 ",\"exe\":", tr->pid, tr->start_unix_ns);
+	hstr(f, tr->exe);
+	fprintf(f, ",\"duration_ns\":%" PRIu64 ",\"complete\":%s,\"end_reason\":", tr->duration_ns,
+		tr->complete ? "true" : "false");
+	hstr(f, tr->complete ? tr->end_reason : NULL);
+	fprintf(f, ",\"block_ms\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"threads\":",
+		tr->block_ms, dropped, tr->records);
+	threads_json(f, tr);
+	fprintf(f, ",\"blocking\":{\"count\":%zu,\"total_ns\":%" PRIu64 ",\"sites\":%zu,\"shown\":%zu}",
+		tr->nblocks, blocked, s.nmerged, tr->nblocks < BLOCKS_MAX ? tr->nblocks : (size_t)BLOCKS_MAX);
+	fputs(",\"sites\":", f);
+	sites_json(f, tr, &s);
+	fputs(",\"blocks\":", f);
+	int rc = blocks_json(f, tr, &s);
+	fprintf(f, ",\"lag_bins\":");
+	u64_array(f, tl->lag_bins, LAG_BINS);
+	fputs(",\"timeline\":", f);
+	timeline_json(f, tl);
+	fputc('}', f);
+	sites_free(&s);
+	if (rc != 0)
+		snprintf(err, errlen, "out of memory");
+	return rc;
+}
+
+static void hist_merge(struct hist *into, const struct hist *h)
+{
+	if (!h->count || (!into->buckets && !(into->buckets = calloc(HIST_BUCKETS, sizeof(uint64_t)))))
+		return;
+	if (!into->count || h->min < into->min)
+		into->min = h->min;
+	if (h->max > into->max)
+		into->max = h->max;
+	into->count += h->count;
+	into->sum += h->sum;
+	for (size_t b = 0; b < HIST_BUCKETS; b++)
+		into->buckets[b] += h->buckets[b];
+}
+
+static int write_data(FILE *f, struct trace *trs, int n, char *err, size_t errlen)
+{
+	struct hist all = { 0 };
+	for (int i = 0; i < n; i++)
+		for (size_t k = 0; k < trs[i].nthreads; k++)
+			hist_merge(&all, &trs[i].threads[k].lag);
+	fprintf(f, "{\"version\":1,\"limits\":{\"exact_max\":%d,\"buckets\":%d,\"slow_max\":%d,\"blocks_max\":%d,"
+		   "\"sites_max\":%d},\"lag_hist\":{\"lo_ns\":%d,\"per_decade\":%d},\"lag\":",
+		EXACT_MAX, BUCKETS, SLOW_MAX, BLOCKS_MAX, SITES_MAX, LAG_LO_NS, LAG_PER_DECADE);
+	lag_json(f, &all);
+	hist_free(&all);
+	fputs(",\"traces\":[", f);
+	int rc = 0;
+	for (int i = 0; i < n && rc == 0; i++) {
+		struct tl tl;
+		char why[256];
+		if (tl_init(&tl, &trs[i]) != 0) {
+			snprintf(err, errlen, "out of memory");
+			rc = -1;
+		} else if (trace_stream(trs[i].path, tl_visit, &tl, why, sizeof(why)) != 0) {
+			snprintf(err, errlen, "%s: %s", trs[i].path, why);
+			rc = -1;
+		} else {
+			if (i)
+				fputc(',', f);
+			rc = trace_json(f, &trs[i], &tl, err, errlen);
+		}
+		tl_free(&tl);
+	}
+	fputs("]}", f);
+	return rc;
+}
+
+int html_report(const char *path, struct trace *trs, int n, char *err, size_t errlen)
+{
+	const char *page = (const char *)html_template_html;
+	size_t len = html_template_html_len;
+	const char *mark = memmem(page, len, DATA_MARK, strlen(DATA_MARK));
+	if (!mark) {
+		snprintf(err, errlen, "this build's HTML template has no data mark");
+		return -1;
+	}
+	FILE *f = fopen(path, "w");
+	if (!f) {
+		snprintf(err, errlen, "cannot write %s", path);
+		return -1;
+	}
+	fwrite(page, 1, (size_t)(mark - page), f);
+	fputs("<script id=\"asyncshim-data\" type=\"application/json\">", f);
+	int rc = write_data(f, trs, n, err, errlen);
+	fputs("</script>", f);
+	mark += strlen(DATA_MARK);
+	fwrite(mark, 1, len - (size_t)(mark - page), f);
+	if (fclose(f) != 0 && rc == 0) {
+		snprintf(err, errlen, "write error on %s", path);
+		rc = -1;
+	}
+	if (rc != 0)
+		remove(path);
+	return rc;
+}
