@@ -17,6 +17,7 @@
 
 #define TOP_N 10
 #define TREE_MAX 10000          /* tree nodes written in a JSON report */
+#define TREE_DEPTH 100          /* and levels: JSON readers limit nesting */
 #define TEXT_TREE_LINES 40
 
 enum { ST_RUNNING = 0, ST_COMPLETED, ST_CANCELLED, ST_FAILED };
@@ -520,7 +521,7 @@ static uint64_t json_tree(FILE *f, const struct task_model *m)
 				continue;
 			}
 			top->next = c->next_sibling;
-			int cshow = top->shown && written < TREE_MAX;
+			int cshow = top->shown && written < TREE_MAX && depth < TREE_DEPTH;
 			if (cshow) {
 				if (c != top->t->first_child)
 					fputc(',', f);
