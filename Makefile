@@ -6,13 +6,14 @@ CC ?= cc
 BUILD := build
 
 PKGS_SHIM := liburcu-bp liburcu-cds msgpack
-PKGS_TOOL := msgpack
+PKGS_TOOL := msgpack libdw
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-missing-field-initializers
 BASE_CFLAGS := -std=gnu11 -g -O2 $(WARN) -D_GNU_SOURCE
 CFLAGS ?=
+# libunwind: headers only; preload/stack.c dlopen()s it (see there why)
 SHIM_CFLAGS = $(BASE_CFLAGS) -fPIC -fvisibility=hidden -fno-omit-frame-pointer \
-	-Ipreload $(shell pkg-config --cflags $(PKGS_SHIM) 2>/dev/null) $(CFLAGS)
+	-Ipreload $(shell pkg-config --cflags $(PKGS_SHIM) libunwind 2>/dev/null) $(CFLAGS)
 SHIM_LIBS = $(shell pkg-config --libs $(PKGS_SHIM) 2>/dev/null) -ldl -lpthread
 TOOL_CFLAGS = $(BASE_CFLAGS) -Ipreload $(shell pkg-config --cflags $(PKGS_TOOL) 2>/dev/null) $(CFLAGS)
 TOOL_LIBS = $(shell pkg-config --libs $(PKGS_TOOL) 2>/dev/null) -lm
@@ -21,12 +22,14 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fr
 SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c)
 # preload/suppress.c: one suppression parser for check and the in-process gate
 TOOL_SRC := $(wildcard tools/*.c) preload/suppress.c
-HEADERS := $(wildcard preload/*.h tools/*.h)
+HEADERS := $(wildcard preload/*.h tools/*.h collector/*.h)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c))
 TEST_LIBS := $(patsubst tests/libs/%.c,$(BUILD)/tests/lib%.so,$(wildcard tests/libs/*.c))
 EXAMPLES := $(patsubst examples/%.c,$(BUILD)/examples/%,$(wildcard examples/*.c))
+# the examples again at both ends of optimisation, for the stack tests
+EXAMPLES_LEVELS := $(foreach e,$(EXAMPLES),$(e)-O0 $(e)-O2)
 
 .PHONY: all deps test demo bench install clean progs fuzz deps-test
 all: $(BUILD)/libasyncshim.so $(BUILD)/asyncshim
@@ -71,12 +74,20 @@ $(BUILD)/examples/%: examples/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -o $@ $< -lpthread
 
+$(BUILD)/examples/%-O0: examples/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -o $@ $< -lpthread
+
+$(BUILD)/examples/%-O2: examples/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -fomit-frame-pointer -Wall -Wextra -Werror -o $@ $< -lpthread
+
 # small shared libraries the tests load (preloaded or dlopen'd)
 $(BUILD)/tests/lib%.so: tests/libs/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O0 -fPIC -shared -Wall -Wextra -Werror -o $@ $<
 
-progs: $(PROGS) $(EXAMPLES) $(TEST_LIBS)
+progs: $(PROGS) $(EXAMPLES) $(EXAMPLES_LEVELS) $(TEST_LIBS)
 
 # Task tests: programs that link libuv/libevent (their -dev packages are test
 # dependencies) and export their symbols, which the shim names task entry

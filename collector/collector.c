@@ -7,6 +7,7 @@
  * that closes or dup2()s over every fd cannot make us write somewhere else.
  * Record encodings are in docs/trace-format.md. */
 #include "../preload/shim.h"
+#include "stacks.h"
 #include "../preload/task.h"
 
 #include <fcntl.h>
@@ -263,6 +264,7 @@ int as_trace_create(void)
 		return -1;
 	trace_ok = 1;
 	pack_header();
+	as_stacks_new_file(&pk);
 	return write_out();
 }
 
@@ -372,9 +374,18 @@ static void drain_thread(struct as_thread *t)
 		switch (r->kind) {
 		case AS_REC_BLOCK:
 			if (dur_to_ns(r->dur) >= block_ns) {
-				pack_block(t, r);
-				as_gate_note(t->tid, r, dur_to_ns(r->dur));
+				struct as_record rb = *r;   /* stack: the interned id from here on */
+				rb.stack = as_stack_of(&pk, t, i);
+				pack_block(t, &rb);
+				as_gate_note(t->tid, &rb, dur_to_ns(r->dur));
+				as_stall_block(t, dur_to_ns(r->dur));
 			}
+			break;
+		case AS_REC_SAMPLE:
+			as_stall_sample(t, r, i);
+			break;
+		case AS_REC_ITER:
+			as_stall_iter(&pk, t, r);
 			break;
 		default:
 			break;
@@ -392,6 +403,7 @@ static void drain_all(int final)
 	CDS_LIST_HEAD(reclaim);
 
 	clock_refine();
+	as_modules_pack_new(&pk);
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node) {
 		int dead = CMM_LOAD_SHARED(t->dead);
@@ -563,6 +575,8 @@ void as_collector_after_fork_child(void)
 		self->dropped = 0;
 		self->iter_start = 0;
 		self->c_announced = 0;
+		self->sample_pending = 0;
+		as_stall_reset(self);
 	}
 	collector_running = 0;
 	as_shim_threads = 0;

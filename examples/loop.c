@@ -39,6 +39,7 @@ static void *helper(void *arg)
 __attribute__((noinline)) static void slow_sleep(void)
 {
 	usleep(150 * 1000);
+	__asm__ volatile("" ::: "memory");   /* no tail call: keep this frame at -O2 */
 }
 
 __attribute__((noinline)) static void wait_for_helper(void)

@@ -1,7 +1,9 @@
 /* signal.c — sigaction and signal, so the program never notices the
  * handlers the shim installs on deadly signals to write its trace (see init.c):
  * asking for the disposition reports SIG_DFL, and installing a handler takes
- * the signal back from the shim. */
+ * the signal back from the shim.  The stall-sampling signal stays the shim's:
+ * the program's action for it is recorded, reported back and run for every
+ * delivery the shim did not send (preload/watchdog.c). */
 #include "shim.h"
 
 #include <signal.h>
@@ -13,6 +15,8 @@ AS_REAL(sighandler_t, signal, (int, sighandler_t));
 AS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	AS_RESOLVE(sigaction);
+	if (AS_UNLIKELY(as_sample_signal(sig)))
+		return as_sample_sigaction(sig, act, old);   /* preload/watchdog.c */
 	if (AS_LIKELY(!as_signal_owned(sig)))
 		return real_sigaction(sig, act, old);
 	int r = real_sigaction(sig, act, old);
@@ -28,6 +32,16 @@ AS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 AS_EXPORT sighandler_t signal(int sig, sighandler_t handler)
 {
 	AS_RESOLVE(signal);
+	if (AS_UNLIKELY(as_sample_signal(sig))) {
+		/* glibc's signal(): BSD semantics */
+		struct sigaction sa, old;
+		memset(&sa, 0, sizeof(sa));
+		sa.sa_handler = handler;
+		sa.sa_flags = SA_RESTART;
+		sigemptyset(&sa.sa_mask);
+		sigaddset(&sa.sa_mask, sig);
+		return as_sample_sigaction(sig, &sa, &old) == 0 ? old.sa_handler : SIG_ERR;
+	}
 	sighandler_t old = real_signal(sig, handler);
 	if (old != SIG_ERR && as_signal_owned(sig)) {
 		as_signal_release(sig);

@@ -85,6 +85,7 @@ struct as_thread *as_thread_register(void)
 	t->map_size = size;
 	t->cap = cap;
 	t->tid = as_gettid();
+	as_stack_thread_init(t);
 	as_registry_lock();
 	cds_list_add_tail_rcu(&t->node, &as_threads);
 	as_registry_unlock();

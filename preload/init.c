@@ -129,7 +129,7 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 {
 	int saved = errno;
 	as_tls.busy = 1;
-	struct as_record *r = as_reserve(t);
+	struct as_record *r = as_reserve_stack(t, NULL);   /* with its stack */
 	if (r) {
 		r->kind = AS_REC_BLOCK;
 		r->call = (uint8_t)call;
@@ -137,7 +137,6 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 		r->fd_kind = (uint8_t)fd_kind(fd);
 		r->ts = t0;
 		r->dur = t1 - t0;
-		r->stack = 0;
 		as_commit(t);
 	}
 	as_tls.busy = 0;
@@ -220,6 +219,7 @@ static void after_fork_child(void)
 	as_registry_unlock();
 	as_collector_unlock();
 	as_collector_after_fork_child();
+	as_watchdog_after_fork_child();
 	as_gate_after_fork_child();
 }
 
@@ -288,6 +288,7 @@ __attribute__((constructor)) static void as_init(void)
 	as_cfg.block_ms = 10;
 	as_cfg.stall_ms = 10;
 	as_cfg.stacks = 1;
+	as_cfg.stack_depth = 32;
 	as_cfg.buffer_kb = 1024;
 	as_cfg.enabled = 1;
 	as_cfg.flush_ms = 1000;
@@ -318,6 +319,7 @@ __attribute__((constructor)) static void as_init(void)
 	clock_init();
 	as_set_block_threshold();
 	as_buffer_init();
+	as_stack_init();
 	if (as_trace_create() != 0)
 		return;
 	pthread_atfork(before_fork, after_fork_parent, after_fork_child);
@@ -328,6 +330,7 @@ __attribute__((constructor)) static void as_init(void)
 		return;
 	}
 	CMM_STORE_SHARED(as_active, 1);
+	as_watchdog_start();
 }
 
 __attribute__((destructor)) static void as_fini(void)

@@ -53,6 +53,7 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "block_ms", &cfg->block_ms, 1, 3600000 },
 		{ "stall_ms", &cfg->stall_ms, 1, 3600000 },
 		{ "stacks", &cfg->stacks, 0, 1 },
+		{ "stack_depth", &cfg->stack_depth, 1, AS_STACK_MAX },
 		{ "buffer_kb", &cfg->buffer_kb, 4, 4u << 20 },
 		{ "enabled", &cfg->enabled, 0, 1 },
 		{ "flush_ms", &cfg->flush_ms, 0, 3600000 },

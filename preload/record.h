@@ -22,6 +22,11 @@ enum as_kind {
 	AS_REC_TASK_RUN,   /* a task ran from ts for dur, then suspended or finished */
 	AS_REC_TASK_END,   /* a task completed, was cancelled or failed */
 	AS_REC_CALLBACK,   /* a loop callback ran >= block_ms */
+	/* stacks and stalls (preload/stack.c): a BLOCK or SAMPLE record with
+	 * stack = k > 0 is followed by k FRAMES records that hold its call
+	 * stack, aux code addresses in all, innermost first */
+	AS_REC_SAMPLE,     /* a stall sample: ts = taken, dur = its iteration's start */
+	AS_REC_FRAMES,     /* call = 1..3 code addresses in ts, dur, aux:stack (hi:lo) */
 };
 
 /* Interposed calls, in the order of as_call_names[]. */
@@ -76,7 +81,7 @@ struct as_record {
 	uint8_t fd_kind;   /* enum as_fd_kind */
 	uint8_t pad;
 	int32_t fd;        /* -1 when the call has no fd */
-	uint32_t stack;    /* interned stack id, 0 = none */
+	uint32_t stack;    /* BLOCK/SAMPLE: FRAMES records that follow, 0 = none */
 	uint32_t aux;
 };
 

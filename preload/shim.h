@@ -23,6 +23,8 @@
 #define AS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+#define AS_STALL_SAMPLES 64   /* samples kept per stall (collector/stacks.c) */
+
 /* One per thread that ever reached a loop wait or was registered for other
  * reasons: the ring of records plus state.  Producer fields are written only
  * by the owning thread; the collector owns tail and the c_* fields. */
@@ -42,11 +44,19 @@ struct as_thread {
 	uint64_t dropped;              /* atomic: records that found the ring full */
 	int is_loop;                   /* this thread has waited in a loop wait */
 
+	/* stall sampling (preload/watchdog.c) */
+	int sample_pending;            /* a sample signal is on its way to it */
+	uint64_t wd_iter, wd_next;     /* watchdog-private */
+
 	uint64_t head __attribute__((aligned(64)));  /* published by producer */
 	uint64_t tail __attribute__((aligned(64)));  /* published by collector */
 
 	/* collector-private */
 	int c_announced;               /* thread record written */
+	uint64_t c_blocked;            /* ns of blocking calls in the open iteration */
+	uint64_t c_sample_iter;        /* iteration start (ticks) of c_samples */
+	uint32_t c_sampled, c_nsamples; /* samples taken / kept in that iteration */
+	uint32_t c_samples[AS_STALL_SAMPLES];  /* their interned stack ids */
 
 	struct as_record ring[] __attribute__((aligned(64)));
 };
@@ -66,6 +76,7 @@ struct as_config {
 	unsigned block_ms;
 	unsigned stall_ms;
 	unsigned stacks;
+	unsigned stack_depth;   /* frames kept per stack (preload/stack.c) */
 	unsigned buffer_kb;
 	unsigned enabled;
 	unsigned flush_ms;
@@ -141,6 +152,24 @@ static inline AS_HOT void as_commit(struct as_thread *t)
 	}
 }
 
+/* as_reserve for N consecutive slots (a record and the FRAMES of its
+ * stack), all or nothing; one as_commit publishes them.  Slow paths only.
+ * Counts nothing when full: the caller falls back to as_reserve. */
+static inline struct as_record *as_reserve_n(struct as_thread *t, uint64_t n)
+{
+	uint64_t pos = t->wpos;
+	if (pos + n - t->tail_seen > t->cap) {
+		t->tail_seen = CMM_LOAD_SHARED(t->tail);
+		if (pos + n - t->tail_seen > t->cap)
+			return NULL;
+	}
+	t->nest++;
+	cmm_barrier();
+	t->wpos = pos + n;
+	cmm_barrier();
+	return &t->ring[pos & (t->cap - 1)];
+}
+
 /* ---- hooks' shared slow paths ---- */
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1);
 void *as_resolve(const char *name);
@@ -166,15 +195,18 @@ void *as_resolve(const char *name);
 	} while (0)
 
 /* ---- loop waits (used by hooks/wait.c) ---- */
+/* iter_start is read by the watchdog (preload/watchdog.c): 0 while the
+ * thread is in its wait, so a thread in its wait is never signalled. */
 static inline AS_HOT void as_wait_begin(struct as_thread *t)
 {
-	uint64_t now = as_now();
-	if (AS_LIKELY(t->iter_start)) {
+	uint64_t now = as_now(), start = t->iter_start;
+	if (AS_LIKELY(start)) {
+		CMM_STORE_SHARED(t->iter_start, 0);
 		struct as_record *r = as_reserve(t);
 		if (AS_LIKELY(r)) {
 			r->kind = AS_REC_ITER;
-			r->ts = t->iter_start;
-			r->dur = now - t->iter_start;
+			r->ts = start;
+			r->dur = now - start;
 			as_commit(t);
 		}
 	}
@@ -184,9 +216,18 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 	}
 }
 
+/* The watchdog sleeps (as_wd_parked = 1) while every loop waits; the
+ * first iteration to start wakes it.  No fence here: the watchdog pairs its
+ * side with membarrier() (preload/watchdog.c). */
+extern int as_wd_parked;
+void as_watchdog_wake(void);
+
 static inline AS_HOT void as_wait_end(struct as_thread *t)
 {
-	t->iter_start = as_now();
+	CMM_STORE_SHARED(t->iter_start, as_now());
+	cmm_barrier();
+	if (AS_UNLIKELY(CMM_LOAD_SHARED(as_wd_parked)))
+		as_watchdog_wake();
 }
 
 /* ---- collector (collector/collector.c) ---- */
@@ -206,6 +247,19 @@ int as_gate_init(char *err, size_t errlen);
 void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns);
 void as_gate_at_exit(void);
 void as_gate_after_fork_child(void);
+
+/* ---- stacks and stall sampling (preload/stack.c, preload/watchdog.c,
+ * hooks/dl.c, collector/stacks.c, collector/modules.c) ---- */
+#define AS_STACK_MAX 256                /* stack_depth limit */
+void as_stack_init(void);
+void as_stack_thread_init(struct as_thread *t);
+struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
+void as_watchdog_start(void);
+void as_watchdog_after_fork_child(void);
+int as_sample_signal(int sig);
+struct sigaction;
+int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
+void as_modules_sync(void);
 
 /* ---- init.c ---- */
 void as_set_block_threshold(void);

@@ -1,0 +1,368 @@
+/* watchdog.c — stall sampling: a shim thread that takes the stack of a loop
+ * thread while the loop is stuck in one iteration.
+ *
+ * A loop thread whose current iteration (iter_start != 0, i.e. not in its
+ * wait) is older than stall_ms gets a realtime signal; the handler unwinds
+ * the interrupted stack into the thread's own ring (as_reserve_stack) as a
+ * SAMPLE record, and the watchdog repeats that every stall_ms while the
+ * iteration lasts.  The collector keeps the samples of iterations that turn
+ * out to be stalls (collector/stacks.c).
+ *
+ * Leaving the program alone:
+ * - The watchdog blocks every signal itself, and signals only loop threads
+ *   that are inside an iteration, that /proc says are running (state R) and
+ *   that do not block the signal.  A thread asleep in a call is never
+ *   signalled: nanosleep, epoll_wait, poll, select and the like return EINTR
+ *   on any handled signal, SA_RESTART or not.  Residual race: a thread seen
+ *   running may enter such a call in the few microseconds before the signal
+ *   lands; that one call then returns EINTR, as it would for any signal.
+ *   A stalled loop is running user code, so in practice the signal lands there.
+ * - At most one sample signal is in flight per thread (sample_pending), so
+ *   a thread that blocks the signal never accumulates a queue of them.
+ * - The signal is a realtime one nobody uses at start (SIGRTMAX-4 or below),
+ *   installed SA_SIGINFO|SA_RESTART.  Ours carry SI_QUEUE and a cookie; any
+ *   other delivery goes to what the program installed for that signal, which
+ *   the sigaction/signal hooks record and report back (default action: the
+ *   process dies of the signal, as it would have).  When the program
+ *   installs a handler, ours takes over its mask and SA_RESTART/SA_NODEFER/
+ *   SA_ONSTACK flags, so its EINTR semantics stay its own.
+ *
+ * Costing nothing on healthy loops: the watchdog looks every stall_ms only
+ * while some loop is inside an iteration; when it finds every loop in its
+ * wait it parks on a futex with no timeout.  The next iteration to start
+ * wakes it (as_wait_end: one load of as_wd_parked, a futex wake only when
+ * parked), so a loop pays at most one futex wake per stall_ms, and an idle
+ * process none.  The loop side has no fence: parking
+ * stores as_wd_parked, then membarrier() makes every running thread's
+ * iter_start store visible before the watchdog looks again (a thread that
+ * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
+ * membarrier the park times out every second instead. */
+#include "shim.h"
+
+#include <fcntl.h>
+#include <linux/futex.h>
+#include <linux/membarrier.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+#include <urcu-bp.h>
+#include <urcu/rculist.h>
+#include <urcu/uatomic.h>
+
+int as_wd_parked __attribute__((aligned(64)));
+static int sample_sig;           /* 0: no sampling in this process */
+static int running;
+static int use_membarrier;
+static const char cookie = 0;    /* its address marks the signals we send */
+static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
+
+/* What the program installed for sample_sig, double-buffered so the handler
+ * on another thread never reads a half-written one. */
+static struct sigaction prog_acts[2];
+static int prog_cur;
+
+static long futex(int *addr, int op, int val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* ---- the handler, on the sampled thread ---- */
+
+static void take_sample(struct as_thread *t, void *uc)
+{
+	uint64_t now = as_now(), start = t->iter_start;
+	if (!start)
+		return;                 /* it reached its wait meanwhile */
+	as_tls.busy = 1;
+	struct as_record *r = as_reserve_stack(t, uc);
+	if (r) {
+		r->kind = AS_REC_SAMPLE;
+		r->ts = now;
+		r->dur = start;
+		r->fd = -1;
+		as_commit(t);
+	}
+	as_tls.busy = 0;
+}
+
+/* A delivery we did not send: do what the program asked for. */
+static void forward(int sig, siginfo_t *si, void *uc)
+{
+	struct sigaction a = prog_acts[CMM_LOAD_SHARED(prog_cur)];
+	if (a.sa_handler == SIG_IGN)
+		return;
+	if (a.sa_handler == SIG_DFL) {
+		/* a realtime signal's default action ends the process: restore
+		 * it and re-send; it is delivered when this handler returns */
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		real_sigaction(sig, &dfl, NULL);
+		syscall(SYS_tgkill, getpid(), as_gettid(), sig);
+		return;
+	}
+	if (a.sa_flags & SA_RESETHAND) {
+		struct sigaction dfl;
+		memset(&dfl, 0, sizeof(dfl));
+		dfl.sa_handler = SIG_DFL;
+		int next = !prog_cur;
+		prog_acts[next] = dfl;
+		CMM_STORE_SHARED(prog_cur, next);
+	}
+	if (a.sa_flags & SA_SIGINFO)
+		a.sa_sigaction(sig, si, uc);
+	else
+		a.sa_handler(sig);
+}
+
+static void sample_handler(int sig, siginfo_t *si, void *uc)
+{
+	if (!si || si->si_code != SI_QUEUE || si->si_value.sival_ptr != (void *)&cookie) {
+		forward(sig, si, uc);
+		return;
+	}
+	int saved = errno;
+	struct as_thread *t = as_tls.t;
+	if (t) {
+		if (!as_tls.busy && !as_tls.internal && CMM_LOAD_SHARED(as_active))
+			take_sample(t, uc);
+		CMM_STORE_SHARED(t->sample_pending, 0);
+	}
+	errno = saved;
+}
+
+/* ---- the program's view of sample_sig (hooks/signal.c) ---- */
+
+int as_sample_signal(int sig)
+{
+	return sig > 0 && sig == CMM_LOAD_SHARED(sample_sig);
+}
+
+static int install(const struct sigaction *prog)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = sample_handler;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	if (prog && prog->sa_handler != SIG_DFL && prog->sa_handler != SIG_IGN) {
+		sa.sa_mask = prog->sa_mask;
+		sa.sa_flags = SA_SIGINFO | (prog->sa_flags & (SA_RESTART | SA_NODEFER | SA_ONSTACK));
+	}
+	return real_sigaction(sample_sig, &sa, NULL);
+}
+
+int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+{
+	(void)sig;
+	struct sigaction prev = prog_acts[CMM_LOAD_SHARED(prog_cur)];
+	if (act) {
+		if (install(act) != 0)
+			return -1;
+		int next = !prog_cur;
+		prog_acts[next] = *act;
+		CMM_STORE_SHARED(prog_cur, next);
+	}
+	if (old)
+		*old = prev;
+	return 0;
+}
+
+/* ---- the watchdog thread ---- */
+
+/* Running, and not blocking our signal: /proc/self/task/TID/status. */
+static int can_sample(pid_t tid)
+{
+	char path[64], buf[4096];
+	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	ssize_t n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	const char *state = strstr(buf, "\nState:\t"), *blk = strstr(buf, "\nSigBlk:\t");
+	if (!state || state[8] != 'R' || !blk)
+		return 0;
+	unsigned long long mask = strtoull(blk + 9, NULL, 16);
+	return !(mask & (1ull << (sample_sig - 1)));
+}
+
+static void sample(struct as_thread *t)
+{
+	if (CMM_LOAD_SHARED(t->sample_pending) || !can_sample(t->tid))
+		return;
+	siginfo_t si;
+	memset(&si, 0, sizeof(si));
+	si.si_signo = sample_sig;
+	si.si_code = SI_QUEUE;
+	si.si_pid = as_pid;
+	si.si_uid = getuid();
+	si.si_value.sival_ptr = (void *)&cookie;
+	CMM_STORE_SHARED(t->sample_pending, 1);
+	if (syscall(SYS_rt_tgsigqueueinfo, as_pid, t->tid, sample_sig, &si) != 0)
+		CMM_STORE_SHARED(t->sample_pending, 0);
+}
+
+/* One pass over the loop threads: sample the stalled ones.  Returns whether
+ * any loop is inside an iteration; *next gets the earliest time (ticks) one
+ * of them is due. */
+static int scan(uint64_t now, uint64_t stall, uint64_t *next)
+{
+	struct as_thread *t;
+	int busy = 0;
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node) {
+		if (!CMM_LOAD_SHARED(t->is_loop) || CMM_LOAD_SHARED(t->dead))
+			continue;
+		uint64_t start = CMM_LOAD_SHARED(t->iter_start);
+		if (!start)
+			continue;
+		busy = 1;
+		if (start != t->wd_iter) {
+			t->wd_iter = start;
+			t->wd_next = start + stall;
+		}
+		if (now >= t->wd_next) {
+			sample(t);
+			t->wd_next = now + stall;
+		}
+		if (t->wd_next < *next)
+			*next = t->wd_next;
+	}
+	rcu_read_unlock();
+	return busy;
+}
+
+static int any_iteration(void)
+{
+	struct as_thread *t;
+	int any = 0;
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
+		any |= CMM_LOAD_SHARED(t->is_loop) && CMM_LOAD_SHARED(t->iter_start) != 0;
+	rcu_read_unlock();
+	return any;
+}
+
+/* Sleep until a loop thread starts an iteration (see the top comment). */
+static void park(void)
+{
+	CMM_STORE_SHARED(as_wd_parked, 1);
+	if (!use_membarrier || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
+		use_membarrier = 0;
+		cmm_smp_mb();
+	}
+	if (!any_iteration()) {
+		struct timespec second = { 1, 0 };
+		futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
+	}
+	uatomic_set(&as_wd_parked, 0);
+}
+
+void as_watchdog_wake(void)
+{
+	if (uatomic_xchg(&as_wd_parked, 0) == 1) {
+		int saved = errno;
+		futex(&as_wd_parked, FUTEX_WAKE_PRIVATE, 1, NULL);
+		errno = saved;
+	}
+}
+
+static void sleep_ns(uint64_t ns)
+{
+	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
+	futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 0, &ts);   /* only a timeout ends it */
+}
+
+static void *watchdog_main(void *arg)
+{
+	(void)arg;
+	as_tls.internal = 1;
+	uatomic_inc(&as_shim_threads);
+	for (;;) {
+		uint64_t stall_ns = (uint64_t)as_cfg.stall_ms * 1000000u;
+		if (!CMM_LOAD_SHARED(as_active)) {
+			sleep_ns(100000000u);   /* after the final flush; exec may fail */
+			continue;
+		}
+		double npt = CMM_LOAD_SHARED(as_ns_per_tick);
+		uint64_t stall = (uint64_t)((double)stall_ns / npt), now = as_now(), next = now + stall;
+		if (!scan(now, stall, &next)) {
+			park();
+			continue;
+		}
+		uint64_t wait = (uint64_t)((double)(next - now) * npt);
+		sleep_ns(wait < 1000000u ? 1000000u : wait);
+	}
+	return NULL;
+}
+
+static int pick_signal(void)
+{
+	for (int s = SIGRTMAX - 4; s >= SIGRTMAX - 12 && s > SIGRTMIN; s--) {
+		struct sigaction old;
+		if (real_sigaction(s, NULL, &old) == 0 && old.sa_handler == SIG_DFL && !(old.sa_flags & SA_SIGINFO))
+			return s;
+	}
+	return 0;
+}
+
+static int start_thread(void)
+{
+	sigset_t all, old;
+	pthread_t th;
+	pthread_attr_t attr;
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		use_membarrier = 1;
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);       /* it takes no signal */
+	int r = pthread_create(&th, &attr, watchdog_main, NULL);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	pthread_attr_destroy(&attr);
+	if (r == 0)
+		pthread_setname_np(th, "asyncshim-wd");
+	return r;
+}
+
+/* From the constructor, after recording started.  Needs stacks=1. */
+void as_watchdog_start(void)
+{
+	if (!as_cfg.stacks || running)
+		return;
+	real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))as_resolve("sigaction");
+	if (!real_sigaction)
+		return;
+	int sig = pick_signal();
+	if (!sig) {
+		as_warn("asyncshim: no free realtime signal; stalls will have no stacks");
+		return;
+	}
+	sample_sig = sig;
+	prog_acts[0].sa_handler = SIG_DFL;
+	if (install(NULL) != 0 || start_thread() != 0) {
+		sample_sig = 0;
+		return;
+	}
+	running = 1;
+}
+
+/* A fork child has no watchdog thread: start its own.  The handler and the
+ * program's recorded action are inherited with the memory. */
+void as_watchdog_after_fork_child(void)
+{
+	as_wd_parked = 0;
+	if (!running || !CMM_LOAD_SHARED(as_active))
+		return;
+	if (start_thread() != 0)
+		running = 0;
+}
