@@ -36,8 +36,17 @@ AS_REAL(void, event_get_assignment, (const void *, void **, int *, short *, even
 AS_REAL(void *, event_self_cbarg, (void));
 AS_REAL(void *, event_get_base, (const void *));
 
-#define EV_RESOLVE(name) \
-	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve_lib(#name); } while (0)
+/* 1 while every function we resolved is libevent's (see hooks/libuv.c). */
+static int is_libevent = 1;
+
+#define EV_RESOLVE(name)                                                            \
+	do {                                                                        \
+		if (AS_UNLIKELY(!real_##name)) {                                    \
+			real_##name = as_resolve_lib(#name);                        \
+			if (real_##name && !as_lib_is((void *)real_##name, "libevent")) \
+				CMM_STORE_SHARED(is_libevent, 0);                   \
+		}                                                                   \
+	} while (0)
 
 #define EVLOOP_ONCE 1
 #define EVLOOP_NONBLOCK 2
@@ -73,7 +82,7 @@ static struct as_wrap *wrapper_of(const void *ev)
 /* Fill ev's wrapper (creating it); NULL: leave the callback as it is. */
 static struct as_wrap *wrap_event(void *ev, event_cb cb, void *arg)
 {
-	if (!cb || cb == tramp_event || cb == tramp_once)
+	if (!cb || cb == tramp_event || cb == tramp_once || !CMM_LOAD_SHARED(is_libevent))
 		return NULL;
 	struct as_wrap *w = as_wrap_add(ev, AS_WRAP_EVENT);
 	if (!w)
@@ -143,7 +152,7 @@ AS_EXPORT int event_base_once(void *base, int fd, short events, event_cb cb, voi
 	EV_RESOLVE(event_base_once);
 	if (!real_event_base_once)
 		return -1;
-	struct as_wrap *w = cb ? as_wrap_alloc_unlisted() : NULL;
+	struct as_wrap *w = cb && CMM_LOAD_SHARED(is_libevent) ? as_wrap_alloc_unlisted() : NULL;
 	if (!w)
 		return real_event_base_once(base, fd, events, cb, arg, tv);
 	w->cb[0] = (void *)cb;

@@ -40,8 +40,18 @@ AS_REAL(int, uv_queue_work, (void *, void *, work_cb, after_work_cb));
 AS_REAL(int, uv_cancel, (void *));
 AS_REAL(void, uv_close, (void *, void *));
 
-#define UV_RESOLVE(name) \
-	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve_lib(#name); } while (0)
+/* 1 while every function we resolved is libuv's; a same-named function of
+ * another library makes us stop wrapping (its callbacks mean other things). */
+static int is_libuv = 1;
+
+#define UV_RESOLVE(name)                                                         \
+	do {                                                                     \
+		if (AS_UNLIKELY(!real_##name)) {                                 \
+			real_##name = as_resolve_lib(#name);                     \
+			if (real_##name && !as_lib_is((void *)real_##name, "libuv")) \
+				CMM_STORE_SHARED(is_libuv, 0);                   \
+		}                                                                \
+	} while (0)
 
 enum { SLOT_MAIN = 0, SLOT_READ = 1 };
 
@@ -56,7 +66,7 @@ static void *handle_callback(void *h, int slot)
 /* Register cb for handle h; returns the callback to give libuv. */
 static void *wrap_handle(void *h, int slot, void *cb, void *tramp)
 {
-	if (!cb)
+	if (!cb || !CMM_LOAD_SHARED(is_libuv))
 		return cb;
 	struct as_wrap *w = as_wrap_add(h, AS_WRAP_UV_HANDLE);
 	if (!w)
@@ -221,7 +231,7 @@ AS_EXPORT int uv_queue_work(void *loop, void *req, work_cb work, after_work_cb a
 	UV_RESOLVE(uv_queue_work);
 	if (!real_uv_queue_work)
 		return UV_ENOSYS;
-	struct as_wrap *w = work ? as_wrap_add(req, AS_WRAP_UV_WORK) : NULL;
+	struct as_wrap *w = work && CMM_LOAD_SHARED(is_libuv) ? as_wrap_add(req, AS_WRAP_UV_WORK) : NULL;
 	if (!w)
 		return real_uv_queue_work(loop, req, work, after);
 	w->cb[0] = (void *)work;

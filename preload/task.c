@@ -198,6 +198,23 @@ void *as_resolve_lib(const char *name)
 	return p;
 }
 
+/* Is fn in a library whose file name starts with prefix ("libuv")?  A
+ * function of the same name in some other library has other semantics:
+ * its callbacks must not be wrapped. */
+int as_lib_is(const void *fn, const char *prefix)
+{
+	Dl_info in;
+	int saved = errno;
+	int ok = fn && dladdr(fn, &in) && in.dli_fname;
+	if (ok) {
+		const char *base = strrchr(in.dli_fname, '/');
+		base = base ? base + 1 : in.dli_fname;
+		ok = !strncmp(base, prefix, strlen(prefix));
+	}
+	errno = saved;
+	return ok;
+}
+
 /* ---- wrapped callbacks ---- */
 
 #define WRAP_BUCKETS (1u << 14)

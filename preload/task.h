@@ -122,6 +122,7 @@ void as_loop_leave(int finished);
 
 /* Resolve a library function that may live outside the global scope. */
 void *as_resolve_lib(const char *name);
+int as_lib_is(const void *fn, const char *prefix);
 
 /* ---- callback wrappers (preload/task.c) ----
  * The program's callback (and, for libevent, its argument) for a handle,
