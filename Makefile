@@ -128,7 +128,22 @@ test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace
 demo: all progs
 	@./scripts/demo.sh
 
-bench: all progs $(BUILD)/bench/tasks
+# The benchmark suite (bench/run.sh, docs/performance.md): its programs at
+# -O2, and the stub library its "hook alone" rows preload after the shim.
+BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory
+BENCH_BIN := $(BENCH_PROGS) $(BUILD)/bench/bigtrace $(BUILD)/bench/libstub.so
+$(BENCH_PROGS): $(BUILD)/bench/%: bench/%.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -ldl -lpthread
+$(BUILD)/bench/bigtrace: bench/bigtrace.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(TOOL_CFLAGS) -o $@ $< $(TOOL_LIBS)
+$(BUILD)/bench/libstub.so: bench/libstub.c | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -Wl,-soname,libstub.so \
+		-o $@ $< -ldl
+
+bench: all progs $(BUILD)/bench/tasks $(BENCH_BIN)
 	@./scripts/deps.sh bench
 	@./bench/run.sh
 

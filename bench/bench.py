@@ -1,0 +1,588 @@
+"""make bench: what asyncshim costs, measured side by side with the bare program.
+
+Every figure is a median over alternating runs of the bare and the shimmed
+program made in this one invocation (ratios and differences are taken per
+round, then the median over rounds).  Prints one table and writes it, with
+the raw per-round figures, to bench/results.md.  Method: docs/performance.md.
+
+    /usr/bin/python3 bench/bench.py [--quick] [--only NAME,...]
+
+--quick runs every part once with fewer rounds (a smoke test of the suite,
+not figures to quote).  NAME: calls stub scaling collector redis memory
+instructions report others."""
+import glob
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.path.join(ROOT, "build")
+LIB = os.path.join(BUILD, "libasyncshim.so")
+TOOL = os.path.join(BUILD, "asyncshim")
+BB = os.path.join(BUILD, "bench")
+STUB = os.path.join(BB, "libstub.so")
+QUICK = "--quick" in sys.argv
+ONLY = None
+if "--only" in sys.argv:
+    ONLY = set(sys.argv[sys.argv.index("--only") + 1].split(","))
+
+ROUNDS = 2 if QUICK else 5
+rows = []          # (section, measure, figure text, target text, verdict)
+raw = []           # lines for the raw section of results.md
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def med(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def row(section, measure, figure, target="", ok=None):
+    verdict = "" if ok is None else ("met" if ok else "MISSED")
+    rows.append((section, measure, figure, target, verdict))
+
+
+def env_for(cfg, workdir, extra=None):
+    """cfg: bare | shim | off (enabled=0); stub variants preload libstub."""
+    env = dict(os.environ)
+    env.pop("ASYNCSHIM_OPTIONS", None)
+    env.pop("LD_PRELOAD", None)
+    pre = []
+    if cfg in ("shim", "off"):
+        pre.append(LIB)
+        opts = "out=%s/asyncshim" % workdir
+        if cfg == "off":
+            opts += ":enabled=0"
+        env["ASYNCSHIM_OPTIONS"] = opts
+    if extra and extra.get("stub"):
+        pre.append(STUB)
+        env["BENCH_STUB"] = "1"
+    if extra and extra.get("options") and cfg == "shim":
+        env["ASYNCSHIM_OPTIONS"] += ":" + extra["options"]
+    if pre:
+        env["LD_PRELOAD"] = ":".join(pre)
+    return env
+
+
+def run(cmd, env, timeout=120, cwd=None):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, cwd=cwd)
+    if p.returncode != 0:
+        raise RuntimeError("%s exited %d: %s" % (" ".join(cmd), p.returncode, p.stderr[-2000:]))
+    return p.stdout
+
+
+def read_trace(path):
+    """events (iterations + blocking calls + other records), dropped, bytes"""
+    iters = other = 0
+    dropped = {}
+    with open(path, "rb") as f:
+        for rec in msgpack.Unpacker(f, raw=False, strict_map_key=False):
+            t = rec.get("type")
+            if t == "iters":
+                iters += len(rec["d"]) // 2
+            elif t == "thread":
+                dropped[rec["tid"]] = rec.get("dropped", 0)
+            elif t not in ("header", "end"):
+                other += 1
+    return {"events": iters + other, "iterations": iters, "dropped": sum(dropped.values()),
+            "dropped_by_tid": dropped, "bytes": os.path.getsize(path)}
+
+
+def traces_in(d):
+    return sorted(glob.glob(os.path.join(d, "asyncshim.*.msgpack")))
+
+
+def fresh_dir():
+    return tempfile.mkdtemp(prefix="asyncshim-bench-")
+
+
+# ---------------------------------------------------------------- calls
+
+CALL_ROWS = ["read:plain", "write:plain", "read:loop", "write:loop", "epoll:loop"]
+CALL_NAMES = {"read": "read() on an empty non-blocking pipe (EAGAIN)",
+              "write": "write() of 1 byte to /dev/null",
+              "epoll": "epoll_wait(), timeout 0"}
+
+
+def parse_rows(out):
+    res = {}
+    for line in out.splitlines():
+        f = line.split()
+        if f and f[0] == "ROW":
+            res["%s:%s" % (f[1], f[2])] = {"diff": float(f[4]), "hooked": float(f[5]),
+                                           "direct": float(f[6]), "tids": [int(x) for x in f[8].split(",")]}
+    return res
+
+
+def calls_rounds(stub, seconds, threads=1, call_rows=CALL_ROWS, cfgs=("bare", "shim", "off"), rounds=ROUNDS):
+    """{cfg: {row: [diff per round]}} plus dropped counts of shim runs."""
+    out = {c: {r: [] for r in call_rows} for c in cfgs}
+    hooked = {c: {r: [] for r in call_rows} for c in cfgs}
+    dropped = {r: [] for r in call_rows}
+    for rnd in range(rounds):
+        for cfg in cfgs:
+            d = fresh_dir()
+            try:
+                res = parse_rows(run([os.path.join(BB, "calls"), str(seconds), str(threads), *call_rows],
+                                     env_for(cfg, d, {"stub": stub}), timeout=600))
+                for r in call_rows:
+                    out[cfg][r].append(res[r]["diff"])
+                    hooked[cfg][r].append(res[r]["hooked"])
+                if cfg == "shim":
+                    tr = traces_in(d)
+                    if tr:
+                        info = read_trace(tr[0])
+                        for r in call_rows:
+                            dropped[r].append(sum(info["dropped_by_tid"].get(t, 0) for t in res[r]["tids"]))
+            finally:
+                shutil.rmtree(d, ignore_errors=True)
+        raw.append("calls%s threads=%d round %d: %s" % (" (stub)" if stub else "", threads, rnd, json.dumps(
+            {c: {r: round(out[c][r][-1], 2) for r in call_rows} for c in cfgs})))
+    return out, hooked, dropped
+
+
+def added(out, cfg, r):
+    """median over rounds of (shimmed diff - bare diff), both from the same round"""
+    return med([s - b for s, b in zip(out[cfg][r], out["bare"][r])])
+
+
+def bench_calls():
+    log("calls: per-call overhead, real syscalls (%d rounds of bare, shim, enabled=0)" % ROUNDS)
+    out, hooked, dropped = calls_rounds(False, 0.3 if QUICK else 0.6)
+    log("calls: per-call overhead, syscall stubbed")
+    sout, shooked, sdropped = calls_rounds(True, 0.15 if QUICK else 0.3)
+    targets = {"loop": (25, "<= 25 ns (stretch <= 10)"), "plain": (5, "<= 5 ns"), "off": (3, "<= 3 ns")}
+    for op in ("read", "write", "epoll"):
+        name = CALL_NAMES[op]
+        for mode, cfg, label in (("loop", "shim", "loop thread"), ("plain", "shim", "non-loop thread"),
+                                 ("plain", "off", "enabled=0")):
+            r = "%s:%s" % (op, mode)
+            if op == "epoll" and mode == "plain":
+                if cfg == "shim":
+                    row("per call", "%s, %s" % (name, label),
+                        "n/a: a thread that calls epoll_wait is a loop thread", "")
+                    continue
+                r = "epoll:loop"       # enabled=0: nothing is a loop
+            lim, tgt = targets["off" if cfg == "off" else mode]
+            a, s = added(out, cfg, r), added(sout, cfg, r)
+            base = med(hooked["bare"][r])
+            fig = "%+.1f ns (of %.0f ns per call); hook alone %+.1f ns" % (a, base, s)
+            drops = dropped[r] if cfg == "shim" and mode == "loop" else []
+            if drops and max(drops) > 0:
+                fig += "; dropped %d" % med(drops)
+            if op == "epoll" and cfg == "shim":
+                fig += " (the wait pair: ends one iteration, starts the next)"
+            row("per call", "%s, %s" % (name, label), fig, tgt, max(a, s) <= lim)
+
+
+def bench_scaling():
+    log("scaling: per-call overhead with 1, 2, 8, 64 loop threads")
+    counts = [1, 2, 8] if QUICK else [1, 2, 8, 64]
+    for n in counts:
+        rounds = 2 if QUICK else 3
+        out, hooked, _ = calls_rounds(False, 0.3 if QUICK else 0.8, n, ["read:loop"], ("bare", "shim"), rounds)
+        sout, _, _ = calls_rounds(True, 0.2 if QUICK else 0.4, n, ["read:loop"], ("bare", "shim"), rounds)
+        row("scaling", "read() on a loop thread, %d threads at once" % n,
+            "%+.1f ns per call; hook alone %+.1f ns" % (added(out, "shim", "read:loop"),
+                                                          added(sout, "shim", "read:loop")),
+            "<= 25 ns", max(added(out, "shim", "read:loop"), added(sout, "shim", "read:loop")) <= 25)
+
+
+# ---------------------------------------------------------------- collector
+
+def collector_run(threads, seconds, stub, options=None):
+    d = fresh_dir()
+    try:
+        out = run([os.path.join(BB, "collector"), str(threads), str(seconds)],
+                  env_for("shim", d, {"stub": stub, "options": options}), timeout=300)
+        f = dict(zip(out.split()[0::2], map(float, out.split()[1::2])))
+        info = read_trace(traces_in(d)[0])
+        return {**f, **info}
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_collector():
+    log("collector: drain rate and bytes per event, 1, 2, 8, 64 producers")
+    counts = [1, 2, 8] if QUICK else [1, 2, 8, 64]
+    secs = 0.5 if QUICK else 1.0
+    best = None
+    for stub in (True, False):
+        for n in counts:
+            r = collector_run(n, secs, stub)
+            rate = r["events"] / (r["COLLECTOR_NS"] / 1e9) if r["COLLECTOR_NS"] > 0 else float("inf")
+            offered = r["CALLS"] / (r["WALL_NS"] / 1e9)
+            raw.append("collector stub=%s threads=%d: %s" % (stub, n, json.dumps(
+                {k: v for k, v in r.items() if k != "dropped_by_tid"})))
+            label = "%d producer%s, %s" % (n, "s" if n > 1 else "",
+                                          "waits stubbed (max rate)" if stub else "real epoll_wait")
+            fig = ("%.1f M events/s per collector CPU s; offered %.2f M/s, drained %d, dropped %d "
+                   "(%.1f%%), %.2f bytes/event" % (rate / 1e6, offered / 1e6, r["events"], r["dropped"],
+                                                   100.0 * r["dropped"] / max(1, r["dropped"] + r["events"]),
+                                                   r["bytes"] / max(1, r["events"])))
+            row("collector", label, fig, ">= 20 M events/s; <= 16 bytes/event",
+                rate >= 20e6 and r["bytes"] / max(1, r["events"]) <= 16)
+            if stub and n == 1:
+                best = r
+    return best
+
+
+# ---------------------------------------------------------------- redis
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=10):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError("redis-server exited early")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError("redis-server never listened")
+
+
+def redis_run(cfg, requests):
+    d = fresh_dir()
+    port = free_port()
+    cmd = ["/usr/bin/redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+           "--appendonly", "no", "--dir", d]
+    env = env_for("shim" if cfg == "shim" else "bare", d)
+    if cfg == "strace":
+        cmd = ["/usr/bin/strace", "-f", "-o", "/dev/null"] + cmd
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
+    try:
+        wait_port(port, proc, 20)
+        out = subprocess.run(["/usr/bin/redis-benchmark", "-h", "127.0.0.1", "-p", str(port), "-c", "50",
+                              "-n", str(requests), "-t", "get,set", "--csv", "-q"],
+                             capture_output=True, text=True, timeout=300).stdout
+        rps = {}
+        for line in out.splitlines():
+            m = re.match(r'"(SET|GET)","([0-9.]+)"', line)
+            if m:
+                rps[m.group(1)] = float(m.group(2))
+        if len(rps) != 2:
+            raise RuntimeError("redis-benchmark printed no rates: %s" % out[-500:])
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+    info = None
+    if cfg == "shim":
+        tr = traces_in(d)
+        info = read_trace(tr[0]) if tr else None
+    shutil.rmtree(d, ignore_errors=True)
+    return rps, info
+
+
+def bench_redis():
+    n = 20000 if QUICK else 50000
+    rounds = 2 if QUICK else 4
+    log("redis: redis-benchmark GET/SET, 50 clients, %d requests each, %d rounds of bare/shim" % (n, rounds))
+    ratios = {"SET": [], "GET": []}
+    bare_rps = {"SET": [], "GET": []}
+    drops, evs, byts = [], [], []
+    for rnd in range(rounds):
+        b, _ = redis_run("bare", n)
+        s, info = redis_run("shim", n)
+        for k in ratios:
+            ratios[k].append(s[k] / b[k])
+            bare_rps[k].append(b[k])
+        if info:
+            drops.append(info["dropped"])
+            evs.append(info["events"])
+            byts.append(info["bytes"])
+        raw.append("redis round %d: bare %s shim %s events %s dropped %s" % (
+            rnd, b, s, info and info["events"], info and info["dropped"]))
+    log("redis: under strace -f (one round, fewer requests: it is ~30x slower)")
+    b, _ = redis_run("bare", n // 5)
+    st, _ = redis_run("strace", max(2000, n // 25))
+    raw.append("redis strace: bare %s strace %s" % (b, st))
+    for k in ("SET", "GET"):
+        r = med(ratios[k])
+        row("redis", "redis-server %s, 50 clients: shim / bare" % k,
+            "%.3fx (bare %.0f req/s)" % (r, med(bare_rps[k])), ">= 0.98x", r >= 0.98)
+    for k in ("SET", "GET"):
+        row("redis", "redis-server %s: strace -f / bare" % k, "%.3fx" % (st[k] / b[k]),
+            "(reference: ~0.035x)")
+    total_drop = sum(drops)
+    row("redis", "dropped events at that load (default buffer_kb)",
+        "%d of %d events over %d runs" % (total_drop, sum(evs) + total_drop, len(drops)), "0",
+        total_drop == 0)
+    if evs and sum(evs):
+        row("redis", "bytes per event on disk (redis trace)", "%.2f" % (sum(byts) / sum(evs)), "<= 16",
+            sum(byts) / sum(evs) <= 16)
+
+
+# ---------------------------------------------------------------- memory
+
+def rss_run(cfg, threads, seconds):
+    d = fresh_dir()
+    try:
+        out = run([os.path.join(BB, "memory"), str(threads), str(seconds)], env_for(cfg, d), timeout=300)
+        return int(out.split()[1]) * 1024
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def bench_memory():
+    log("memory: resident bytes, bare vs shim, 1 and 9 loop threads, short and long run")
+    # every run long enough that the collector's output buffer has reached
+    # its bound (1 MiB pending, then written), so the 1 -> 9 thread slope is
+    # what each thread adds and not that buffer filling up
+    rounds = 2
+    short_s, long_s = (0.6, 1.5) if QUICK else (1.0, 4.0)
+    added = {"1": [], "9": [], "long": []}
+    for rnd in range(rounds):
+        for key, (n, secs) in (("1", (1, short_s)), ("9", (9, short_s)), ("long", (1, long_s))):
+            b = rss_run("bare", n, secs)
+            s = rss_run("shim", n, secs)
+            added[key].append(s - b)
+        raw.append("memory round %d: added bytes %s" % (rnd, {k: v[-1] for k, v in added.items()}))
+    per_thread = med([(a9 - a1) / 8 for a1, a9 in zip(added["1"], added["9"])])
+    limit = 1024 * 1024 + 4096
+    row("memory", "resident bytes added per loop thread (default buffer_kb=1024, ring written through)",
+        "%.0f (%.1f KiB)" % (per_thread, per_thread / 1024), "<= buffer + 4 KiB = %d" % limit,
+        per_thread <= limit)
+    row("memory", "resident bytes added in total, 1 loop thread, %.0f s run" % short_s,
+        "%.0f (%.1f MiB)" % (med(added["1"]), med(added["1"]) / 2**20), "bounded")
+    grow = med(added["long"]) - med(added["1"])
+    row("memory", "... the same after a %.0f s run (growth with run length)" % long_s,
+        "%.0f (%+.0f KiB)" % (med(added["long"]), grow / 1024), "no growth",
+        grow <= 256 * 1024)
+
+
+# ---------------------------------------------------------------- instructions
+
+def callgrind_costs(path):
+    """{(object, function): [self Ir, calls into it]} from a callgrind.out file"""
+    names = {"ob": {}, "fn": {}}
+    cost = {}
+    ob = fn = cob = cfn = None
+    pending_calls = None
+    with open(path) as f:
+        for line in f:
+            line = line.rstrip("\n")
+            m = re.match(r"^(c?)(ob|fn|fl|fi|fe)=(?:\((\d+)\))?\s*(.*)$", line)
+            if m:
+                called, kind, num, name = m.groups()
+                if kind in ("fl", "fi", "fe"):
+                    continue
+                table = names[kind]
+                if num is not None and name:
+                    table[num] = name
+                val = table.get(num, name) if num is not None else name
+                if called:
+                    if kind == "ob":
+                        cob = val
+                    else:
+                        cfn = val
+                else:
+                    if kind == "ob":
+                        ob = val
+                        cob = ob
+                    else:
+                        fn = val
+                        cob = ob
+                continue
+            m = re.match(r"^calls=(\d+)", line)
+            if m:
+                pending_calls = int(m.group(1))
+                key = (cob or ob, cfn)
+                cost.setdefault(key, [0, 0])[1] += pending_calls
+                continue
+            m = re.match(r"^[+\-*0-9]\S*\s+(\d+)", line)
+            if m and fn is not None:
+                if pending_calls is not None:
+                    pending_calls = None      # inclusive cost of the call: not self
+                    cob = ob
+                    continue
+                cost.setdefault((ob, fn), [0, 0])[0] += int(m.group(1))
+    return cost
+
+
+def bench_instructions():
+    if not shutil.which("valgrind"):
+        row("instructions", "callgrind", "valgrind not installed", "")
+        return
+    log("instructions: callgrind instruction counts per hooked call")
+    cases = [("read() on a loop thread", "shim", "read:loop", "read"),
+             ("read() on a non-loop thread", "shim", "read:plain", "read"),
+             ("read() with enabled=0", "off", "read:plain", "read"),
+             ("epoll_wait() on a loop thread (the wait pair)", "shim", "epoll:loop", "epoll_wait")]
+    for label, cfg, callrow, fn in cases:
+        d = fresh_dir()
+        try:
+            env = env_for(cfg, d, {"stub": True})
+            env["BENCH_BLOCK_US"] = "2000"
+            out = os.path.join(d, "cg.out")
+            subprocess.run(["valgrind", "--tool=callgrind", "--callgrind-out-file=" + out,
+                            os.path.join(BB, "calls"), "0.05", "1", callrow],
+                           env=env, capture_output=True, text=True, timeout=600)
+            cost = callgrind_costs(out)
+            mine = [(k, v) for k, v in cost.items() if k[1] == fn and k[0] and "libasyncshim" in k[0]]
+            if not mine or not mine[0][1][1]:
+                row("instructions", label, "not measured (callgrind found no calls)", "")
+                continue
+            ir, calls = mine[0][1]
+            clock = "?"
+            tr = traces_in(d)
+            if tr:
+                with open(tr[0], "rb") as f:
+                    hdr = next(iter(msgpack.Unpacker(f, raw=False, strict_map_key=False)))
+                    clock = hdr.get("clock", "?")
+            note = "" if cfg == "off" or clock == "tsc" else " (clock under valgrind: %s)" % clock
+            row("instructions", "%s: instructions in the hook" % label, "%.1f per call%s" % (ir / calls, note), "")
+        finally:
+            shutil.rmtree(d, ignore_errors=True)
+    perf = shutil.which("perf")
+    if perf:
+        p = subprocess.run([perf, "stat", "-x,", "-e", "instructions:u", "true"], capture_output=True, text=True)
+        if "not supported" in p.stderr or p.returncode != 0:
+            row("instructions", "perf stat -e instructions", "not available: this VM exposes no hardware counters",
+                "")
+        else:
+            row("instructions", "perf stat -e instructions", "available (see docs/performance.md)", "")
+
+
+# ---------------------------------------------------------------- report
+
+def max_rss_report(path):
+    p = subprocess.run(["/usr/bin/time", "-v", TOOL, "report", path], capture_output=True, text=True,
+                       timeout=1200)
+    if p.returncode != 0:
+        raise RuntimeError("report failed: %s" % p.stderr[-500:])
+    kb = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", p.stderr).group(1))
+    wall = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([0-9:.]+)", p.stderr).group(1)
+    parts = [float(x) for x in wall.split(":")]
+    secs = parts[-1] + 60 * (parts[-2] if len(parts) > 1 else 0) + 3600 * (parts[-3] if len(parts) > 2 else 0)
+    return kb * 1024, secs
+
+
+def bench_report():
+    log("report: max RSS of asyncshim report on growing traces (tests/gen_trace.py, grown by bench/bigtrace)")
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    import gen_trace
+    d = fresh_dir()
+    try:
+        sizes = [16, 64] if QUICK else [64, 256, 1024]
+        for label, blocks in (("1% of iterations with a blocking call", 10000), ("iterations only", 0)):
+            base = os.path.join(d, "base.msgpack")
+            gen_trace.generate(base, events=500000 if QUICK else 1000000, blocks=blocks)
+            res = []
+            for mb in sizes:
+                big = os.path.join(d, "big.msgpack")
+                run([os.path.join(BB, "bigtrace"), base, big, str(mb)], dict(os.environ), timeout=600)
+                rss, secs = max_rss_report(big)
+                res.append((mb, os.path.getsize(big), rss, secs))
+                os.unlink(big)
+            raw.append("report %s: %s" % (label, res))
+            figs = ", ".join("%d MiB: %.1f MiB RSS (%.0f MB/s)" % (mb, rss / 2**20, size / secs / 1e6)
+                             for mb, size, rss, secs in res)
+            growth = res[-1][2] - res[0][2]
+            row("report", "asyncshim report, %s" % label, figs, "constant memory",
+                growth <= 8 * 2**20)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- others' pieces
+
+def bench_others():
+    """bench/<name>.sh|.py pieces added for other issues (stacks, watchdog,
+    tasks...): each prints lines 'ROW<TAB>measure<TAB>figure<TAB>target[<TAB>met|MISSED]'."""
+    mine = {"bench.py", "run.sh"}
+    for path in sorted(glob.glob(os.path.join(ROOT, "bench", "*.sh")) + glob.glob(os.path.join(ROOT, "bench", "*.py"))):
+        name = os.path.basename(path)
+        if name in mine:
+            continue
+        log("others: %s" % name)
+        cmd = ["/usr/bin/python3", path] if name.endswith(".py") else ["/bin/sh", path]
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT,
+                               env={**os.environ, "BENCH_QUICK": "1" if QUICK else "0"})
+        except subprocess.TimeoutExpired:
+            row("other issues", name, "timed out", "")
+            continue
+        found = False
+        for line in p.stdout.splitlines():
+            f = line.split("\t")
+            if f[0] == "ROW" and len(f) >= 4:
+                ok = None if len(f) < 5 or f[4] not in ("met", "MISSED") else f[4] == "met"
+                row("other issues", f[1], f[2], f[3], ok)
+                found = True
+        if not found:
+            row("other issues", name, "printed no ROW lines (exit %d)" % p.returncode, "")
+
+
+# ---------------------------------------------------------------- output
+
+def machine():
+    cpu = ""
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    load = os.getloadavg()
+    return "%s, %d cores, Linux %s, load average at start %.2f" % (cpu, os.cpu_count(), platform.release(), load[0])
+
+
+def table():
+    out = ["| section | measure | figure | target | |", "|---|---|---|---|---|"]
+    for r in rows:
+        out.append("| %s |" % " | ".join(x.replace("|", "/") for x in r))
+    return "\n".join(out)
+
+
+def main():
+    if not os.path.exists(LIB) or not os.path.exists(os.path.join(BB, "calls")):
+        print("bench: build first (make bench)", file=sys.stderr)
+        return 2
+    started = time.time()
+    mach = machine()
+    parts = [("calls", bench_calls), ("scaling", bench_scaling), ("collector", bench_collector),
+             ("redis", bench_redis), ("memory", bench_memory), ("instructions", bench_instructions),
+             ("report", bench_report), ("others", bench_others)]
+    for name, fn in parts:
+        if ONLY and name not in ONLY:
+            continue
+        try:
+            fn()
+        except Exception as e:      # one broken part must not hide the others
+            row(name, "error", str(e).splitlines()[0][:200], "")
+            log("%s: %s" % (name, e))
+    t = table()
+    print(t)
+    head = "# asyncshim benchmark results\n\nMachine: %s.  Took %.0f s%s.  Method: docs/performance.md.\n\n" % (
+        mach, time.time() - started, " (--quick: smoke run, not figures to quote)" if QUICK else "")
+    with open(os.path.join(ROOT, "bench", "results.md"), "w") as f:
+        f.write(head + t + "\n\n## Raw figures per round\n\n```\n" + "\n".join(raw) + "\n```\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
