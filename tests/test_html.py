@@ -10,7 +10,7 @@ import time
 import pytest
 
 from browser import Browser
-from conftest import ASAN_TOOL, EXAMPLES, TOOL, loop_threads, one_trace, report, run_shim
+from conftest import ASAN_TOOL, EXAMPLES, TOOL, loop_threads, one_trace, prog, report, run_shim, shim_env
 import gen_trace
 
 LOOP = os.path.join(EXAMPLES, "loop")
@@ -203,3 +203,35 @@ def test_one_million_events(tmp_path, browser):
     assert int(browser.eval(TIMELINE)["drawnIterations"]) > 0
     print(f"\n1M events: report --html {generate_s:.2f} s, {out.stat().st_size / 1e6:.1f} MB page, "
           f"load {load_s:.2f} s, rendered {render_ms} ms after opening, redraw max {max(draws):.0f} ms")
+
+
+def test_tasks_tree_and_task_lane(tmp_path, browser):
+    run_shim([prog("coro_tasks"), "tree"], tmp_path)
+    trace = one_trace(tmp_path)
+    out = tmp_path / "tasks.html"
+    write_html(trace, out, tool=ASAN_TOOL)
+    browser.open(out.as_uri())
+    assert browser.errors == [] and browser.eval(CARD)["tasks"] == "14"
+    tree = browser.eval("[...document.querySelectorAll('#task-tree li')].map(li => "
+                        "li.querySelector('.task code').textContent)")
+    assert sorted(tree) == sorted(["coro_level1"] * 2 + ["coro_level2"] * 4 + ["coro_level3"] * 8)
+    # children sit under their parent
+    nested = browser.eval("[...document.querySelectorAll('#task-tree > ul > li > details > ul > li')].length")
+    assert nested == 4
+    tl = browser.eval(TIMELINE)
+    # 14 tasks ran twice each (one suspension): 28 runs and 14 waits in the task lane
+    assert int(tl["drawnTasks"]) == 42
+    awaits = browser.eval("[...document.querySelectorAll('#await-table tbody tr')].map(r => r.cells[0].textContent)")
+    assert set(awaits) == {"coro_level1", "coro_level2", "coro_level3"}
+
+
+def test_cancelled_task_is_shown(tmp_path, browser):
+    subprocess.run([prog("uv_tasks"), "cancel"], cwd=tmp_path, env=shim_env(extra={"UV_THREADPOOL_SIZE": "4"}),
+                   check=True, capture_output=True, timeout=60)
+    out = tmp_path / "uv.html"
+    write_html(one_trace(tmp_path), out)
+    browser.open(out.as_uri())
+    assert browser.errors == []
+    states = browser.eval("[...document.querySelectorAll('#task-tree .state')].map(s => s.textContent)")
+    assert sorted(states) == ["cancelled"] + ["completed"] * 7
+    assert "1 cancelled" in browser.eval("document.querySelector('.task-counts').textContent")

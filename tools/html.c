@@ -8,6 +8,7 @@
  * the same size and speed for a thousand or a billion iterations. */
 #include "html.h"
 #include "sites.h"
+#include "tasks.h"
 
 #include <inttypes.h>
 #include <math.h>
@@ -21,11 +22,23 @@
 #define SLOW_MAX 20000           /* slowest iterations kept individually per bucketed thread */
 #define BLOCKS_MAX 20000         /* blocking calls drawn individually per trace (the longest) */
 #define SITES_MAX 100            /* blocking call sites in the table */
+#define TASK_RUNS_MAX 50000      /* task runs (the longest) and task ends drawn per trace */
+#define STALLS_MAX 20000         /* stalls drawn per trace (the longest) */
 #define LABEL_MAX 200
 #define LAG_LO_NS 1000           /* lag histogram: bin 0 is below 1 µs, */
 #define LAG_PER_DECADE 10        /* then 10 bins per decade ... */
 #define LAG_BINS (1 + 8 * LAG_PER_DECADE)    /* ... up to 100 s and over */
 #define DATA_MARK "<!--ASYNCSHIM-DATA-->"
+
+/* The longest of many spans, in bounded memory: entries of WIDTH fields,
+ * field DUR their length.  When full, the bar doubles and what falls under
+ * it goes, so what stays is the longest, in the order offered. */
+struct longest {
+	uint64_t *v;
+	size_t n, cap, width, dur;
+	uint64_t min;                /* shorter entries are not kept */
+	uint64_t offered;
+};
 
 struct tl_thread {
 	int64_t tid;
@@ -35,9 +48,7 @@ struct tl_thread {
 	uint64_t width_ns;           /* buckets */
 	uint32_t *count;
 	uint64_t *busy, *max;
-	uint64_t *slow;              /* slowest iterations: start, duration pairs */
-	size_t nslow;
-	uint64_t slow_min;           /* only iterations at least this long are kept */
+	struct longest slow;         /* slowest iterations: start, duration */
 };
 
 struct tl {
@@ -45,6 +56,10 @@ struct tl {
 	size_t nth;
 	uint64_t span_ns;
 	uint64_t lag_bins[LAG_BINS];
+	struct longest runs;         /* task runs: tid, start, duration, task id, finished */
+	struct longest ends;         /* task ends: tid, time, task id, status (0 length: first ones kept) */
+	struct longest stalls;       /* tid, start, stall time, iteration, first sample's stack */
+	uint64_t stall_ns;           /* all stalls */
 };
 
 struct site {
@@ -114,6 +129,38 @@ static unsigned lag_bin(uint64_t ns)
 	return b >= LAG_BINS ? LAG_BINS - 1 : (unsigned)b;
 }
 
+static int longest_init(struct longest *k, size_t cap, size_t width, size_t dur, uint64_t min)
+{
+	memset(k, 0, sizeof(*k));
+	k->cap = cap;
+	k->width = width;
+	k->dur = dur;
+	k->min = min;
+	k->v = malloc(cap * width * sizeof(*k->v));
+	return k->v ? 0 : -1;
+}
+
+static void longest_add(struct longest *k, const uint64_t *e)
+{
+	uint64_t len = k->dur < k->width ? e[k->dur] : 0;
+	k->offered++;
+	if (len < k->min)
+		return;
+	while (k->n == k->cap) {
+		size_t out = 0;
+		if (k->dur >= k->width)
+			return;      /* no length: the first ones stay */
+		k->min = k->min ? k->min * 2 : 1000;
+		for (size_t i = 0; i < k->n; i++)
+			if (k->v[i * k->width + k->dur] >= k->min)
+				memmove(&k->v[out++ * k->width], &k->v[i * k->width], k->width * sizeof(*k->v));
+		k->n = out;
+		if (len < k->min)
+			return;
+	}
+	memcpy(&k->v[k->n++ * k->width], e, k->width * sizeof(*k->v));
+}
+
 static int tl_init(struct tl *tl, const struct trace *tr)
 {
 	memset(tl, 0, sizeof(*tl));
@@ -134,11 +181,13 @@ static int tl_init(struct tl *tl, const struct trace *tr)
 		th->count = calloc(BUCKETS, sizeof(*th->count));
 		th->busy = calloc(BUCKETS, sizeof(*th->busy));
 		th->max = calloc(BUCKETS, sizeof(*th->max));
-		th->slow = malloc(2 * SLOW_MAX * sizeof(*th->slow));
-		th->slow_min = tr->block_ms * 1000000;
-		if (!th->count || !th->busy || !th->max || !th->slow)
+		if (!th->count || !th->busy || !th->max ||
+		    longest_init(&th->slow, SLOW_MAX, 2, 1, tr->block_ms ? tr->block_ms * 1000000 : 1000000) != 0)
 			return -1;
 	}
+	if (longest_init(&tl->runs, TASK_RUNS_MAX, 5, 2, 0) != 0 || longest_init(&tl->ends, TASK_RUNS_MAX, 4, 4, 0) != 0 ||
+	    longest_init(&tl->stalls, STALLS_MAX, 5, 2, 0) != 0)
+		return -1;
 	return 0;
 }
 
@@ -150,9 +199,12 @@ static void tl_free(struct tl *tl)
 		free(th->count);
 		free(th->busy);
 		free(th->max);
-		free(th->slow);
+		free(th->slow.v);
 	}
 	free(tl->th);
+	free(tl->runs.v);
+	free(tl->ends.v);
+	free(tl->stalls.v);
 }
 
 static int push_pair(uint64_t **v, size_t *n, size_t *cap, uint64_t a, uint64_t b)
@@ -171,30 +223,6 @@ static int push_pair(uint64_t **v, size_t *n, size_t *cap, uint64_t a, uint64_t 
 	return 0;
 }
 
-/* Keep the slowest iterations: when full, double the bar and drop what
- * falls under it, so what stays is always the longest ones. */
-static void keep_slow(struct tl_thread *th, uint64_t start, uint64_t dur)
-{
-	if (dur < th->slow_min || dur == 0)
-		return;
-	while (th->nslow == SLOW_MAX) {
-		size_t k = 0;
-		th->slow_min *= 2;
-		for (size_t i = 0; i < th->nslow; i++)
-			if (th->slow[2 * i + 1] >= th->slow_min) {
-				th->slow[2 * k] = th->slow[2 * i];
-				th->slow[2 * k + 1] = th->slow[2 * i + 1];
-				k++;
-			}
-		th->nslow = k;
-		if (dur < th->slow_min)
-			return;
-	}
-	th->slow[2 * th->nslow] = start;
-	th->slow[2 * th->nslow + 1] = dur;
-	th->nslow++;
-}
-
 static void add_to_buckets(struct tl_thread *th, uint64_t start, uint64_t dur)
 {
 	uint64_t w = th->width_ns, end = start + dur;
@@ -211,20 +239,18 @@ static void add_to_buckets(struct tl_thread *th, uint64_t start, uint64_t dur)
 		if (dur > th->max[b])
 			th->max[b] = dur;
 	}
-	keep_slow(th, start, dur);
+	if (dur >= th->slow.min) {
+		uint64_t e[2] = { start, dur };
+		longest_add(&th->slow, e);
+	}
 }
 
-static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
+static int tl_iters(struct tl *tl, const msgpack_object *o, char *err, size_t errlen)
 {
-	struct tl *tl = ctx;
-	char type[32] = "";
 	int64_t tid;
 	uint64_t start;
-	mp_str(o, "type", type, sizeof(type));
-	if (index == 0 || strcmp(type, "iters") != 0)
-		return 0;
 	const msgpack_object *d = mp_get(o, "d");
-	/* the model's pass has validated every record */
+	/* the model's pass has validated every iters record */
 	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
 		return 0;
 	struct tl_thread *th = NULL;
@@ -244,6 +270,70 @@ static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *er
 			return -1;
 		}
 	}
+	return 0;
+}
+
+/* task_runs: d = [id, gap, duration, finished] per run */
+static void tl_task_runs(struct tl *tl, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t start;
+	const msgpack_object *d = mp_get(o, "d");
+	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
+		return;
+	for (uint32_t i = 0; i + 3 < d->via.array.size; i += 4) {
+		const msgpack_object *v = &d->via.array.ptr[i];
+		start += v[1].via.u64;
+		uint64_t e[5] = { (uint64_t)tid, start, v[2].via.u64, v[0].via.u64, v[3].via.u64 };
+		longest_add(&tl->runs, e);
+	}
+}
+
+static void tl_task_end(struct tl *tl, const msgpack_object *o)
+{
+	int64_t tid = 0;
+	uint64_t t, id;
+	char status[16] = "";
+	mp_i64(o, "tid", &tid);
+	if (mp_u64(o, "t", &t) != 0 || mp_u64(o, "id", &id) != 0)
+		return;
+	mp_str(o, "status", status, sizeof(status));
+	uint64_t e[4] = { (uint64_t)tid, t, id, !strcmp(status, "cancelled") ? 2 : !strcmp(status, "failed") ? 3 : 1 };
+	longest_add(&tl->ends, e);
+}
+
+/* stall: tid, t, dur (busy without a blocking call), samples = [stack ids] */
+static void tl_stall(struct tl *tl, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t t, dur, iteration = 0, stack = 0;
+	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t", &t) != 0 || mp_u64(o, "dur", &dur) != 0)
+		return;
+	mp_u64(o, "iteration", &iteration);
+	const msgpack_object *samples = mp_get(o, "samples");
+	if (samples && samples->type == MSGPACK_OBJECT_ARRAY && samples->via.array.size &&
+	    samples->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
+		stack = samples->via.array.ptr[0].via.u64;
+	uint64_t e[5] = { (uint64_t)tid, t, dur, iteration, stack };
+	tl->stall_ns += dur;
+	longest_add(&tl->stalls, e);
+}
+
+static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
+{
+	struct tl *tl = ctx;
+	char type[32] = "";
+	mp_str(o, "type", type, sizeof(type));
+	if (index == 0)
+		return 0;
+	if (!strcmp(type, "iters"))
+		return tl_iters(tl, o, err, errlen);
+	if (!strcmp(type, "task_runs"))
+		tl_task_runs(tl, o);
+	else if (!strcmp(type, "task_end"))
+		tl_task_end(tl, o);
+	else if (!strcmp(type, "stall"))
+		tl_stall(tl, o);
 	return 0;
 }
 
@@ -269,8 +359,8 @@ static void timeline_json(FILE *f, const struct tl *tl)
 		fputs("],\"max\":", f);
 		u64_array(f, th->max, BUCKETS);
 		/* pairs in time order, as the page searches them */
-		fprintf(f, ",\"slow_min_ns\":%" PRIu64 ",\"slow\":", th->slow_min);
-		pairs_json(f, th->slow, th->nslow);
+		fprintf(f, ",\"slow_min_ns\":%" PRIu64 ",\"slow\":", th->slow.min);
+		pairs_json(f, th->slow.v, th->slow.n);
 		fputc('}', f);
 	}
 	fputc(']', f);
@@ -457,6 +547,96 @@ static int blocks_json(FILE *f, const struct trace *tr, const struct sites *s)
 	return 0;
 }
 
+/* ---- tasks and stalls ---- */
+
+static void longest_json(FILE *f, const struct longest *k)
+{
+	fprintf(f, "{\"offered\":%" PRIu64 ",\"min_ns\":%" PRIu64 ",\"v\":[", k->offered, k->min);
+	for (size_t i = 0; i < k->n; i++) {
+		fputs(i ? ",[" : "[", f);
+		for (size_t j = 0; j < k->width; j++)
+			fprintf(f, j ? ",%" PRIu64 : "%" PRIu64, k->v[i * k->width + j]);
+		fputc(']', f);
+	}
+	fputs("]}", f);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* Stalls with the call site of their first sample: stalls.v rows end in an
+ * index into stall_stacks (-1: none). */
+static void stalls_json(FILE *f, struct trace *tr, const struct tl *tl)
+{
+	const struct longest *k = &tl->stalls;
+	uint64_t *ids = malloc((k->n ? k->n : 1) * sizeof(*ids));
+	size_t nids = 0;
+	for (size_t i = 0; ids && i < k->n; i++)
+		if (k->v[i * k->width + 4])
+			ids[nids++] = k->v[i * k->width + 4];
+	if (ids)
+		qsort(ids, nids, sizeof(*ids), cmp_u64);
+	size_t u = 0;
+	for (size_t i = 0; i < nids; i++)
+		if (!u || ids[u - 1] != ids[i])
+			ids[u++] = ids[i];
+	nids = u < SITES_MAX ? u : SITES_MAX;
+	fprintf(f, ",\"stalls\":{\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"min_ns\":%" PRIu64 ",\"v\":[",
+		k->offered, tl->stall_ns, k->min);
+	for (size_t i = 0; i < k->n; i++) {
+		const uint64_t *e = &k->v[i * k->width];
+		const uint64_t *hit = e[4] && nids ? bsearch(&e[4], ids, nids, sizeof(*ids), cmp_u64) : NULL;
+		fprintf(f, "%s[%" PRId64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%ld]", i ? "," : "", (int64_t)e[0], e[1],
+			e[2], e[3], hit ? (long)(hit - ids) : -1L);
+	}
+	fputs("],\"stacks\":[", f);
+	for (size_t i = 0; i < nids; i++) {
+		struct site_stack st;
+		char label[LABEL_MAX];
+		site_stack(tr, ids[i], &st);
+		site_label(&st, label, sizeof(label));
+		fputs(i ? ",{\"label\":" : "{\"label\":", f);
+		hstr(f, label);
+		fputs(",\"frames\":[", f);
+		for (size_t j = 0; j < st.n; j++) {
+			char text[1024];
+			site_frame_text(&st.frames[j], text, sizeof(text));
+			if (j)
+				fputc(',', f);
+			hstr(f, text);
+		}
+		fputs("]}", f);
+	}
+	fputs("]}", f);
+	free(ids);
+}
+
+/* The task model's own JSON (counts, tree, await points, slow callbacks),
+ * made safe inside <script>: "<", ">" and "&" only occur in its strings. */
+static void tasks_section(FILE *f, const struct trace *tr)
+{
+	char *buf = NULL;
+	size_t len = 0;
+	FILE *m;
+	if (!tr->tasks || !(m = open_memstream(&buf, &len)))
+		return;
+	tasks_json(m, tr->tasks);
+	if (fclose(m) == 0) {
+		fputc(',', f);
+		for (size_t i = 0; i < len; i++) {
+			char c = buf[i];
+			if (c == '<' || c == '>' || c == '&')
+				fprintf(f, "\\u%04x", c);
+			else
+				fputc(c, f);
+		}
+	}
+	free(buf);
+}
+
 /* ---- the page ---- */
 
 static void threads_json(FILE *f, const struct trace *tr)
@@ -509,6 +689,12 @@ static int trace_json(FILE *f, struct trace *tr, const struct tl *tl, char *err,
 	u64_array(f, tl->lag_bins, LAG_BINS);
 	fputs(",\"timeline\":", f);
 	timeline_json(f, tl);
+	fputs(",\"task_runs\":", f);
+	longest_json(f, &tl->runs);
+	fputs(",\"task_ends\":", f);
+	longest_json(f, &tl->ends);
+	stalls_json(f, tr, tl);
+	tasks_section(f, tr);
 	fputc('}', f);
 	sites_free(&s);
 	if (rc != 0)
