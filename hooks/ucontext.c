@@ -115,10 +115,16 @@ AS_EXPORT void makecontext(ucontext_t *ucp, void (*fn)(void), int argc, ...)
 			 a[21], a[22], a[23], a[24], a[25], a[26], a[27], a[28], a[29], a[30], a[31]);
 }
 
+/* Outside any task there is nothing to record and, on return, nothing to
+ * restore (whoever switched to us cleared the current task): a tail call
+ * leaves no frame of ours in the saved context, which keeps the CPU's
+ * return prediction as good as without the shim. */
 AS_EXPORT int swapcontext(ucontext_t *oucp, const ucontext_t *ucp)
 {
 	AS_RESOLVE(swapcontext);
 	struct as_task *me = as_task_cur;
+	if (!me)
+		return real_swapcontext(oucp, ucp);
 	suspend();
 	int r = real_swapcontext(oucp, ucp);
 	resumed(me);
@@ -129,6 +135,8 @@ AS_EXPORT int setcontext(const ucontext_t *ucp)
 {
 	AS_RESOLVE(setcontext);
 	struct as_task *me = as_task_cur;
+	if (!me)
+		return real_setcontext(ucp);
 	suspend();
 	int r = real_setcontext(ucp);   /* returns only on error */
 	resumed(me);
