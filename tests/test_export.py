@@ -10,7 +10,7 @@ import tempfile
 import msgpack
 import pytest
 
-from conftest import ASAN_TOOL, EXAMPLES, TOOL, one_trace, records, run_shim
+from conftest import ASAN_TOOL, EXAMPLES, TOOL, one_trace, prog, records, run_shim, shim_env
 import gen_trace
 
 LOOP = os.path.join(EXAMPLES, "loop")
@@ -67,6 +67,64 @@ def test_example_loop_matches_the_trace_exactly(loop_run):
     counters = [e for e in doc["traceEvents"] if e["ph"] == "C"]
     assert len(counters) == len(durs)
     assert max(c["args"]["lag_ms"] for c in counters) == pytest.approx(max(durs) / 1e6)
+
+
+def test_example_loop_stall_slice(loop_run):
+    _, path = loop_run
+    pid = records(path)[0]["pid"]
+    doc = export(path)
+    (stall,) = slices(doc, "stall")
+    # the 80 ms of CPU on tick 15, inside the iteration that burned it
+    assert stall["tid"] == pid and stall["dur"] >= 60_000
+    assert stall["args"]["blocked_ms"] == 0 and stall["args"]["stack_ids"]
+    outer = [i for i in slices(doc, "loop") if i["ts"] <= stall["ts"] and stall["ts"] + stall["dur"] <= i["ts"] + i["dur"]]
+    assert len(outer) == 1
+
+
+def test_tasks_are_async_events_with_parents_and_run_slices(tmp_path):
+    run_shim([prog("coro_tasks"), "tree"], tmp_path)
+    path = one_trace(tmp_path)
+    doc = export(path, tool=ASAN_TOOL)
+    ev = doc["traceEvents"]
+    begins = {e["args"]["task"]: e for e in ev if e["ph"] == "b" and e["cat"] == "task"}
+    ends = {e["args"]["task"]: e for e in ev if e["ph"] == "e" and e["cat"] == "task"}
+    assert len(begins) == 14 and set(ends) == set(begins)
+    for tid, b in begins.items():
+        assert ends[tid]["id"] == b["id"] and ends[tid]["name"] == b["name"]
+        assert ends[tid]["args"]["status"] == "completed" and ends[tid]["ts"] >= b["ts"]
+    # the tree: level1 roots, each parent of two level2, each parent of two level3
+    level = {"coro_level1": 1, "coro_level2": 2, "coro_level3": 3}
+    for b in begins.values():
+        parent = b["args"]["parent"]
+        if level[b["name"]] == 1:
+            assert parent is None
+        else:
+            assert level[begins[parent]["name"]] == level[b["name"]] - 1
+    assert sorted(sum(1 for b in begins.values() if b["args"]["parent"] == p) for p in begins
+                  if level[begins[p]["name"]] < 3) == [2] * 6
+    # every coroutine ran twice (one suspension), as named slices on its thread
+    runs = [e for e in ev if e["ph"] == "X" and e["cat"] == "task"]
+    assert len(runs) == 28
+    assert {e["name"] for e in runs} == set(level)
+    assert sorted(e["args"]["then"] for e in runs) == ["finished"] * 14 + ["suspended"] * 14
+
+
+def test_cancelled_task_and_pool_threads(tmp_path):
+    subprocess.run([prog("uv_tasks"), "cancel"], cwd=tmp_path, env=shim_env(extra={"UV_THREADPOOL_SIZE": "4"}),
+                   check=True, capture_output=True, timeout=60)
+    path = one_trace(tmp_path)
+    pid = records(path)[0]["pid"]
+    ev = export(path)["traceEvents"]
+    ends = {e["args"]["task"]: e["args"]["status"] for e in ev if e["ph"] == "e"}
+    assert sorted(ends.values()) == ["cancelled"] + ["completed"] * 7
+    cancelled = [t for t, s in ends.items() if s == "cancelled"]
+    runs = [e for e in ev if e["ph"] == "X" and e["cat"] == "task"]
+    assert len(runs) == 7 and all(e["args"]["task"] not in cancelled for e in runs)
+    # the work ran on the pool threads, each a named track of its own
+    pool = {e["tid"] for e in runs}
+    assert pid not in pool
+    named = {e["tid"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
+    assert pool <= named
 
 
 def test_process_and_thread_names(loop_run):

@@ -7,10 +7,16 @@
  * since the earliest process start among the traces given, so processes
  * of one run line up.
  *
+ * Tasks are async events (begin at creation, end when they complete, are
+ * cancelled or fail) named by their entry function, with the parent task's
+ * id in args; each run of a task is a slice on the thread it ran on; slow
+ * loop callbacks are slices named by their function.
+ *
  * Each trace is read twice with trace_stream: the first pass validates it
- * and collects what events refer to (thread names, loop flags), the second
- * writes events as it reads them.  So memory is bounded by threads, not
- * events, and a corrupt trace is refused before anything is written. */
+ * and collects what events refer to (thread names, loop flags, function
+ * names, each task's function), the second writes events as it reads them.
+ * So memory is bounded by threads, tasks and functions, not by events, and
+ * a corrupt trace is refused before anything is written. */
 #include "export.h"
 #include "json.h"
 #include "trace.h"
@@ -26,6 +32,15 @@ struct ch_thread {
 	uint64_t iterations;    /* numbered while writing */
 };
 
+struct ch_func {
+	uint64_t addr, seq;     /* sorted by address after pass 1, then file order */
+	char *name;             /* "module+0xoffset" when the shim had no symbol */
+};
+
+struct ch_task {
+	uint64_t id, fn;
+};
+
 struct ch_trace {
 	const char *path;
 	int64_t pid;
@@ -36,6 +51,11 @@ struct ch_trace {
 	uint64_t offset_ns;     /* this trace's time 0 after the earliest start */
 	struct ch_thread *threads;
 	size_t nthreads, cap;
+	struct ch_func *funcs;
+	size_t nfuncs, cap_funcs;
+	struct ch_task *tasks;  /* sorted by id after pass 1 */
+	size_t ntasks, cap_tasks;
+	int oom;
 };
 
 struct ch_writer {
@@ -64,6 +84,127 @@ static struct ch_thread *ch_thread(struct ch_trace *tr, int64_t tid)
 	memset(t, 0, sizeof(*t));
 	t->tid = tid;
 	return t;
+}
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : 64;
+	void *q = realloc(p, c * size);
+	if (q)
+		*cap = c;
+	return q;
+}
+
+static int add_func(struct ch_trace *tr, const msgpack_object *o)
+{
+	uint64_t addr, offset = 0;
+	char name[512] = "", module[256] = "";
+	if (mp_u64(o, "addr", &addr) != 0)
+		return -1;
+	struct ch_func *p = grow(tr->funcs, &tr->cap_funcs, tr->nfuncs, sizeof(*p));
+	if (!p)
+		return tr->oom = -1;
+	tr->funcs = p;
+	if (mp_str(o, "name", name, sizeof(name)) != 0) {
+		const char *base;
+		mp_str(o, "module", module, sizeof(module));
+		mp_u64(o, "offset", &offset);
+		base = strrchr(module, '/');
+		snprintf(name, sizeof(name), "%s+0x%" PRIx64, base ? base + 1 : module[0] ? module : "?", offset);
+	}
+	p[tr->nfuncs].addr = addr;
+	p[tr->nfuncs].seq = tr->nfuncs;
+	if (!(p[tr->nfuncs].name = strdup(name)))
+		return tr->oom = -1;
+	tr->nfuncs++;
+	return 0;
+}
+
+static int add_task(struct ch_trace *tr, const msgpack_object *o)
+{
+	uint64_t id, fn, t;
+	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "fn", &fn) != 0 || mp_u64(o, "t", &t) != 0)
+		return -1;
+	struct ch_task *p = grow(tr->tasks, &tr->cap_tasks, tr->ntasks, sizeof(*p));
+	if (!p)
+		return tr->oom = -1;
+	tr->tasks = p;
+	p[tr->ntasks].id = id;
+	p[tr->ntasks++].fn = fn;
+	return 0;
+}
+
+static int cmp_task(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ch_task *)a)->id, y = ((const struct ch_task *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+static int cmp_func(const void *a, const void *b)
+{
+	const struct ch_func *x = a, *y = b;
+	if (x->addr != y->addr)
+		return x->addr < y->addr ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+/* function name: the first func record for an address wins, as in tasks.c */
+static const char *func_name(const struct ch_trace *tr, uint64_t addr, char *buf, size_t len)
+{
+	size_t lo = 0, hi = tr->nfuncs;
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		if (tr->funcs[mid].addr < addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo < tr->nfuncs && tr->funcs[lo].addr == addr)
+		return tr->funcs[lo].name;
+	snprintf(buf, len, "0x%" PRIx64, addr);
+	return buf;
+}
+
+static const char *task_name(const struct ch_trace *tr, uint64_t id, char *buf, size_t len)
+{
+	struct ch_task key = { .id = id };
+	const struct ch_task *t = tr->ntasks ? bsearch(&key, tr->tasks, tr->ntasks, sizeof(key), cmp_task) : NULL;
+	if (!t) {
+		snprintf(buf, len, "task %" PRIu64, id);
+		return buf;
+	}
+	return func_name(tr, t->fn, buf, len);
+}
+
+static int all_uints(const msgpack_object *a, uint32_t group)
+{
+	if (!a || a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size % group)
+		return 0;
+	for (uint32_t i = 0; i < a->via.array.size; i++)
+		if (a->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			return 0;
+	return 1;
+}
+
+/* the fields the events need, as the report's model checks them */
+static int task_record_ok(const char *type, const msgpack_object *o)
+{
+	uint64_t u;
+	int64_t tid;
+	char str[32];
+	if (mp_i64(o, "tid", &tid) != 0 && strcmp(type, "func") != 0)
+		return 0;
+	if (!strcmp(type, "task_runs"))
+		return mp_u64(o, "t0", &u) == 0 && all_uints(mp_get(o, "d"), 4);
+	if (!strcmp(type, "task_end"))
+		return mp_u64(o, "id", &u) == 0 && mp_u64(o, "t", &u) == 0 && mp_str(o, "status", str, sizeof(str)) == 0;
+	if (!strcmp(type, "callback"))
+		return mp_u64(o, "fn", &u) == 0 && mp_u64(o, "t", &u) == 0 && mp_u64(o, "dur", &u) == 0;
+	if (!strcmp(type, "stall"))
+		return mp_u64(o, "t", &u) == 0 && mp_u64(o, "dur", &u) == 0;
+	return 1;
 }
 
 static int iters_ok(const msgpack_object *o, int64_t *tid, uint64_t *t0, const msgpack_object **d)
@@ -117,9 +258,18 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 		ok = block_ok(o, &tid, &t, &dur) && ch_thread(tr, tid);
 	} else if (!strcmp(type, "end")) {
 		mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	} else if (!strcmp(type, "func")) {
+		ok = add_func(tr, o) == 0;
+	} else if (!strcmp(type, "task")) {
+		ok = add_task(tr, o) == 0 && task_record_ok(type, o) && ch_thread(tr, (mp_i64(o, "tid", &tid), tid));
+	} else if (!strcmp(type, "task_runs") || !strcmp(type, "task_end") || !strcmp(type, "callback") ||
+		   !strcmp(type, "stall")) {
+		ok = task_record_ok(type, o) && (mp_i64(o, "tid", &tid), ch_thread(tr, tid));
 	}
 	/* other types: newer records, skipped */
-	if (!ok)
+	if (tr->oom)
+		snprintf(err, errlen, "out of memory");
+	else if (!ok)
 		snprintf(err, errlen, "corrupt '%s' record #%llu", type, (unsigned long long)index);
 	return ok ? 0 : -1;
 }
@@ -203,6 +353,106 @@ static void emit_block(struct ch_writer *w, const msgpack_object *o)
 	fprintf(w->out, ",\"stack_id\":%" PRIu64 "}}", stack);
 }
 
+static void emit_task(struct ch_writer *w, const msgpack_object *o, int begin)
+{
+	int64_t tid;
+	uint64_t id, t, parent;
+	char buf[64], kind[16] = "", status[16] = "";
+	mp_i64(o, "tid", &tid);
+	mp_u64(o, "id", &id);
+	mp_u64(o, "t", &t);
+	ch_begin(w, begin ? "b" : "e", task_name(w->tr, id, buf, sizeof(buf)), "task", tid);
+	fprintf(w->out, ",\"id\":\"0x%" PRIx64 "\"", id);
+	ch_ts(w->out, "ts", w->tr->offset_ns + t);
+	fprintf(w->out, ",\"args\":{\"task\":%" PRIu64, id);
+	if (begin) {
+		mp_str(o, "kind", kind, sizeof(kind));
+		if (mp_u64(o, "parent", &parent) == 0)
+			fprintf(w->out, ",\"parent\":%" PRIu64, parent);
+		else
+			fputs(",\"parent\":null", w->out);
+		fputs(",\"kind\":", w->out);
+		json_str(w->out, kind);
+	} else {
+		mp_str(o, "status", status, sizeof(status));
+		fputs(",\"status\":", w->out);
+		json_str(w->out, status);
+	}
+	fputs("}}", w->out);
+}
+
+/* d = [task id, gap, duration, finished] per run */
+static void emit_task_runs(struct ch_writer *w, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t start;
+	char buf[64];
+	const msgpack_object *d = mp_get(o, "d");
+	mp_i64(o, "tid", &tid);
+	mp_u64(o, "t0", &start);
+	for (uint32_t i = 0; i + 3 < d->via.array.size; i += 4) {
+		const msgpack_object *v = &d->via.array.ptr[i];
+		start += v[1].via.u64;
+		ch_begin(w, "X", task_name(w->tr, v[0].via.u64, buf, sizeof(buf)), "task", tid);
+		ch_ts(w->out, "ts", w->tr->offset_ns + start);
+		ch_ts(w->out, "dur", v[2].via.u64);
+		fprintf(w->out, ",\"args\":{\"task\":%" PRIu64 ",\"then\":\"%s\"}}", v[0].via.u64,
+			v[3].via.u64 ? "finished" : "suspended");
+	}
+}
+
+static void emit_callback(struct ch_writer *w, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t fn, t, dur;
+	char buf[64], source[24] = "";
+	mp_i64(o, "tid", &tid);
+	mp_u64(o, "fn", &fn);
+	mp_u64(o, "t", &t);
+	mp_u64(o, "dur", &dur);
+	mp_str(o, "source", source, sizeof(source));
+	ch_begin(w, "X", func_name(w->tr, fn, buf, sizeof(buf)), "callback", tid);
+	ch_ts(w->out, "ts", w->tr->offset_ns + t);
+	ch_ts(w->out, "dur", dur);
+	fputs(",\"args\":{\"source\":", w->out);
+	json_str(w->out, source);
+	fputs(",\"duration_ms\":", w->out);
+	json_ms(w->out, dur);
+	fputs("}}", w->out);
+}
+
+/* a stall: the busy part of an iteration that no blocking call explains,
+ * drawn from the iteration's start */
+static void emit_stall(struct ch_writer *w, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t t, dur, u;
+	mp_i64(o, "tid", &tid);
+	mp_u64(o, "t", &t);
+	mp_u64(o, "dur", &dur);
+	ch_begin(w, "X", "stall", "stall", tid);
+	ch_ts(w->out, "ts", w->tr->offset_ns + t);
+	ch_ts(w->out, "dur", dur);
+	fputs(",\"args\":{\"stall_ms\":", w->out);
+	json_ms(w->out, dur);
+	if (mp_u64(o, "iteration", &u) == 0) {
+		fputs(",\"iteration_ms\":", w->out);
+		json_ms(w->out, u);
+	}
+	if (mp_u64(o, "blocked", &u) == 0) {
+		fputs(",\"blocked_ms\":", w->out);
+		json_ms(w->out, u);
+	}
+	if (mp_u64(o, "sampled", &u) == 0)
+		fprintf(w->out, ",\"samples_taken\":%" PRIu64, u);
+	const msgpack_object *samples = mp_get(o, "samples");
+	if (samples && samples->type == MSGPACK_OBJECT_ARRAY) {
+		fputs(",\"stack_ids\":", w->out);
+		json_object(w->out, samples);
+	}
+	fputs("}}", w->out);
+}
+
 static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct ch_writer *w = ctx;
@@ -212,6 +462,14 @@ static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		emit_iters(w, o);
 	else if (index > 0 && !strcmp(type, "block"))
 		emit_block(w, o);
+	else if (!strcmp(type, "task") || !strcmp(type, "task_end"))
+		emit_task(w, o, type[4] == '\0');
+	else if (!strcmp(type, "task_runs"))
+		emit_task_runs(w, o);
+	else if (!strcmp(type, "callback"))
+		emit_callback(w, o);
+	else if (!strcmp(type, "stall"))
+		emit_stall(w, o);
 	if (index + 1 >= w->tr->records) {
 		/* a live trace may have grown since pass 1, maybe half written */
 		w->stopped = 1;
@@ -259,8 +517,13 @@ static void emit_metadata(struct ch_writer *w)
 
 static void ch_free(struct ch_trace *trs, int n)
 {
-	for (int i = 0; i < n; i++)
+	for (int i = 0; i < n; i++) {
+		for (size_t k = 0; k < trs[i].nfuncs; k++)
+			free(trs[i].funcs[k].name);
+		free(trs[i].funcs);
+		free(trs[i].tasks);
 		free(trs[i].threads);
+	}
 	free(trs);
 }
 
@@ -285,6 +548,10 @@ int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen)
 			ch_free(trs, npaths);
 			return fail(err, errlen, paths[i], why);
 		}
+		if (trs[i].ntasks)
+			qsort(trs[i].tasks, trs[i].ntasks, sizeof(*trs[i].tasks), cmp_task);
+		if (trs[i].nfuncs)
+			qsort(trs[i].funcs, trs[i].nfuncs, sizeof(*trs[i].funcs), cmp_func);
 		if (trs[i].start_unix_ns < origin)
 			origin = trs[i].start_unix_ns;
 	}
