@@ -29,6 +29,7 @@
  * falls back to dladdr() when libdw is not installed. */
 #include "shim.h"
 #include "suppress.h"
+#include "../collector/stacks.h"     /* as_stack_ips */
 
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>   /* types only: libdw is dlopen'd, never linked */
@@ -190,10 +191,11 @@ static void sym_open(struct gate_sym *s)
 	}
 }
 
-/* IP is a return address: look up IP - 1, inside the call instruction. */
-static void sym_frame(struct gate_sym *s, uint64_t ip, struct gate_frame *f)
+/* Frame 0 is an exact address; the others are return addresses, looked up
+ * at IP - 1, inside the call instruction. */
+static void sym_frame(struct gate_sym *s, uint64_t ip, int exact, struct gate_frame *f)
 {
-	uint64_t pc = ip ? ip - 1 : ip;
+	uint64_t pc = ip && !exact ? ip - 1 : ip;
 	memset(f, 0, sizeof(*f));
 	Dwfl_Module *m = s->dwfl ? s->addrmodule(s->dwfl, pc) : NULL;
 	if (m) {
@@ -211,12 +213,6 @@ static void sym_frame(struct gate_sym *s, uint64_t ip, struct gate_frame *f)
 	}
 }
 
-static size_t as_stack_ips(uint32_t stack, uint64_t *ips, size_t max)
-{
-	(void)stack, (void)ips, (void)max;
-	return 0;
-}
-
 /* The frames of a finding's stack.  Stacks are captured by the stacks
  * support (stacks=1) and interned by id; without them there are none. */
 static size_t stack_frames(struct gate_sym *s, uint32_t stack, struct gate_frame *out, size_t max)
@@ -224,7 +220,7 @@ static size_t stack_frames(struct gate_sym *s, uint32_t stack, struct gate_frame
 	uint64_t ips[GATE_FRAMES];
 	size_t n = as_stack_ips(stack, ips, max < GATE_FRAMES ? max : GATE_FRAMES);
 	for (size_t i = 0; i < n; i++)
-		sym_frame(s, ips[i], &out[i]);
+		sym_frame(s, ips[i], i == 0, &out[i]);
 	return n;
 }
 
