@@ -76,8 +76,8 @@ def test_round_robin_coroutines_are_40_completed_tasks(round_robin):
 
 def test_round_robin_runs_follow_the_schedule(round_robin):
     """Between a coroutine's suspension and its resumption every other
-    coroutine ran exactly once, and the wait is those 39 runs (plus the
-    scheduler's few microseconds per switch)."""
+    coroutine ran exactly once, and the wait is those 39 runs plus the
+    scheduler's few microseconds per switch."""
     _, path, tr = round_robin
     runs = runs_by_task(path)
     ids = sorted(int(t["id"]) for t in tr["tasks"]["roots"])
@@ -91,7 +91,8 @@ def test_round_robin_runs_follow_the_schedule(round_robin):
             assert sorted(o for _, _, o in between) == sorted(set(ids) - {tid})
             others = sum(d for _, d, _ in between)
             wait = s1 - (s0 + d0)
-            assert others <= wait <= others + 5_000_000, (tid, wait, others)
+            # the slack is the scheduler's own time, and preemption on a busy machine
+            assert others <= wait <= others + 20_000_000, (tid, wait, others)
 
 
 def test_round_robin_wait_times_match_what_the_coroutines_measured(round_robin):
