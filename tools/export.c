@@ -17,7 +17,7 @@ static const struct {
 	export_fn fn;        /* NULL: known format, not in this build */
 } formats[] = {
 	{ "chrome", export_chrome },
-	{ "folded", NULL },
+	{ "folded", export_folded },
 };
 
 static int find_format(const char *name, export_fn *fn)

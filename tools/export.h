@@ -14,4 +14,8 @@ typedef int (*export_fn)(FILE *out, char **paths, int npaths, char *err, size_t 
 /* Chrome trace-event JSON (Perfetto UI, chrome://tracing) — chrome.c */
 int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen);
 
+/* Folded stacks (flamegraph.pl, speedscope) weighted by blocked and
+ * stalled microseconds — folded.c */
+int export_folded(FILE *out, char **paths, int npaths, char *err, size_t errlen);
+
 #endif

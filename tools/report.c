@@ -2,6 +2,7 @@
 #include "cli.h"
 #include "html.h"
 #include "json.h"
+#include "stacks.h"
 #include "trace.h"
 #include "tasks.h"
 
@@ -53,7 +54,9 @@ static void json_thread(FILE *f, const struct thread_info *t)
 	fputc('}', f);
 }
 
-void json_blocking(FILE *f, const struct blocking *b)
+static size_t top_sites = 10;     /* --top */
+
+void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b)
 {
 	fprintf(f, "{\"tid\":%" PRId64 ",\"call\":", b->tid);
 	json_str(f, b->call);
@@ -67,7 +70,9 @@ void json_blocking(FILE *f, const struct blocking *b)
 	json_ms(f, b->t_ns);
 	fputs(",\"duration_ms\":", f);
 	json_ms(f, b->dur_ns);
-	fputs(",\"stack\":[]}", f);
+	fputs(",\"stack\":", f);
+	stacks_json_frames(f, tr, b->stack);
+	fputc('}', f);
 }
 
 static void json_trace(FILE *f, const struct trace *tr)
@@ -91,9 +96,11 @@ static void json_trace(FILE *f, const struct trace *tr)
 	for (size_t i = 0; i < tr->nblocks; i++) {
 		if (i)
 			fputc(',', f);
-		json_blocking(f, &tr->blocks[i]);
+		json_blocking(f, tr, &tr->blocks[i]);
 	}
 	fputs("],", f);
+	stacks_json(f, tr, top_sites);
+	fputc(',', f);
 	tasks_json(f, tr->tasks);
 	fputc('}', f);
 }
@@ -144,6 +151,7 @@ static void text_trace(FILE *f, const struct trace *tr)
 		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f\n", ms(b->t_ns), b->tid,
 			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns));
 	}
+	stacks_text(f, tr, top_sites);
 	tasks_text(f, tr->tasks, tr->block_ms);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
@@ -154,22 +162,26 @@ int cmd_report(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "html", required_argument, NULL, 'H' },
+		{ "top", required_argument, NULL, 't' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int json = 0, c;
 	const char *html = NULL;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jH:h", longopts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "jH:t:h", longopts, NULL)) != -1) {
+		char *end;
 		if (c == 'j')
 			json = 1;
+		else if (c == 't' && (top_sites = strtoul(optarg, &end, 10)) > 0 && !*end && optarg[0] != '-')
+			continue;
 		else if (c == 'H')
 			html = optarg;
 		else
-			return usage_error("report", "usage: asyncshim report [--json] [--html FILE] TRACE...");
+			return usage_error("report", "usage: asyncshim report [--json] [--html FILE] [--top N] TRACE...");
 	}
 	if (optind >= argc)
-		return usage_error("report", "usage: asyncshim report [--json] [--html FILE] TRACE...");
+		return usage_error("report", "usage: asyncshim report [--json] [--html FILE] [--top N] TRACE...");
 	struct trace *trs = calloc((size_t)(argc - optind), sizeof(*trs));
 	int n = 0, rc = 0;
 	for (int i = optind; i < argc; i++, n++) {

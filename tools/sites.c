@@ -1,13 +1,14 @@
 /* sites.c — call sites of findings: symbolized stacks and the project's own frames. */
 #include "sites.h"
+#include "stacks.h"
 
 #include <string.h>
 
 void site_stack(struct trace *tr, uint64_t stack_id, struct site_stack *out)
 {
-	(void)tr, (void)stack_id;
-	out->frames = NULL;
-	out->n = 0;
+	const struct site_frame *fr;
+	out->n = stack_frames(tr, stack_id, &fr, NULL, NULL);
+	out->frames = (struct site_frame *)fr;
 }
 
 void site_sup_frames(const struct site_stack *st, struct as_sup_frame *fr)

@@ -1,6 +1,7 @@
 /* trace.c — stream a trace file through msgpack-c's unpacker. */
 #include "trace.h"
 #include "tasks.h"
+#include "stacks.h"
 #include "progress.h"
 #include "../preload/record.h"
 
@@ -197,8 +198,11 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 	mp_str(o, "exe", tr->exe, sizeof(tr->exe));
 	mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
 	tr->block_ms = 10;
+	tr->stall_ms = 10;
 	if (opts)
 		mp_u64(opts, "block_ms", &tr->block_ms);
+	if (opts)
+		mp_u64(opts, "stall_ms", &tr->stall_ms);
 	return 0;
 }
 
@@ -305,7 +309,11 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		rc = load_block(tr, o);
 	else if (!strcmp(type, "end"))
 		rc = load_end(tr, o);
-	else if (tasks_is_type(type)) {
+	else if (stacks_is_type(type)) {
+		uint64_t last;
+		rc = stacks_load(&tr->stacks, type, o, &last);
+		see_time(tr, last);
+	} else if (tasks_is_type(type)) {
 		uint64_t last;
 		rc = tasks_load(&tr->tasks, type, o, &last);
 		see_time(tr, last);
@@ -333,5 +341,6 @@ void trace_free(struct trace *tr)
 	free(tr->threads);
 	free(tr->blocks);
 	tasks_free(tr->tasks);
+	stacks_free(tr->stacks);
 	memset(tr, 0, sizeof(*tr));
 }

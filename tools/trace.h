@@ -34,6 +34,7 @@ struct blocking {
 };
 
 struct task_model;
+struct stack_model;
 
 struct trace {
 	const char *path;
@@ -41,6 +42,7 @@ struct trace {
 	char exe[4096];
 	uint64_t start_unix_ns;
 	uint64_t block_ms;
+	uint64_t stall_ms;
 	uint64_t duration_ns;   /* from the end record, else the last event seen */
 	int complete;           /* an end record was seen */
 	char end_reason[32];
@@ -50,6 +52,7 @@ struct trace {
 	size_t nblocks, cap_blocks;
 	uint64_t records;
 	struct task_model *tasks;   /* tasks and slow callbacks (tasks.h), NULL if none */
+	struct stack_model *stacks; /* stacks, modules, stalls (stacks.h), NULL if none */
 };
 
 /* Called for every top-level msgpack value; return non-zero to stop with

@@ -1,0 +1,226 @@
+/* stacks.c — the stack model of a trace: "stack", "module" and "stall"
+ * records (docs/trace-format.md), symbolized on first use. */
+#include "stacks.h"
+#include "symbolize.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_FRAMES 4096        /* per stack; the shim writes at most 256 */
+#define MAX_SAMPLES 65536      /* per stall; the shim keeps at most 64 */
+
+struct trace_stack {
+	uint64_t id;
+	uint64_t *pcs;
+	uint32_t n;
+	int symbolized;
+	size_t hidden;                  /* leading frames in the shim */
+	struct site_frame *frames;
+	uint64_t *offsets;
+};
+
+struct stack_model {
+	struct trace_stack *stacks;
+	size_t nstacks, cap_stacks;
+	int sorted;
+	struct stall *stalls;
+	size_t nstalls, cap_stalls;
+	struct symbolizer *sym;
+};
+
+static void *grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : 16;
+	void *q = realloc(p, c * size);
+	if (q)
+		*cap = c;
+	return q;
+}
+
+int stacks_is_type(const char *type)
+{
+	return !strcmp(type, "stack") || !strcmp(type, "module") || !strcmp(type, "stall");
+}
+
+/* An array of at most MAX positive integers, copied; -1 if anything else. */
+static int u64_array(const msgpack_object *a, uint32_t max, uint64_t **out, uint32_t *n)
+{
+	*out = NULL;
+	*n = 0;
+	if (!a || a->type != MSGPACK_OBJECT_ARRAY || a->via.array.size > max)
+		return -1;
+	if (!a->via.array.size)
+		return 0;
+	uint64_t *v = malloc(a->via.array.size * sizeof(*v));
+	if (!v)
+		return -1;
+	for (uint32_t i = 0; i < a->via.array.size; i++) {
+		if (a->via.array.ptr[i].type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+			free(v);
+			return -1;
+		}
+		v[i] = a->via.array.ptr[i].via.u64;
+	}
+	*out = v;
+	*n = a->via.array.size;
+	return 0;
+}
+
+static int load_stack(struct stack_model *m, const msgpack_object *o)
+{
+	struct trace_stack s;
+	memset(&s, 0, sizeof(s));
+	if (mp_u64(o, "id", &s.id) != 0 || !s.id || u64_array(mp_get(o, "frames"), MAX_FRAMES, &s.pcs, &s.n) != 0)
+		return -1;
+	struct trace_stack *p = grow(m->stacks, &m->cap_stacks, m->nstacks, sizeof(*p));
+	if (!p) {
+		free(s.pcs);
+		return -1;
+	}
+	m->stacks = p;
+	m->stacks[m->nstacks++] = s;
+	m->sorted = 0;
+	return 0;
+}
+
+static int load_module(struct stack_model *m, const msgpack_object *o)
+{
+	char path[4096], id[160] = "";
+	uint64_t base, start, end;
+	if (mp_str(o, "path", path, sizeof(path)) != 0 || mp_u64(o, "base", &base) != 0 ||
+	    mp_u64(o, "start", &start) != 0 || mp_u64(o, "end", &end) != 0 || start > end)
+		return -1;
+	mp_str(o, "build_id", id, sizeof(id));
+	if (!m->sym && !(m->sym = sym_new()))
+		return -1;
+	sym_add_module(m->sym, path, base, start, end, id);
+	return 0;
+}
+
+static int load_stall(struct stack_model *m, const msgpack_object *o, uint64_t *last_ns)
+{
+	struct stall s;
+	memset(&s, 0, sizeof(s));
+	if (mp_i64(o, "tid", &s.tid) != 0 || mp_u64(o, "t", &s.t_ns) != 0 || mp_u64(o, "dur", &s.dur_ns) != 0 ||
+	    u64_array(mp_get(o, "samples"), MAX_SAMPLES, &s.samples, &s.nsamples) != 0)
+		return -1;
+	if (mp_u64(o, "iteration", &s.iter_ns) != 0 || s.iter_ns < s.dur_ns)
+		s.iter_ns = s.dur_ns;
+	mp_u64(o, "blocked", &s.blocked_ns);
+	if (mp_u64(o, "sampled", &s.sampled) != 0 || s.sampled < s.nsamples)
+		s.sampled = s.nsamples;
+	struct stall *p = grow(m->stalls, &m->cap_stalls, m->nstalls, sizeof(*p));
+	if (!p) {
+		free(s.samples);
+		return -1;
+	}
+	m->stalls = p;
+	m->stalls[m->nstalls++] = s;
+	*last_ns = s.t_ns + s.iter_ns;
+	return 0;
+}
+
+int stacks_load(struct stack_model **mp, const char *type, const msgpack_object *o, uint64_t *last_ns)
+{
+	*last_ns = 0;
+	if (!*mp && !(*mp = calloc(1, sizeof(**mp))))
+		return -1;
+	if (!strcmp(type, "stack"))
+		return load_stack(*mp, o);
+	if (!strcmp(type, "module"))
+		return load_module(*mp, o);
+	return load_stall(*mp, o, last_ns);
+}
+
+void stacks_free(struct stack_model *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->nstacks; i++) {
+		free(m->stacks[i].pcs);
+		free(m->stacks[i].frames);
+		free(m->stacks[i].offsets);
+	}
+	for (size_t i = 0; i < m->nstalls; i++)
+		free(m->stalls[i].samples);
+	free(m->stacks);
+	free(m->stalls);
+	sym_free(m->sym);
+	free(m);
+}
+
+/* ---- lookups ---- */
+
+static int by_id(const void *a, const void *b)
+{
+	const struct trace_stack *x = a, *y = b;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+static struct trace_stack *find_stack(struct stack_model *m, uint64_t id)
+{
+	if (!m || !id || !m->nstacks)
+		return NULL;
+	if (!m->sorted) {
+		qsort(m->stacks, m->nstacks, sizeof(*m->stacks), by_id);   /* ids are unique in a file */
+		m->sorted = 1;
+	}
+	struct trace_stack key = { .id = id };
+	return bsearch(&key, m->stacks, m->nstacks, sizeof(*m->stacks), by_id);
+}
+
+static int shim_module(const char *module)
+{
+	const char *slash = module ? strrchr(module, '/') : NULL;
+	return module && !strcmp(slash ? slash + 1 : module, "libasyncshim.so");
+}
+
+static void symbolize(struct stack_model *m, struct trace_stack *s)
+{
+	s->symbolized = 1;
+	s->frames = calloc(s->n ? s->n : 1, sizeof(*s->frames));
+	s->offsets = calloc(s->n ? s->n : 1, sizeof(*s->offsets));
+	if (!s->frames || !s->offsets) {
+		s->n = 0;
+		return;
+	}
+	int top = 1;
+	for (uint32_t i = 0; i < s->n; i++) {
+		struct sym_frame f;
+		sym_lookup(m->sym, s->pcs[i], i == 0, &f);
+		s->frames[i].function = f.function;
+		s->frames[i].module = f.module;
+		s->frames[i].file = f.file;
+		s->frames[i].line = f.line;
+		s->offsets[i] = f.offset;
+		if (top && shim_module(f.module))
+			s->hidden++;
+		else
+			top = 0;
+	}
+	if (s->hidden == s->n)
+		s->hidden = 0;          /* all ours: show them rather than nothing */
+}
+
+size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame **frames,
+		    const uint64_t **offsets, size_t *hidden)
+{
+	struct trace_stack *s = find_stack(tr->stacks, id);
+	if (s && !s->symbolized)
+		symbolize(tr->stacks, s);
+	if (frames)
+		*frames = s ? s->frames : NULL;
+	if (offsets)
+		*offsets = s ? s->offsets : NULL;
+	if (hidden)
+		*hidden = s ? s->hidden : 0;
+	return s ? s->n : 0;
+}
+
+size_t trace_stalls(const struct trace *tr, const struct stall **stalls)
+{
+	*stalls = tr->stacks ? tr->stacks->stalls : NULL;
+	return tr->stacks ? tr->stacks->nstalls : 0;
+}

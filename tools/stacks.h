@@ -1,0 +1,53 @@
+/* stacks.h — the stack model of a trace: interned stacks, the module map,
+ * stalls; symbolized on demand (symbolize.c).  Filled record by record from
+ * trace.c like the task model.  Report sections in stacks_report.c, the
+ * folded export in folded.c; sites.c turns stacks into call sites for
+ * check, diff and the HTML report. */
+#ifndef ASYNCSHIM_STACKS_H
+#define ASYNCSHIM_STACKS_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "sites.h"
+#include "trace.h"
+
+struct stack_model;
+
+struct stall {
+	int64_t tid;
+	uint64_t t_ns;          /* the iteration's start */
+	uint64_t dur_ns;        /* iteration minus its blocking calls: the stalled time */
+	uint64_t iter_ns, blocked_ns;
+	uint64_t sampled;       /* samples taken; the first ones are in samples[] */
+	uint64_t *samples;      /* stack ids */
+	uint32_t nsamples;
+};
+
+/* Does this record type belong to the stack model? */
+int stacks_is_type(const char *type);
+
+/* Load one record (*m is created on first use).  *last_ns gets the latest
+ * time the record mentions (0 if none).  Returns 0, or -1 if corrupt. */
+int stacks_load(struct stack_model **m, const char *type, const msgpack_object *o, uint64_t *last_ns);
+
+void stacks_free(struct stack_model *m);
+
+/* The frames of stack ID, innermost first, symbolized on first use; n = 0
+ * for id 0 or an id the trace does not hold.  Owned by the model.  *hidden
+ * (if not NULL) gets how many leading frames are the shim's own. */
+size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame **frames,
+		    const uint64_t **offsets, size_t *hidden);
+
+/* The stalls of a trace, in the order recorded. */
+size_t trace_stalls(const struct trace *tr, const struct stall **stalls);
+
+/* Report sections (stacks_report.c): `"stalls":[...],"blocking_sites":[...],
+ * "stall_sites":[...]` without braces or commas around, and the text form
+ * (after the blocking calls).  TOP: sites shown. */
+void stacks_json_frames(FILE *f, const struct trace *tr, uint64_t id);
+void stacks_json(FILE *f, const struct trace *tr, size_t top);
+void stacks_text(FILE *f, const struct trace *tr, size_t top);
+
+#endif
