@@ -317,9 +317,9 @@ static void verdict(void)
 		as_tls.busy = 0;
 		return;
 	}
-	as_warn("asyncshim gate: %llu blocking call%s on loop threads (>= %u ms) in pid %d; exit status %u "
-		"(gate=1:exitcode=%u)", (unsigned long long)failing, failing == 1 ? "" : "s", as_cfg.block_ms,
-		(int)getpid(), as_cfg.exitcode, as_cfg.exitcode);
+	as_warn("asyncshim gate: %llu blocking call%s on loop threads (>= %u ms) in pid %d; exiting with "
+		"status %u", (unsigned long long)failing, failing == 1 ? "" : "s", as_cfg.block_ms, (int)getpid(),
+		as_cfg.exitcode);
 	shown = 0;
 	for (size_t i = 0; i < nfound && shown < GATE_SHOWN; i++)
 		if (!found[i].suppressed)

@@ -164,9 +164,32 @@ static int module_matches(const char *glob, const char *module)
 	return fnmatch(glob, strchr(glob, '/') ? module : base_name(module), 0) == 0;
 }
 
+/* The compiler's clones of a function (burn_cpu.isra.0, f.constprop.0,
+ * f.part.0, f.cold, and "f(int) [clone .isra.0]" once demangled) answer to
+ * the function's own name too: that is the name in the source. */
+static int function_matches(const char *glob, const char *name)
+{
+	if (!name)
+		return 0;
+	if (fnmatch(glob, name, 0) == 0)
+		return 1;
+	const char *cut = strstr(name, " [clone ");
+	if (!cut) {
+		cut = strchr(name, '.');
+		if (cut && (cut == name || strpbrk(name, "(:<") != NULL))
+			cut = NULL;
+	}
+	if (!cut || (size_t)(cut - name) >= 1024)
+		return 0;
+	char base[1024];
+	memcpy(base, name, (size_t)(cut - name));
+	base[cut - name] = '\0';
+	return fnmatch(glob, base, 0) == 0;
+}
+
 static int frame_matches(const struct as_sup_rule *r, const struct as_sup_frame *f)
 {
-	if (r->fun && (!f->function || fnmatch(r->fun, f->function, 0) != 0))
+	if (r->fun && !function_matches(r->fun, f->function))
 		return 0;
 	if (r->mod && !module_matches(r->mod, f->module))
 		return 0;
