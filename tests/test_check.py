@@ -95,6 +95,25 @@ def test_lag_p99(loop_trace):
     assert tool("check", "--max-lag-p99-ms", "5000", loop_trace).returncode == 0
 
 
+def test_stalls(loop_trace, tmp_path):
+    # the example loop burns 80 ms of CPU in burn_cpu on tick 15
+    p = tool("check", "--max-stall-ms", "50", loop_trace, asan=True)
+    assert p.returncode == 1, p.stdout
+    assert "FAIL max-stall-ms 50: 1 stall longer than 50 ms" in p.stdout
+    assert tool("check", "--max-stall-ms", "5000", loop_trace).returncode == 0
+    needs_stacks(loop_trace)
+    assert "at burn_cpu" in p.stdout
+    # burn_cpu may be compiled as a clone (burn_cpu.isra.0): the source name matches it
+    supp = tmp_path / "stall.supp"
+    supp.write_text("fun:burn_cpu\n")
+    p = tool("check", "--max-stall-ms", "50", "--suppress", str(supp), loop_trace)
+    assert p.returncode == 0, p.stdout
+    assert "1 suppressed" in p.stdout
+    # a rule restricted to a call never matches a stall
+    supp.write_text("call:* fun:burn_cpu\n")
+    assert tool("check", "--max-stall-ms", "50", "--suppress", str(supp), loop_trace).returncode == 1
+
+
 def test_several_traces_are_judged_together(tmp_path):
     a = blocker_trace(tmp_path / "a", "--block-ms", "30")
     b = blocker_trace(tmp_path / "b", "--block-ms", "30")

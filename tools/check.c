@@ -6,6 +6,7 @@
  * (--max-blocking 0). */
 #include "check.h"
 #include "cli.h"
+#include "stacks.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -73,13 +74,26 @@ struct findings {
 	size_t n;
 };
 
-static void see_finding(struct finding *f, struct as_sup *sup, struct check_result *r)
+static struct as_sup_rule *suppressed(struct as_sup *sup, const char *call, const struct site_stack *st)
+{
+	if (!sup->n || !st->n)
+		return NULL;
+	struct as_sup_frame fr[st->n];
+	site_sup_frames(st, fr);
+	return as_sup_match(sup, call, fr, st->n);
+}
+
+/* A blocking call is judged by its stack; a stall by its samples' stacks
+ * (any of them may hold the suppressed function), named by its first one. */
+static void see_finding(struct finding *f, struct as_sup *sup, struct check_result *r,
+			const uint64_t *samples, size_t nsamples)
 {
 	site_label(&f->stack, f->site, sizeof(f->site));
-	if (sup->n && f->stack.n) {
-		struct as_sup_frame fr[f->stack.n];
-		site_sup_frames(&f->stack, fr);
-		f->suppressed_by = as_sup_match(sup, f->call, fr, f->stack.n);
+	f->suppressed_by = suppressed(sup, f->call, &f->stack);
+	for (size_t i = 1; i < nsamples && !f->suppressed_by; i++) {
+		struct site_stack st;
+		site_stack(f->tr, samples[i], &st);
+		f->suppressed_by = suppressed(sup, NULL, &st);
 	}
 	if (f->suppressed_by) {
 		f->suppressed_by->hits++;
@@ -94,8 +108,9 @@ static void see_finding(struct finding *f, struct as_sup *sup, struct check_resu
 static int collect(struct trace *trs, size_t ntr, struct as_sup *sup, struct findings *fs, struct check_result *r)
 {
 	size_t total = 0;
+	const struct stall *stalls;
 	for (size_t i = 0; i < ntr; i++)
-		total += trs[i].nblocks;
+		total += trs[i].nblocks + trace_stalls(&trs[i], &stalls);
 	fs->v = calloc(total ? total : 1, sizeof(*fs->v));
 	if (!fs->v)
 		return -1;
@@ -111,7 +126,20 @@ static int collect(struct trace *trs, size_t ntr, struct as_sup *sup, struct fin
 			f->fd = b->fd;
 			f->fd_kind = b->fd_kind;
 			site_stack(&trs[i], b->stack, &f->stack);
-			see_finding(f, sup, r);
+			see_finding(f, sup, r, NULL, 0);
+		}
+		size_t n = trace_stalls(&trs[i], &stalls);
+		for (size_t j = 0; j < n; j++) {
+			const struct stall *st = &stalls[j];
+			struct finding *f = &fs->v[fs->n++];
+			f->tr = &trs[i];
+			f->tid = st->tid;
+			f->t_ns = st->t_ns;
+			f->dur_ns = st->dur_ns;
+			f->fd = -1;
+			f->fd_kind = "";
+			site_stack(&trs[i], st->nsamples ? st->samples[0] : 0, &f->stack);
+			see_finding(f, sup, r, st->samples, st->nsamples);
 		}
 	}
 	return 0;
@@ -310,6 +338,9 @@ static void print_notes(const struct check_result *r, const struct trace *trs, s
 		if (r->enabled[CHECK_BLOCK_MS] && r->limit[CHECK_BLOCK_MS] < (double)trs[i].block_ms)
 			printf("note: %s recorded blocking calls of %" PRIu64 " ms or more only\n", trs[i].path,
 			       trs[i].block_ms);
+		if (r->enabled[CHECK_STALL_MS] && r->limit[CHECK_STALL_MS] < (double)trs[i].stall_ms)
+			printf("note: %s recorded stalls of %" PRIu64 " ms or more only\n", trs[i].path,
+			       trs[i].stall_ms);
 		if (!trs[i].complete)
 			printf("note: %s has no end record (the process died before its final flush)\n",
 			       trs[i].path);

@@ -11,12 +11,15 @@
  *     its BASE value AND by at least the floor (default: the traces' block_ms),
  *     so tiny lags (0.01 ms -> 0.03 ms) and scheduling noise never count;
  *   - lag is judged on p50, p95 and p99 (max is one sample: shown, not judged);
+ *   - total stall time uses a floor of at least 3 x stall_ms: on a loaded
+ *     machine one preempted iteration can look like a short stall;
  *   - loop threads are paired by name and order of appearance, call sites by
  *     call name and the first frames of the project's own code (not by
  *     address or tid, which change from run to run). */
 #include "cli.h"
 #include "json.h"
 #include "sites.h"
+#include "stacks.h"
 #include "trace.h"
 
 #include <getopt.h>
@@ -33,6 +36,7 @@ enum { BASE, NEW };
 struct rules {
 	double tolerance;       /* percent */
 	uint64_t floor_ns;
+	uint64_t stall_floor_ns;
 };
 
 struct loop_side {
@@ -67,7 +71,6 @@ struct diff {
 	size_t nsites;
 	struct stall_side stalls[2];
 	int stall_regressed;
-	int have_stalls;
 	unsigned regressions;
 };
 
@@ -87,12 +90,17 @@ static double change_ms(uint64_t base, uint64_t now, double unit)
 }
 
 /* grew by more than the tolerance and by at least the floor */
-static int regressed(const struct rules *r, uint64_t base, uint64_t now)
+static int grew(const struct rules *r, uint64_t floor_ns, uint64_t base, uint64_t now)
 {
 	if (now <= base)
 		return 0;
 	uint64_t d = now - base;
-	return (double)d > (double)base * r->tolerance / 100.0 && d >= r->floor_ns;
+	return (double)d > (double)base * r->tolerance / 100.0 && d >= floor_ns;
+}
+
+static int regressed(const struct rules *r, uint64_t base, uint64_t now)
+{
+	return grew(r, r->floor_ns, base, now);
 }
 
 /* ---- pairing loop threads ---- */
@@ -170,6 +178,15 @@ static int add_sites(struct diff *d, int side)
 	return 0;
 }
 
+static void add_stalls(struct diff *d, int side)
+{
+	const struct stall *st;
+	size_t n = trace_stalls(&d->tr[side], &st);
+	d->stalls[side].count = n;
+	for (size_t i = 0; i < n; i++)
+		d->stalls[side].total_ns += st[i].dur_ns;
+}
+
 /* ---- judging ---- */
 
 static void judge(struct diff *d)
@@ -194,7 +211,7 @@ static void judge(struct diff *d)
 		s->regressed = s->reason != NULL;
 		d->regressions += (unsigned)s->regressed;
 	}
-	d->stall_regressed = regressed(r, d->stalls[BASE].total_ns, d->stalls[NEW].total_ns);
+	d->stall_regressed = grew(r, r->stall_floor_ns, d->stalls[BASE].total_ns, d->stalls[NEW].total_ns);
 	d->regressions += (unsigned)d->stall_regressed;
 }
 
@@ -243,12 +260,12 @@ static void print_text(const struct diff *d)
 {
 	printf("asyncshim diff: base %s (pid %" PRId64 "), new %s (pid %" PRId64 ")\n", d->tr[BASE].path,
 	       d->tr[BASE].pid, d->tr[NEW].path, d->tr[NEW].pid);
-	printf("a value regresses when it grows by more than %g%% and by at least %.1f ms; "
-	       "a new blocking call site always does\n", d->rules.tolerance, ms(d->rules.floor_ns));
+	printf("a value regresses when it grows by more than %g%% and by at least %.1f ms (stall time: %.1f ms); "
+	       "a new blocking call site always does\n", d->rules.tolerance, ms(d->rules.floor_ns),
+	       ms(d->rules.stall_floor_ns));
 	print_loops(d);
 	print_sites(d);
-	if (d->have_stalls)
-		printf("\nstalls %23" PRIu64 " %6" PRIu64 " %10.1f %10.1f %+10.1f%s\n", d->stalls[BASE].count,
+	printf("\nstalls %23" PRIu64 " %6" PRIu64 " %10.1f %10.1f %+10.1f%s\n", d->stalls[BASE].count,
 		       d->stalls[NEW].count, ms(d->stalls[BASE].total_ns), ms(d->stalls[NEW].total_ns),
 		       change_ms(d->stalls[BASE].total_ns, d->stalls[NEW].total_ns, 0.1),
 		       d->stall_regressed ? "  REGRESSION" : "");
@@ -312,6 +329,8 @@ static void print_json(const struct diff *d)
 	json_str(stdout, d->tr[NEW].path);
 	printf(",\"tolerance_pct\":%g,\"floor_ms\":", d->rules.tolerance);
 	json_ms(stdout, d->rules.floor_ns);
+	fputs(",\"stall_floor_ms\":", stdout);
+	json_ms(stdout, d->rules.stall_floor_ns);
 	fputs(",\"loops\":[", stdout);
 	for (size_t i = 0; i < d->nloops; i++) {
 		const struct loop_row *l = &d->loops[i];
@@ -420,7 +439,11 @@ int cmd_diff(int argc, char **argv)
 	}
 	if (rc == 0) {
 		uint64_t block_ms = d.tr[BASE].block_ms > d.tr[NEW].block_ms ? d.tr[BASE].block_ms : d.tr[NEW].block_ms;
+		uint64_t stall_ms = d.tr[BASE].stall_ms > d.tr[NEW].stall_ms ? d.tr[BASE].stall_ms : d.tr[NEW].stall_ms;
 		d.rules.floor_ns = floor_ms >= 0 ? (uint64_t)(floor_ms * 1e6) : block_ms * 1000000u;
+		d.rules.stall_floor_ns = floor_ms >= 0 ? d.rules.floor_ns : 3 * stall_ms * 1000000u;
+		add_stalls(&d, BASE);
+		add_stalls(&d, NEW);
 		if (add_loops(&d, BASE) || add_loops(&d, NEW) || add_sites(&d, BASE) || add_sites(&d, NEW)) {
 			fprintf(stderr, "asyncshim diff: out of memory\n");
 			rc = 2;
