@@ -239,21 +239,22 @@ def test_one_million_events_stream_in_bounded_memory(big_trace, tmp_path):
     assert lines == sum(want["iterations"].values())
 
 
-def run_on_a_terminal(cmd):
-    """Run cmd with stderr on a pseudo-terminal (stdout a pipe); return (rc, stdout, terminal text)."""
+def run_on_a_terminal(cmd, stdout_too=False):
+    """Run cmd with stderr (and stdout, if asked) on a pseudo-terminal; return (rc, stdout, terminal text)."""
     master, slave = pty.openpty()
     out = tempfile.TemporaryFile()
-    p = subprocess.Popen(cmd, stdout=out, stderr=slave, stdin=subprocess.DEVNULL)
+    p = subprocess.Popen(cmd, stdout=slave if stdout_too else out, stderr=slave, stdin=subprocess.DEVNULL)
     os.close(slave)
-    seen = b""
+    seen = []
     while True:
         try:
-            chunk = os.read(master, 4096)
+            chunk = os.read(master, 1 << 16)
         except OSError:        # EIO: the child closed the terminal
             break
         if not chunk:
             break
-        seen += chunk
+        seen.append(chunk)
+    seen = b"".join(seen)
     p.wait(timeout=60)
     os.close(master)
     out.seek(0)
@@ -271,3 +272,6 @@ def test_progress_only_on_a_terminal_and_only_for_large_traces(big_trace, loop_r
     assert rc == 0 and tty == ""
     p = subprocess.run([TOOL, "report", path], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and p.stderr == ""
+    # dump writes records while it reads: on one terminal with them, no progress line
+    rc, _, tty = run_on_a_terminal([TOOL, "dump", path], stdout_too=True)
+    assert rc == 0 and '"type":"end"' in tty and "reading" not in tty
