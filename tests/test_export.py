@@ -48,6 +48,12 @@ def test_example_loop_slices(loop_run):
     assert all(e["pid"] == pid and e["tid"] == pid for e in blocks)
     assert sleep["dur"] >= 140_000 and sleep["args"]["fd"] is None      # µs
     assert read["dur"] >= 100_000 and read["args"]["fd_kind"] == "pipe" and read["args"]["fd"] >= 0
+    # symbolized stacks in args, innermost first, without the shim's own frames
+    assert sleep["args"]["stack"][0].startswith("slow_sleep ")
+    assert read["args"]["stack"][0].startswith("wait_for_helper ")
+    for b in blocks:
+        assert any(f.startswith("run_loop ") for f in b["args"]["stack"])
+        assert not any("libasyncshim" in f for f in b["args"]["stack"])
     # each blocking call sits inside the iteration that made it, so the
     # viewers nest it under that slice on the thread's track
     for b in blocks:
@@ -77,6 +83,7 @@ def test_example_loop_stall_slice(loop_run):
     # the 80 ms of CPU on tick 15, inside the iteration that burned it
     assert stall["tid"] == pid and stall["dur"] >= 60_000
     assert stall["args"]["blocked_ms"] == 0 and stall["args"]["stack_ids"]
+    assert stall["args"]["stack"][0].startswith("burn_cpu")
     outer = [i for i in slices(doc, "loop") if i["ts"] <= stall["ts"] and stall["ts"] + stall["dur"] <= i["ts"] + i["dur"]]
     assert len(outer) == 1
 

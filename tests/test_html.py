@@ -99,11 +99,21 @@ def test_summary_timeline_and_table_are_rendered(loop_page, browser):
     assert set(sites) == {"usleep", "read"}
     assert sites["read"]["fd_kind"] == "pipe" and sites["read"]["count"] == "1"
     assert ms_of(sites["usleep"]["total"]) >= 140 and ms_of(sites["read"]["total"]) >= 100
+    # call sites are named by their own frames; the whole stack opens on a click
+    labels = browser.eval("[...document.querySelectorAll('#sites-table tbody tr')].map(r => r.querySelector('.label code').textContent)")
+    assert any(label.startswith("slow_sleep loop.c:") for label in labels)
+    assert any(label.startswith("wait_for_helper loop.c:") for label in labels)
+    opened = browser.eval("""(() => { const d = document.querySelector('#sites-table details');
+        const before = d.open; d.querySelector('summary').click();
+        return [before, d.open, [...d.querySelectorAll('li')].map(li => li.textContent)]; })()""")
+    assert opened[0] is False and opened[1] is True
+    assert any(f.startswith("run_loop ") for f in opened[2])
     # the 80 ms CPU burn on tick 15 is a stall: a card, a span on the timeline, a row in its table
     assert cards["stalls"] == "1" and ms_of(cards["stall-time"]) >= 60
     assert tl["drawnStalls"] == "1"
     stalls = browser.eval("[...document.querySelectorAll('#stalls-table tbody tr')].map(r => r.querySelector('.max').textContent)")
     assert len(stalls) == 1 and ms_of(stalls[0]) >= 60
+    assert browser.eval("document.querySelector('#stalls-table code').textContent").startswith("burn_cpu")
     threads = browser.eval("[...document.querySelectorAll('#threads-table tbody tr')].map(r => r.cells[1].textContent)")
     assert threads == [str(rep["pid"])]
     # all of it is the script's work: the file itself has none of these elements

@@ -12,13 +12,19 @@
  * id in args; each run of a task is a slice on the thread it ran on; slow
  * loop callbacks are slices named by their function.
  *
+ * Stacks go into args symbolized ("function file:line (module)", innermost
+ * first, the shim's own frames left out) by the stack model of stacks.h.
+ *
  * Each trace is read twice with trace_stream: the first pass validates it
  * and collects what events refer to (thread names, loop flags, function
- * names, each task's function), the second writes events as it reads them.
- * So memory is bounded by threads, tasks and functions, not by events, and
- * a corrupt trace is refused before anything is written. */
+ * names, each task's function, stacks and modules), the second writes
+ * events as it reads them.  So memory is bounded by threads, tasks,
+ * functions and distinct stacks, not by events, and a corrupt trace is
+ * refused before anything is written. */
 #include "export.h"
 #include "json.h"
+#include "sites.h"
+#include "stacks.h"
 #include "trace.h"
 
 #include <inttypes.h>
@@ -55,6 +61,7 @@ struct ch_trace {
 	size_t nfuncs, cap_funcs;
 	struct ch_task *tasks;  /* sorted by id after pass 1 */
 	size_t ntasks, cap_tasks;
+	struct trace *model;    /* only its stack model: stacks and modules */
 	int oom;
 };
 
@@ -258,6 +265,10 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 		ok = block_ok(o, &tid, &t, &dur) && ch_thread(tr, tid);
 	} else if (!strcmp(type, "end")) {
 		mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	} else if (!strcmp(type, "stack") || !strcmp(type, "module")) {
+		uint64_t last;
+		ok = (tr->model || (tr->model = calloc(1, sizeof(*tr->model)))) &&
+		     stacks_load(&tr->model->stacks, type, o, &last) == 0;
 	} else if (!strcmp(type, "func")) {
 		ok = add_func(tr, o) == 0;
 	} else if (!strcmp(type, "task")) {
@@ -335,6 +346,24 @@ static void emit_fd_args(FILE *f, const msgpack_object *o)
 	json_str(f, mp_str(o, "fd_kind", kind, sizeof(kind)) == 0 ? kind : NULL);
 }
 
+/* "stack":["function file:line (module)", ...] */
+static void emit_stack(struct ch_writer *w, uint64_t id)
+{
+	const struct site_frame *frames;
+	size_t hidden = 0, n = 0;
+	if (id && w->tr->model)
+		n = stack_frames(w->tr->model, id, &frames, NULL, &hidden);
+	fputs(",\"stack\":[", w->out);
+	for (size_t i = hidden; i < n; i++) {
+		char text[1024];
+		site_frame_text(&frames[i], text, sizeof(text));
+		if (i > hidden)
+			fputc(',', w->out);
+		json_str(w->out, text);
+	}
+	fputc(']', w->out);
+}
+
 static void emit_block(struct ch_writer *w, const msgpack_object *o)
 {
 	int64_t tid;
@@ -350,7 +379,9 @@ static void emit_block(struct ch_writer *w, const msgpack_object *o)
 	emit_fd_args(w->out, o);
 	fputs(",\"duration_ms\":", w->out);
 	json_ms(w->out, dur);
-	fprintf(w->out, ",\"stack_id\":%" PRIu64 "}}", stack);
+	fprintf(w->out, ",\"stack_id\":%" PRIu64, stack);
+	emit_stack(w, stack);
+	fputs("}}", w->out);
 }
 
 static void emit_task(struct ch_writer *w, const msgpack_object *o, int begin)
@@ -421,6 +452,27 @@ static void emit_callback(struct ch_writer *w, const msgpack_object *o)
 	fputs("}}", w->out);
 }
 
+/* the stack most samples of a stall caught (the first of equals) */
+static uint64_t most_common(const msgpack_object *samples)
+{
+	uint64_t best = 0;
+	uint32_t best_n = 0, n = samples->via.array.size;
+	for (uint32_t i = 0; i < n; i++) {
+		const msgpack_object *a = &samples->via.array.ptr[i];
+		uint32_t c = 0;
+		if (a->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
+			continue;
+		for (uint32_t j = i; j < n; j++)
+			c += samples->via.array.ptr[j].type == MSGPACK_OBJECT_POSITIVE_INTEGER &&
+			     samples->via.array.ptr[j].via.u64 == a->via.u64;
+		if (c > best_n) {
+			best_n = c;
+			best = a->via.u64;
+		}
+	}
+	return best;
+}
+
 /* a stall: the busy part of an iteration that no blocking call explains,
  * drawn from the iteration's start */
 static void emit_stall(struct ch_writer *w, const msgpack_object *o)
@@ -449,6 +501,7 @@ static void emit_stall(struct ch_writer *w, const msgpack_object *o)
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY) {
 		fputs(",\"stack_ids\":", w->out);
 		json_object(w->out, samples);
+		emit_stack(w, most_common(samples));
 	}
 	fputs("}}", w->out);
 }
@@ -523,6 +576,10 @@ static void ch_free(struct ch_trace *trs, int n)
 		free(trs[i].funcs);
 		free(trs[i].tasks);
 		free(trs[i].threads);
+		if (trs[i].model) {
+			stacks_free(trs[i].model->stacks);
+			free(trs[i].model);
+		}
 	}
 	free(trs);
 }
