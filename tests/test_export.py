@@ -282,3 +282,34 @@ def test_progress_only_on_a_terminal_and_only_for_large_traces(big_trace, loop_r
     # dump writes records while it reads: on one terminal with them, no progress line
     rc, _, tty = run_on_a_terminal([TOOL, "dump", path], stdout_too=True)
     assert rc == 0 and '"type":"end"' in tty and "reading" not in tty
+
+
+def test_bad_traces_are_rejected_under_asan(tmp_path, loop_run):
+    from test_bad_input import assert_rejected, bad_files, run_tool
+    good = open(loop_run[1], "rb").read()
+    for name, (data, word) in bad_files(good).items():
+        path = tmp_path / f"{name}.msgpack"
+        path.write_bytes(data)
+        out = tmp_path / f"{name}.json"
+        p = run_tool("export", "--format", "chrome", "-o", str(out), str(path))
+        assert_rejected(p, word)
+        assert str(path) in p.stderr and not out.exists(), name
+        html = tmp_path / f"{name}.html"
+        assert_rejected(run_tool("report", "--html", str(html), str(path)), word)
+        assert not html.exists(), name
+
+
+def test_every_truncation_point_is_handled(tmp_path, loop_run):
+    from test_bad_input import run_tool
+    good = open(loop_run[1], "rb").read()
+    path = tmp_path / "t.msgpack"
+    step = max(1, len(good) // 25)
+    for cut in range(1, len(good), step):
+        path.write_bytes(good[:cut])
+        for args in (["export", "--format", "chrome", str(path)],
+                     ["report", "--html", str(tmp_path / "t.html"), str(path)]):
+            p = run_tool(*args)
+            assert p.returncode in (0, 2), (cut, p.stderr)
+            assert "Sanitizer" not in p.stderr and "runtime error" not in p.stderr, p.stderr
+            if p.returncode == 0 and args[0] == "export":
+                json.loads(p.stdout)
