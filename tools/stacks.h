@@ -43,6 +43,10 @@ size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame
 /* The stalls of a trace, in the order recorded. */
 size_t trace_stalls(const struct trace *tr, const struct stall **stalls);
 
+/* The function whose code starts at ADDR (task entry points, callbacks),
+ * from the module map; NULL when nothing names it. */
+const char *stacks_function_at(const struct trace *tr, uint64_t addr);
+
 /* Report sections (stacks_report.c): `"stalls":[...],"blocking_sites":[...],
  * "stall_sites":[...]` without braces or commas around, and the text form
  * (after the blocking calls).  TOP: sites shown. */

@@ -8,6 +8,7 @@
  * Lookups by id or address use glibc's tsearch trees. */
 #include "tasks.h"
 #include "json.h"
+#include "stacks.h"
 #include "trace.h"
 
 #include <inttypes.h>
@@ -374,11 +375,30 @@ static void build_awaits(struct task_model *m)
 	m->nawaits = out;
 }
 
-void tasks_finish(struct task_model *m, uint64_t end_ns)
+/* Name functions dladdr could not (static functions, programs without
+ * exported symbols) from the module map, offline. */
+struct name_walk {
+	const struct trace *tr;
+};
+
+static void walk_name(const void *node, VISIT which, void *closure)
+{
+	if (which != postorder && which != leaf)
+		return;
+	struct func *f = *(struct func *const *)node;
+	const struct name_walk *w = closure;
+	const char *name = f->name ? NULL : stacks_function_at(w->tr, f->addr);
+	if (name)
+		f->name = strdup(name);
+}
+
+void tasks_finish(struct task_model *m, const struct trace *tr)
 {
 	if (!m)
 		return;
-	m->end_ns = end_ns;
+	m->end_ns = tr->duration_ns;
+	struct name_walk nw = { tr };
+	twalk_r(m->funcs, walk_name, &nw);
 	struct walk w = { m, 1, 0 };
 	twalk_r(m->tasks, walk_task, &w);
 	m->all = calloc(w.n ? w.n : 1, sizeof(*m->all));

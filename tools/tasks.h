@@ -18,8 +18,11 @@ int tasks_is_type(const char *type);
  * time the record mentions (0 if none).  Returns 0, or -1 if corrupt. */
 int tasks_load(struct task_model **m, const char *type, const msgpack_object *o, uint64_t *last_ns);
 
-/* Counts, tree and statistics; end_ns is the end of the trace. */
-void tasks_finish(struct task_model *m, uint64_t end_ns);
+struct trace;
+
+/* Counts, tree and statistics, once the whole trace is loaded; functions
+ * the shim could not name are symbolized from the trace's module map. */
+void tasks_finish(struct task_model *m, const struct trace *tr);
 
 /* Report sections: `"tasks":{...},"slow_callbacks":[...]` (no braces around,
  * no leading comma) and the text form.  m may be NULL (nothing recorded). */

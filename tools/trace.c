@@ -330,7 +330,7 @@ int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
 	tr->path = path;
 	int rc = trace_stream(path, load_visit, tr, err, errlen);
 	if (rc == 0)
-		tasks_finish(tr->tasks, tr->duration_ns);
+		tasks_finish(tr->tasks, tr);
 	return rc;
 }
 
