@@ -7,7 +7,9 @@
  * Later loads are noticed at each drain (glibc's dlpi_adds counter tells
  * whether anything was loaded: one callback call) and before every dlclose
  * (hooks/dl.c), so a library loaded and unloaded between two drains is
- * still recorded.  dlopen itself is not interposed: glibc takes dlopen's
+ * still recorded.  The vDSO has no file: its image (a few KiB) is written
+ * with it, so time calls sampled in a stall get their names too.  dlopen
+ * itself is not interposed: glibc takes dlopen's
  * return address as the caller whose RPATH/RUNPATH, $ORIGIN and namespace
  * apply, and a hook would make every dlopen look like the shim's own.
  *
@@ -25,6 +27,7 @@
 #include <unistd.h>
 
 #define BUILD_ID_MAX 64
+#define VDSO_MAX (64 * 1024)          /* its image goes into the trace */
 
 struct module {
 	uint64_t base, start, end;        /* load bias; [start, end) mapped */
@@ -233,7 +236,8 @@ static void pack_module(msgpack_packer *pk, struct module *m)
 		id[2 * i + 1] = hex[m->build_id[i] & 15];
 	}
 	id[2 * m->build_id_len] = '\0';
-	msgpack_pack_map(pk, 7);
+	int vdso = !strcmp(m->path, "[vdso]") && m->end - m->start <= VDSO_MAX;
+	msgpack_pack_map(pk, vdso ? 8 : 7);
 	pack_str(pk, "type");
 	pack_str(pk, "module");
 	pack_str(pk, "path");
@@ -251,6 +255,11 @@ static void pack_module(msgpack_packer *pk, struct module *m)
 		msgpack_pack_nil(pk);
 	pack_str(pk, "t");
 	msgpack_pack_uint64(pk, m->t_ns);
+	if (vdso) {
+		pack_str(pk, "image");
+		msgpack_pack_bin(pk, m->end - m->start);
+		msgpack_pack_bin_body(pk, (const void *)(uintptr_t)m->start, m->end - m->start);
+	}
 	m->gen = file_gen;
 }
 

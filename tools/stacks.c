@@ -93,9 +93,12 @@ static int load_module(struct stack_model *m, const msgpack_object *o)
 	    mp_u64(o, "start", &start) != 0 || mp_u64(o, "end", &end) != 0 || start > end)
 		return -1;
 	mp_str(o, "build_id", id, sizeof(id));
+	const msgpack_object *img = mp_get(o, "image");
+	int has_image = img && img->type == MSGPACK_OBJECT_BIN;
 	if (!m->sym && !(m->sym = sym_new()))
 		return -1;
-	sym_add_module(m->sym, path, base, start, end, id);
+	sym_add_module(m->sym, path, base, start, end, id, has_image ? img->via.bin.ptr : NULL,
+		       has_image ? img->via.bin.size : 0);
 	return 0;
 }
 
@@ -223,17 +226,4 @@ size_t trace_stalls(const struct trace *tr, const struct stall **stalls)
 {
 	*stalls = tr->stacks ? tr->stacks->stalls : NULL;
 	return tr->stacks ? tr->stacks->nstalls : 0;
-}
-
-/* The function whose code starts at ADDR (a task's entry function,
- * a callback), from the module map; NULL when nothing names it.  The string
- * lives as long as the trace. */
-const char *stacks_function_at(const struct trace *tr, uint64_t addr)
-{
-	struct stack_model *m = tr->stacks;
-	struct sym_frame f;
-	if (!m || !m->sym)
-		return NULL;
-	sym_lookup(m->sym, addr, 1, &f);
-	return f.function;
 }

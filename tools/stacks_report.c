@@ -63,8 +63,10 @@ static void frame_text(const struct site_frame *fr, uint64_t offset, char *buf, 
 {
 	if (fr->function && fr->file)
 		snprintf(buf, len, "%s (%s:%d)", fr->function, fr->file, fr->line);
+	else if (fr->function && fr->module && fr->module[0] == '[')
+		snprintf(buf, len, "%s %s", fr->function, fr->module);
 	else if (fr->function)
-		snprintf(buf, len, "%s [%s]", fr->function, base_name(fr->module));
+		snprintf(buf, len, "%s [%s]", fr->function, base_name(fr->module ? fr->module : "[unknown]"));
 	else
 		snprintf(buf, len, "%s+0x%" PRIx64, base_name(fr->module ? fr->module : "[unknown]"), offset);
 }

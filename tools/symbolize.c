@@ -10,7 +10,9 @@
  * the separate debug file alone is used if present, so a trace can be read
  * on another machine that has only the debug files.  Otherwise the frames
  * of that module stay module+offset, and one warning names the module.
- * The vDSO ("[vdso]") has no file and is silently module+offset. */
+ * The vDSO ("[vdso]") has no file: its image comes with the trace.
+ * ASYNCSHIM_DEBUG_DIR=DIR[:DIR...] adds roots searched before /usr/lib/debug
+ * (each with a .build-id/ tree), for debug files kept elsewhere. */
 #include "symbolize.h"
 
 #include <elfutils/libdwelf.h>
@@ -20,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,6 +30,8 @@ struct sym_mod {
 	char *path;
 	uint64_t base, start, end;
 	char build_id[129];     /* hex, "" = unknown */
+	void *image;            /* the vDSO's bytes, from the trace */
+	size_t image_len;
 	int state;              /* 0 not tried, 1 open, -1 unusable */
 	Dwfl *dwfl;
 	Dwfl_Module *mod;
@@ -39,20 +44,8 @@ struct symbolizer {
 	size_t nnames, capnames;
 };
 
-static const Dwfl_Callbacks callbacks = {
-	.find_elf = dwfl_build_id_find_elf,
-	.find_debuginfo = dwfl_standard_find_debuginfo,
-	.section_address = dwfl_offline_section_address,
-};
-
-struct symbolizer *sym_new(void)
-{
-	elf_version(EV_CURRENT);
-	return calloc(1, sizeof(struct symbolizer));
-}
-
 void sym_add_module(struct symbolizer *s, const char *path, uint64_t base, uint64_t start, uint64_t end,
-		    const char *build_id_hex)
+		    const char *build_id_hex, const void *image, size_t image_len)
 {
 	if (!s || start >= end)
 		return;
@@ -74,6 +67,10 @@ void sym_add_module(struct symbolizer *s, const char *path, uint64_t base, uint6
 	size_t len = build_id_hex ? strlen(build_id_hex) : 0;
 	if (len < sizeof(m->build_id) && len % 2 == 0 && strspn(build_id_hex, "0123456789abcdef") == len)
 		memcpy(m->build_id, build_id_hex, len + 1);
+	if (image && image_len && (m->image = malloc(image_len))) {
+		memcpy(m->image, image, image_len);
+		m->image_len = image_len;
+	}
 	s->n++;
 }
 
@@ -103,13 +100,66 @@ static int open_regular(const char *path)
 	return fd;
 }
 
+static char debug_path[8192] = ":.debug:/usr/lib/debug";   /* libdwfl's syntax */
+static char *debug_path_p = debug_path;
+static const Dwfl_Callbacks callbacks = {
+	.find_elf = dwfl_build_id_find_elf,
+	.find_debuginfo = dwfl_standard_find_debuginfo,
+	.section_address = dwfl_offline_section_address,
+	.debuginfo_path = &debug_path_p,
+};
+
+struct symbolizer *sym_new(void)
+{
+	const char *extra = getenv("ASYNCSHIM_DEBUG_DIR");
+	if (extra && extra[0] == '/' && strlen(extra) < sizeof(debug_path) - 32)
+		snprintf(debug_path, sizeof(debug_path), ":.debug:%s:/usr/lib/debug", extra);
+	elf_version(EV_CURRENT);
+	return calloc(1, sizeof(struct symbolizer));
+}
+
+/* The separate debug file of a build-id, in the first root that has it. */
+static int open_debug_file(const char *build_id, char *path, size_t len)
+{
+	const char *p = debug_path;
+	while (*p) {
+		size_t n = strcspn(p, ":");
+		if (n && p[0] == '/') {
+			snprintf(path, len, "%.*s/.build-id/%.2s/%s.debug", (int)n, p, build_id, build_id + 2);
+			int fd = open_regular(path);
+			if (fd >= 0)
+				return fd;
+		}
+		p += n + (p[n] == ':');
+	}
+	return -1;
+}
+
+/* The vDSO's image from the trace, as a file libdwfl can read. */
+static int open_image(const struct sym_mod *m)
+{
+	int fd = memfd_create("vdso", MFD_CLOEXEC);
+	if (fd < 0)
+		return -1;
+	size_t off = 0;
+	while (off < m->image_len) {
+		ssize_t n = write(fd, (const char *)m->image + off, m->image_len - off);
+		if (n <= 0) {
+			close(fd);
+			return -1;
+		}
+		off += (size_t)n;
+	}
+	return fd;
+}
+
 static int open_module(struct sym_mod *m)
 {
 	char why[512] = "", path[4096];
 	snprintf(path, sizeof(path), "%s", m->path);
-	if (m->path[0] == '[')
-		return -1;                      /* [vdso]: no file */
-	int fd = open_regular(m->path);
+	if (m->path[0] == '[' && !m->image)
+		return -1;                      /* [vdso] without its image: no file */
+	int fd = m->image ? open_image(m) : open_regular(m->path);
 	if (fd < 0) {
 		snprintf(why, sizeof(why), "%s", strerror(errno));
 	} else if (m->build_id[0]) {
@@ -121,10 +171,8 @@ static int open_module(struct sym_mod *m)
 			snprintf(why, sizeof(why), "not the file that was loaded: build-id differs");
 		}
 	}
-	if (fd < 0 && m->build_id[0]) {
-		snprintf(path, sizeof(path), "/usr/lib/debug/.build-id/%.2s/%s.debug", m->build_id, m->build_id + 2);
-		fd = open_regular(path);
-	}
+	if (fd < 0 && m->build_id[0])
+		fd = open_debug_file(m->build_id, path, sizeof(path));
 	if (fd < 0) {
 		fprintf(stderr, "asyncshim: cannot read module %s (%s); its frames are shown as module+offset\n",
 			m->path, why);
@@ -217,6 +265,7 @@ void sym_free(struct symbolizer *s)
 		if (s->m[i].dwfl)
 			dwfl_end(s->m[i].dwfl);
 		free(s->m[i].path);
+		free(s->m[i].image);
 	}
 	for (size_t i = 0; i < s->nnames; i++)
 		free(s->names[i]);

@@ -18,8 +18,9 @@ struct sym_frame {
 };
 
 struct symbolizer *sym_new(void);
+/* IMAGE: the module's bytes when it has no file (the vDSO), else NULL. */
 void sym_add_module(struct symbolizer *s, const char *path, uint64_t base, uint64_t start, uint64_t end,
-		    const char *build_id_hex);
+		    const char *build_id_hex, const void *image, size_t image_len);
 
 /* EXACT: PC is an instruction address (frame 0); otherwise a return
  * address, looked up at PC - 1 so a call at the end of a function is not
