@@ -16,7 +16,7 @@
  * event_get_assignment return the program's own values; a program reading
  * struct event fields directly would see the trampoline.
  *
- * libevent's own internal callbacks (event_base_once's, bufferevents') are
+ * libevent's own internal callbacks (bufferevents', common timeouts') are
  * wrapped too when libevent calls event_assign through its PLT (Debian's
  * does); a slow callback is reported once, for the innermost function. */
 #include "task.h"
@@ -47,6 +47,12 @@ static int is_libevent = 1;
 				CMM_STORE_SHARED(is_libevent, 0);                   \
 		}                                                                   \
 	} while (0)
+
+/* Inside event_base_once: libevent's own event_assign for the once-event
+ * (with its internal event_once_cb) is not wrapped; our once-trampoline
+ * already times the program's callback, and the once-event's memory is
+ * freed by libevent without event_free, which would strand its wrapper. */
+static __thread int in_once __attribute__((tls_model("initial-exec")));
 
 #define EVLOOP_ONCE 1
 #define EVLOOP_NONBLOCK 2
@@ -82,7 +88,7 @@ static struct as_wrap *wrapper_of(const void *ev)
 /* Fill ev's wrapper (creating it); NULL: leave the callback as it is. */
 static struct as_wrap *wrap_event(void *ev, event_cb cb, void *arg)
 {
-	if (!cb || cb == tramp_event || cb == tramp_once || !CMM_LOAD_SHARED(is_libevent))
+	if (!cb || cb == tramp_event || cb == tramp_once || in_once || !CMM_LOAD_SHARED(is_libevent))
 		return NULL;
 	struct as_wrap *w = as_wrap_add(ev, AS_WRAP_EVENT);
 	if (!w)
@@ -157,7 +163,9 @@ AS_EXPORT int event_base_once(void *base, int fd, short events, event_cb cb, voi
 		return real_event_base_once(base, fd, events, cb, arg, tv);
 	w->cb[0] = (void *)cb;
 	w->arg = arg;
+	in_once = 1;
 	int r = real_event_base_once(base, fd, events, tramp_once, w, tv);
+	in_once = 0;
 	if (r != 0)
 		as_wrap_free_unlisted(w);
 	return r;

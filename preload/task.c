@@ -217,8 +217,11 @@ int as_lib_is(const void *fn, const char *prefix)
 
 /* ---- wrapped callbacks ---- */
 
-#define WRAP_BUCKETS (1u << 14)
-#define WRAP_MAX (1L << 20)      /* beyond this many live wrappers, do not wrap */
+/* Fixed size (~1 MiB, made at the first wrapped callback): chains stay
+ * short up to the cap.  Beyond WRAP_MAX live wrappers (~100 MB) callbacks
+ * are left unwrapped: not timed, still called. */
+#define WRAP_BUCKETS (1u << 16)
+#define WRAP_MAX (1L << 20)
 
 static struct cds_lfht *wraps;
 static pthread_once_t wraps_once = PTHREAD_ONCE_INIT;
