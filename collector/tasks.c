@@ -96,7 +96,7 @@ static void pack_func(msgpack_packer *pk, uintptr_t addr)
 /* Write a func record unless this trace file already has one for addr. */
 static void intern_func(msgpack_packer *pk, uintptr_t addr)
 {
-	pid_t pid = getpid();
+	pid_t pid = CMM_LOAD_SHARED(as_pid);     /* a fork child has its own file */
 	if (!funcs)
 		funcs = cds_lfht_new(1024, 1024, 1024, 0, NULL);
 	if (!funcs) {
