@@ -4,9 +4,11 @@
  * libevent is never linked: own prototypes with opaque pointers (the ABI of
  * libevent 2.1), real functions found at first use.
  *
- * A registered callback is replaced by a trampoline whose argument is the
- * wrapper holding the program's callback and argument, so the trampoline
- * needs no lookup.  Wrappers are keyed by the struct event's address: a
+ * libevent 2.1 has no hook around callbacks (evwatch came with 2.2) and
+ * calls them from inside event_base_loop, so they are timed from their
+ * registration: the callback is replaced by a trampoline whose argument is
+ * the wrapper holding the program's callback and argument, so the
+ * trampoline needs no lookup.  Wrappers are keyed by the struct event's address: a
  * struct event reassigned over and over (memcached does it on every state
  * change) reuses its wrapper, and event_free frees it.  A struct event the
  * program embeds in its own memory and frees without telling libevent
