@@ -227,3 +227,16 @@ size_t trace_stalls(const struct trace *tr, const struct stall **stalls)
 	*stalls = tr->stacks ? tr->stacks->stalls : NULL;
 	return tr->stacks ? tr->stacks->nstalls : 0;
 }
+
+/* The function whose code starts at ADDR (a task's entry function,
+ * a callback), from the module map; NULL when nothing names it.  The string
+ * lives as long as the trace. */
+const char *stacks_function_at(const struct trace *tr, uint64_t addr)
+{
+	struct stack_model *m = tr->stacks;
+	struct sym_frame f;
+	if (!m || !m->sym)
+		return NULL;
+	sym_lookup(m->sym, addr, 1, &f);
+	return f.function;
+}
