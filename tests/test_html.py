@@ -250,3 +250,22 @@ def test_cancelled_task_is_shown(tmp_path, browser):
     states = browser.eval("[...document.querySelectorAll('#task-tree .state')].map(s => s.textContent)")
     assert sorted(states) == ["cancelled"] + ["completed"] * 7
     assert "1 cancelled" in browser.eval("document.querySelector('.task-counts').textContent")
+
+
+def test_two_processes_in_one_page(tmp_path, browser):
+    run_shim([prog("fork_loop")], tmp_path)
+    paths = sorted(str(p) for p in tmp_path.glob("asyncshim.*.msgpack"))
+    assert len(paths) == 2
+    out = tmp_path / "both.html"
+    p = subprocess.run([TOOL, "report", "--html", str(out), *paths], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    browser.open(out.as_uri())
+    assert browser.errors == []
+    reps = report(*paths)["traces"]
+    cards = browser.eval(CARD)
+    assert cards["loops"] == "2"
+    assert cards["iterations"] == str(sum(t["iterations"] for r in reps for t in loop_threads(r)))
+    assert cards["blocking"] == "2"          # one usleep in each process
+    pids = browser.eval("[...document.querySelectorAll('#threads-table tbody tr')].map(r => +r.cells[0].textContent)")
+    assert sorted(set(pids)) == sorted(r["pid"] for r in reps)
+    assert browser.eval(TIMELINE)["rows"] == "2" and browser.eval(TIMELINE)["drawnBlocks"] == "2"

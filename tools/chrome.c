@@ -40,7 +40,8 @@ struct ch_thread {
 
 struct ch_func {
 	uint64_t addr, seq;     /* sorted by address after pass 1, then file order */
-	char *name;             /* "module+0xoffset" when the shim had no symbol */
+	char *name;             /* from the record, else from the module map, else "module+0xoffset" */
+	int looked_up;
 };
 
 struct ch_task {
@@ -114,7 +115,8 @@ static int add_func(struct ch_trace *tr, const msgpack_object *o)
 	if (!p)
 		return tr->oom = -1;
 	tr->funcs = p;
-	if (mp_str(o, "name", name, sizeof(name)) != 0) {
+	int named = mp_str(o, "name", name, sizeof(name)) == 0 && name[0];
+	if (!named) {
 		const char *base;
 		mp_str(o, "module", module, sizeof(module));
 		mp_u64(o, "offset", &offset);
@@ -123,6 +125,7 @@ static int add_func(struct ch_trace *tr, const msgpack_object *o)
 	}
 	p[tr->nfuncs].addr = addr;
 	p[tr->nfuncs].seq = tr->nfuncs;
+	p[tr->nfuncs].looked_up = named;
 	if (!(p[tr->nfuncs].name = strdup(name)))
 		return tr->oom = -1;
 	tr->nfuncs++;
@@ -157,7 +160,8 @@ static int cmp_func(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
-/* function name: the first func record for an address wins, as in tasks.c */
+/* function name: the first func record for an address wins, as in tasks.c;
+ * one the shim could not name is looked up in the module map once */
 static const char *func_name(const struct ch_trace *tr, uint64_t addr, char *buf, size_t len)
 {
 	size_t lo = 0, hi = tr->nfuncs;
@@ -168,8 +172,18 @@ static const char *func_name(const struct ch_trace *tr, uint64_t addr, char *buf
 		else
 			hi = mid;
 	}
-	if (lo < tr->nfuncs && tr->funcs[lo].addr == addr)
-		return tr->funcs[lo].name;
+	struct ch_func *f = lo < tr->nfuncs && tr->funcs[lo].addr == addr ? &tr->funcs[lo] : NULL;
+	if (f && !f->looked_up) {
+		const char *sym = tr->model ? stacks_function_at(tr->model, addr) : NULL;
+		char *copy = sym ? strdup(sym) : NULL;
+		f->looked_up = 1;
+		if (copy) {
+			free(f->name);
+			f->name = copy;
+		}
+	}
+	if (f)
+		return f->name;
 	snprintf(buf, len, "0x%" PRIx64, addr);
 	return buf;
 }
