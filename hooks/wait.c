@@ -14,23 +14,22 @@
 #include <sys/select.h>
 
 enum { FAMILY_NONE, FAMILY_EPOLL, FAMILY_POLL };
-static __thread int family __attribute__((tls_model("initial-exec")));
-static __thread unsigned poll_waits __attribute__((tls_model("initial-exec")));
 
 /* Returns the thread to record this wait on, or NULL to pass through. */
 static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 {
-	if (AS_UNLIKELY(!as_active || as_tls.busy || as_tls.internal))
+	struct as_tls *me = as_me();
+	if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active) || me->busy || me->internal))
 		return NULL;
-	if (AS_LIKELY(family == fam))
+	if (AS_LIKELY(me->family == fam))
 		return as_thread_self();
 	if (fam == FAMILY_EPOLL) {
-		family = FAMILY_EPOLL;
+		me->family = FAMILY_EPOLL;
 		return as_thread_self();
 	}
-	if (family == FAMILY_EPOLL || !waits || ++poll_waits < 2)
+	if (me->family == FAMILY_EPOLL || !waits || ++me->poll_waits < 2)
 		return NULL;
-	family = FAMILY_POLL;
+	me->family = FAMILY_POLL;
 	return as_thread_self();
 }
 
@@ -40,7 +39,7 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 	do {                                                              \
 		struct as_thread *t_ = loop_wait(fam, waits);             \
 		if (!t_) {                                                \
-			if (family == FAMILY_EPOLL && fam == FAMILY_POLL) \
+			if (as_me()->family == FAMILY_EPOLL && fam == FAMILY_POLL) \
 				AS_TIMED_CALL(type, call, fd, expr);      \
 			return expr;                                      \
 		}                                                         \

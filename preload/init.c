@@ -22,12 +22,12 @@
 #include <urcu-bp.h>
 
 struct as_config as_cfg;
-int as_active;
+int as_active AS_HOT_DATA;
 pid_t as_pid;
 int as_shim_threads;
 int as_main_exited;
-int as_use_tsc;
-uint64_t as_block_ticks = UINT64_MAX;
+int as_use_tsc AS_HOT_DATA;
+uint64_t as_block_ticks AS_HOT_DATA = UINT64_MAX;
 uint64_t as_tsc0, as_mono0;
 double as_ns_per_tick = 1.0;
 
@@ -283,6 +283,8 @@ __attribute__((constructor)) static void as_init(void)
 {
 	char err[256];
 	const char *env = getenv("ASYNCSHIM_OPTIONS");
+
+	CMM_STORE_SHARED(as_tls_off, (long)((char *)&as_tls - (char *)__builtin_thread_pointer()));
 
 	strcpy(as_cfg.out, "./asyncshim");
 	as_cfg.block_ms = 10;

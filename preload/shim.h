@@ -23,6 +23,14 @@
 #define AS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
+/* What the hooks' fast paths read (the real functions' addresses,
+ * as_active, the clock kind, the threshold, the watchdog's parked flag,
+ * as_tls_off) is kept together, apart from everything else: a kernel with
+ * page-table isolation and no PCID (this project's VMs) flushes the TLB at
+ * every syscall, so each further page a hook touches costs a page walk on
+ * every call (docs/performance.md). */
+#define AS_HOT_DATA __attribute__((section(".data.asyncshim.hot")))
+
 #define AS_STALL_SAMPLES 64   /* samples kept per stall (collector/stacks.c) */
 
 /* One per thread that ever reached a loop wait or was registered for other
@@ -68,8 +76,24 @@ struct as_tls {
 	int loop;          /* this thread runs an event loop */
 	int busy;          /* inside shim code that must not re-enter hooks */
 	int internal;      /* a shim thread, or a thread that is exiting */
+	int family;        /* hooks/wait.c: the wait family that made it a loop */
+	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
+
+/* as_tls's offset from the thread pointer, the same in every thread (static
+ * TLS).  Hooks reach as_tls through it (as_me) rather than through the GOT
+ * slot initial-exec TLS keeps it in: one page fewer per call.  0 until the
+ * constructor sets it; hooks that run earlier take the GOT way. */
+extern long as_tls_off;
+
+static inline struct as_tls *as_me(void)
+{
+	long off = CMM_LOAD_SHARED(as_tls_off);
+	if (AS_LIKELY(off))
+		return (struct as_tls *)((char *)__builtin_thread_pointer() + off);
+	return &as_tls;
+}
 
 struct as_config {
 	char out[PATH_MAX];     /* absolute trace path prefix */
@@ -100,11 +124,16 @@ extern uint64_t as_block_ticks;   /* hot-path threshold, slightly under block_ms
 /* ---- clock ---- */
 uint64_t as_mono_ns(void);
 
-static inline AS_HOT uint64_t as_now(void)
+static inline AS_HOT uint64_t as_clock(int tsc)
 {
-	if (AS_LIKELY(as_use_tsc))
+	if (AS_LIKELY(tsc))
 		return __rdtsc();
 	return as_mono_ns();
+}
+
+static inline AS_HOT uint64_t as_now(void)
+{
+	return as_clock(as_use_tsc);
 }
 
 /* ---- per-thread buffers (preload/buffer.c) ---- */
@@ -117,7 +146,7 @@ void as_thread_free(struct as_thread *t);
 
 static inline AS_HOT struct as_thread *as_thread_self(void)
 {
-	struct as_thread *t = as_tls.t;
+	struct as_thread *t = as_me()->t;
 	if (AS_LIKELY(t))
 		return t;
 	return as_thread_register();
@@ -175,22 +204,29 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 void *as_resolve(const char *name);
 
 /* Resolve the real function on first use (also before our constructor). */
-#define AS_REAL(ret, name, params) static ret (*real_##name) params
+#define AS_REAL(ret, name, params) static ret (*real_##name) params AS_HOT_DATA
 #define AS_RESOLVE(name) \
 	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve(#name); } while (0)
 
 /* The body of every non-wait hook: pass straight through unless this is a
  * loop thread with recording on; otherwise time the call and, only when it
- * is already over the threshold, take the slow path (which keeps errno). */
+ * is already over the threshold, take the slow path (which keeps errno).
+ * The clock kind and the threshold are read before the call, so after it
+ * (when the syscall may have flushed the TLB) the hook touches no memory but
+ * its stack: two TSC reads, a subtraction and a compare. */
 #define AS_TIMED_CALL(type, call, fd, expr)                                   \
 	do {                                                                  \
-		if (AS_LIKELY(!as_tls.loop || as_tls.busy || !as_active))     \
+		struct as_tls *me_;                                           \
+		if (AS_LIKELY(!CMM_LOAD_SHARED(as_active) || !(me_ = as_me())->loop || \
+			      me_->busy))                                     \
 			return expr;                                          \
-		uint64_t t0_ = as_now();                                      \
+		int tsc_ = as_use_tsc;                                        \
+		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
+		uint64_t t0_ = as_clock(tsc_);                                \
 		type r_ = expr;                                               \
-		uint64_t t1_ = as_now();                                      \
-		if (AS_UNLIKELY(t1_ - t0_ >= as_block_ticks))                 \
-			as_blocking(as_tls.t, call, fd, t0_, t1_);            \
+		uint64_t t1_ = as_clock(tsc_);                                \
+		if (AS_UNLIKELY(t1_ - t0_ >= limit_))                         \
+			as_blocking(me_->t, call, fd, t0_, t1_);              \
 		return r_;                                                    \
 	} while (0)
 
@@ -210,8 +246,9 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 			as_commit(t);
 		}
 	}
-	if (AS_UNLIKELY(!as_tls.loop)) {
-		as_tls.loop = 1;
+	struct as_tls *me = as_me();
+	if (AS_UNLIKELY(!me->loop)) {
+		me->loop = 1;
 		CMM_STORE_SHARED(t->is_loop, 1);
 	}
 }

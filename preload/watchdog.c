@@ -54,7 +54,7 @@
 #include <urcu/rculist.h>
 #include <urcu/uatomic.h>
 
-int as_wd_parked __attribute__((aligned(64)));
+int as_wd_parked AS_HOT_DATA __attribute__((aligned(64)));
 static int sample_sig;           /* 0: no sampling in this process */
 static int running;
 static int use_membarrier;
