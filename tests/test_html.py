@@ -10,7 +10,7 @@ import time
 import pytest
 
 from browser import Browser
-from conftest import ASAN_TOOL, EXAMPLES, TOOL, loop_threads, one_trace, prog, report, run_shim, shim_env
+from conftest import ASAN_TOOL, EXAMPLES, TOOL, loop_threads, one_trace, prog, records, report, run_shim, shim_env
 import gen_trace
 
 LOOP = os.path.join(EXAMPLES, "loop")
@@ -73,7 +73,7 @@ def test_page_is_self_contained(loop_page):
 
 
 def test_summary_timeline_and_table_are_rendered(loop_page, browser):
-    waits, _, out, rep = loop_page
+    waits, trace, out, rep = loop_page
     url = out.as_uri()
     browser.open(url)
     assert browser.eval("document.body.dataset.rendered") == "1"
@@ -114,6 +114,9 @@ def test_summary_timeline_and_table_are_rendered(loop_page, browser):
     stalls = browser.eval("[...document.querySelectorAll('#stalls-table tbody tr')].map(r => r.querySelector('.max').textContent)")
     assert len(stalls) == 1 and ms_of(stalls[0]) >= 60
     assert browser.eval("document.querySelector('#stalls-table code').textContent").startswith("burn_cpu")
+    # the shim's cost that the trace records (time in the stall sampler) has its card
+    sampling = [r["sampling_ns"] for r in records(trace) if r["type"] == "stall"]
+    assert ms_of(cards["overhead"]) == pytest.approx(sum(sampling) / 1e6, rel=0.01, abs=1e-4)
     threads = browser.eval("[...document.querySelectorAll('#threads-table tbody tr')].map(r => r.cells[1].textContent)")
     assert threads == [str(rep["pid"])]
     # all of it is the script's work: the file itself has none of these elements

@@ -511,6 +511,10 @@ static void emit_stall(struct ch_writer *w, const msgpack_object *o)
 	}
 	if (mp_u64(o, "sampled", &u) == 0)
 		fprintf(w->out, ",\"samples_taken\":%" PRIu64, u);
+	if (mp_u64(o, "sampling_ns", &u) == 0) {
+		fputs(",\"sampling_ms\":", w->out);
+		json_ms(w->out, u);
+	}
 	const msgpack_object *samples = mp_get(o, "samples");
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY) {
 		fputs(",\"stack_ids\":", w->out);

@@ -60,6 +60,8 @@ struct tl {
 	struct longest ends;         /* task ends: tid, time, task id, status (0 length: first ones kept) */
 	struct longest stalls;       /* tid, start, stall time, iteration, first sample's stack */
 	uint64_t stall_ns;           /* all stalls */
+	uint64_t sampling_ns;        /* the shim's cost on the sampled threads, when recorded */
+	int has_sampling;
 };
 
 struct site {
@@ -306,10 +308,14 @@ static void tl_task_end(struct tl *tl, const msgpack_object *o)
 static void tl_stall(struct tl *tl, const msgpack_object *o)
 {
 	int64_t tid;
-	uint64_t t, dur, iteration = 0, stack = 0;
+	uint64_t t, dur, iteration = 0, stack = 0, sampling;
 	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t", &t) != 0 || mp_u64(o, "dur", &dur) != 0)
 		return;
 	mp_u64(o, "iteration", &iteration);
+	if (mp_u64(o, "sampling_ns", &sampling) == 0) {
+		tl->sampling_ns += sampling;
+		tl->has_sampling = 1;
+	}
 	const msgpack_object *samples = mp_get(o, "samples");
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY && samples->via.array.size &&
 	    samples->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -694,6 +700,8 @@ static int trace_json(FILE *f, struct trace *tr, const struct tl *tl, char *err,
 	fputs(",\"task_ends\":", f);
 	longest_json(f, &tl->ends);
 	stalls_json(f, tr, tl);
+	if (tl->has_sampling)      /* the only shim cost a trace records */
+		fprintf(f, ",\"overhead_ns\":%" PRIu64, tl->sampling_ns);
 	tasks_section(f, tr);
 	fputc('}', f);
 	sites_free(&s);
