@@ -17,7 +17,6 @@
 #include <urcu/rculist.h>
 
 __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
-long as_tls_off AS_HOT_DATA;
 
 CDS_LIST_HEAD(as_threads);
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;

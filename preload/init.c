@@ -284,8 +284,6 @@ __attribute__((constructor)) static void as_init(void)
 	char err[256];
 	const char *env = getenv("ASYNCSHIM_OPTIONS");
 
-	CMM_STORE_SHARED(as_tls_off, (long)((char *)&as_tls - (char *)__builtin_thread_pointer()));
-
 	strcpy(as_cfg.out, "./asyncshim");
 	as_cfg.block_ms = 10;
 	as_cfg.stall_ms = 10;

@@ -24,12 +24,14 @@
 #define AS_UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 /* What the hooks' fast paths read (the real functions' addresses,
- * as_active, the clock kind, the threshold, the watchdog's parked flag,
- * as_tls_off) is kept together, apart from everything else: a kernel with
+ * as_active, the clock kind, the threshold, the watchdog's parked flag) is
+ * kept together, apart from everything else: a kernel with
  * page-table isolation and no PCID (this project's VMs) flushes the TLB at
  * every syscall, so each further page a hook touches costs a page walk on
  * every call (docs/performance.md). */
 #define AS_HOT_DATA __attribute__((section(".data.asyncshim.hot")))
+/* on the declarations too, or -fPIC code loads their address first */
+#define AS_HIDDEN __attribute__((visibility("hidden")))
 
 #define AS_STALL_SAMPLES 64   /* samples kept per stall (collector/stacks.c) */
 
@@ -81,17 +83,8 @@ struct as_tls {
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
-/* as_tls's offset from the thread pointer, the same in every thread (static
- * TLS).  Hooks reach as_tls through it (as_me) rather than through the GOT
- * slot initial-exec TLS keeps it in: one page fewer per call.  0 until the
- * constructor sets it; hooks that run earlier take the GOT way. */
-extern long as_tls_off;
-
 static inline struct as_tls *as_me(void)
 {
-	long off = CMM_LOAD_SHARED(as_tls_off);
-	if (AS_LIKELY(off))
-		return (struct as_tls *)((char *)__builtin_thread_pointer() + off);
 	return &as_tls;
 }
 
@@ -114,12 +107,12 @@ extern struct as_config as_cfg;
 
 /* Recording happens only while this is 1: after a successful init, with
  * enabled=1, before the final flush. */
-extern int as_active;
+extern int as_active AS_HIDDEN;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_shim_threads;        /* threads the shim itself runs */
 extern int as_main_exited;         /* the main thread called pthread_exit */
-extern int as_use_tsc;
-extern uint64_t as_block_ticks;   /* hot-path threshold, slightly under block_ms */
+extern int as_use_tsc AS_HIDDEN;
+extern uint64_t as_block_ticks AS_HIDDEN;   /* hot-path threshold, slightly under block_ms */
 
 /* ---- clock ---- */
 uint64_t as_mono_ns(void);
@@ -217,8 +210,8 @@ void *as_resolve(const char *name);
 #define AS_TIMED_CALL(type, call, fd, expr)                                   \
 	do {                                                                  \
 		struct as_tls *me_;                                           \
-		if (AS_LIKELY(!CMM_LOAD_SHARED(as_active) || !(me_ = as_me())->loop || \
-			      me_->busy))                                     \
+		if (AS_LIKELY(!(me_ = as_me())->loop || me_->busy ||          \
+			      !CMM_LOAD_SHARED(as_active)))                   \
 			return expr;                                          \
 		int tsc_ = as_use_tsc;                                        \
 		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
@@ -256,7 +249,7 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 /* The watchdog sleeps (as_wd_parked = 1) while every loop waits; the
  * first iteration to start wakes it.  No fence here: the watchdog pairs its
  * side with membarrier() (preload/watchdog.c). */
-extern int as_wd_parked;
+extern int as_wd_parked AS_HIDDEN;
 void as_watchdog_wake(void);
 
 static inline AS_HOT void as_wait_end(struct as_thread *t)
