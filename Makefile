@@ -128,7 +128,7 @@ demo: all progs
 
 # The benchmark suite (bench/run.sh, docs/performance.md): its programs at
 # -O2, and the stub library its "hook alone" rows preload after the shim.
-BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory
+BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory $(BUILD)/bench/stacks
 BENCH_BIN := $(BENCH_PROGS) $(BUILD)/bench/bigtrace $(BUILD)/bench/libstub.so
 $(BENCH_PROGS): $(BUILD)/bench/%: bench/%.c | deps
 	@mkdir -p $(dir $@)

@@ -157,11 +157,12 @@ static void pack_header(void)
 	pack_kv_str("clock", as_use_tsc ? "tsc" : "monotonic");
 	pack_kv_str("options_string", as_cfg.raw);
 	pack_str("options");
-	msgpack_pack_map(&pk, 6);
+	msgpack_pack_map(&pk, 7);
 	pack_kv_str("out", as_cfg.out);
 	pack_kv_u64("block_ms", as_cfg.block_ms);
 	pack_kv_u64("stall_ms", as_cfg.stall_ms);
 	pack_kv_u64("stacks", as_cfg.stacks);
+	pack_kv_u64("stack_depth", as_cfg.stack_depth);
 	pack_kv_u64("buffer_kb", as_cfg.buffer_kb);
 	pack_kv_u64("flush_ms", as_cfg.flush_ms);
 }

@@ -177,6 +177,7 @@ void as_stall_reset(struct as_thread *t)
 {
 	t->c_blocked = 0;
 	t->c_sample_iter = 0;
+	t->c_sample_ns = 0;
 	t->c_sampled = t->c_nsamples = 0;
 }
 
@@ -190,9 +191,11 @@ void as_stall_sample(struct as_thread *t, const struct as_record *r, uint64_t i)
 	uint64_t pcs[AS_STACK_MAX];
 	if (r->dur != t->c_sample_iter) {      /* a sample of a newer iteration */
 		t->c_sample_iter = r->dur;
+		t->c_sample_ns = 0;
 		t->c_sampled = t->c_nsamples = 0;
 	}
 	t->c_sampled++;
+	t->c_sample_ns += r->fd > 0 ? (uint64_t)r->fd : 0;
 	uint32_t id = intern(pcs, frames_at(t, i, pcs));
 	if (id && t->c_nsamples < AS_STALL_SAMPLES)
 		t->c_samples[t->c_nsamples++] = id;
@@ -205,7 +208,7 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 	uint32_t kept = mine ? t->c_nsamples : 0;
 	for (uint32_t j = 0; j < kept; j++)
 		pack_stack(pk, t->c_samples[j]);
-	msgpack_pack_map(pk, 8);
+	msgpack_pack_map(pk, 9);
 	pack_str(pk, "type");
 	pack_str(pk, "stall");
 	pack_str(pk, "tid");
@@ -220,6 +223,8 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 	msgpack_pack_uint64(pk, blocked);
 	pack_str(pk, "sampled");
 	msgpack_pack_uint32(pk, mine ? t->c_sampled : 0);
+	pack_str(pk, "sampling_ns");
+	msgpack_pack_uint64(pk, mine ? t->c_sample_ns : 0);
 	pack_str(pk, "samples");
 	msgpack_pack_array(pk, kept);
 	for (uint32_t j = 0; j < kept; j++)

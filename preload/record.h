@@ -25,7 +25,8 @@ enum as_kind {
 	/* stacks and stalls (preload/stack.c): a BLOCK or SAMPLE record with
 	 * stack = k > 0 is followed by k FRAMES records that hold its call
 	 * stack, aux code addresses in all, innermost first */
-	AS_REC_SAMPLE,     /* a stall sample: ts = taken, dur = its iteration's start */
+	AS_REC_SAMPLE,     /* a stall sample: ts = taken, dur = its iteration's start,
+			    * fd = ns the handler took */
 	AS_REC_FRAMES,     /* call = 1..3 code addresses in ts, dur, aux:stack (hi:lo) */
 };
 

@@ -65,6 +65,7 @@ struct as_thread {
 	int c_announced;               /* thread record written */
 	uint64_t c_blocked;            /* ns of blocking calls in the open iteration */
 	uint64_t c_sample_iter;        /* iteration start (ticks) of c_samples */
+	uint64_t c_sample_ns;          /* time their handlers took */
 	uint32_t c_sampled, c_nsamples; /* samples taken / kept in that iteration */
 	uint32_t c_samples[AS_STALL_SAMPLES];  /* their interned stack ids */
 

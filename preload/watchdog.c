@@ -31,9 +31,9 @@
  * while some loop is inside an iteration; when it finds every loop in its
  * wait it parks on a futex with no timeout.  The next iteration to start
  * wakes it (as_wait_end: one load of as_wd_parked, a futex wake only when
- * parked), so a loop pays at most one futex wake per stall_ms, and an idle
- * process none.  The loop side has no fence: parking
- * stores as_wd_parked, then membarrier() makes every running thread's
+ * parked); woken, it stays up for stall_ms before it may park again, so a
+ * loop pays at most one futex wake per stall_ms, and an idle process none.
+ * The loop side has no fence: parking stores as_wd_parked, then membarrier() makes every running thread's
  * iter_start store visible before the watchdog looks again (a thread that
  * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
  * membarrier the park times out every second instead. */
@@ -73,6 +73,8 @@ static long futex(int *addr, int op, int val, const struct timespec *ts)
 
 /* ---- the handler, on the sampled thread ---- */
 
+/* The record says what the sample cost this thread (fd: ns in the
+ * handler), so the trace itself tells what sampling took. */
 static void take_sample(struct as_thread *t, void *uc)
 {
 	uint64_t now = as_now(), start = t->iter_start;
@@ -81,10 +83,11 @@ static void take_sample(struct as_thread *t, void *uc)
 	as_tls.busy = 1;
 	struct as_record *r = as_reserve_stack(t, uc);
 	if (r) {
+		double took = (double)(as_now() - now) * as_ns_per_tick;
 		r->kind = AS_REC_SAMPLE;
 		r->ts = now;
 		r->dur = start;
-		r->fd = -1;
+		r->fd = took < INT32_MAX ? (int32_t)took : INT32_MAX;
 		as_commit(t);
 	}
 	as_tls.busy = 0;
@@ -252,19 +255,22 @@ static int any_iteration(void)
 	return any;
 }
 
-/* Sleep until a loop thread starts an iteration (see the top comment). */
-static void park(void)
+/* Sleep until a loop thread starts an iteration (see the top comment).
+ * Returns whether it slept. */
+static int park(void)
 {
 	CMM_STORE_SHARED(as_wd_parked, 1);
 	if (!use_membarrier || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
 		use_membarrier = 0;
 		cmm_smp_mb();
 	}
-	if (!any_iteration()) {
+	int idle = !any_iteration();
+	if (idle) {
 		struct timespec second = { 1, 0 };
 		futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
 	}
 	uatomic_set(&as_wd_parked, 0);
+	return idle;
 }
 
 void as_watchdog_wake(void)
@@ -296,7 +302,11 @@ static void *watchdog_main(void *arg)
 		double npt = CMM_LOAD_SHARED(as_ns_per_tick);
 		uint64_t stall = (uint64_t)((double)stall_ns / npt), now = as_now(), next = now + stall;
 		if (!scan(now, stall, &next)) {
-			park();
+			/* woken by an iteration start: nothing can be due for
+			 * stall_ms, and parking again at once would cost the loop
+			 * a futex wake per iteration */
+			if (park())
+				sleep_ns(stall_ns);
 			continue;
 		}
 		uint64_t wait = (uint64_t)((double)(next - now) * npt);

@@ -161,6 +161,9 @@ def test_trace_holds_each_stack_once_and_the_module_map(loop):
         for a in s["frames"]:
             assert any(m["start"] <= a < m["end"] for m in mods.values()), hex(a)
     assert "[vdso]" in mods and isinstance(mods["[vdso]"]["image"], bytes)
+    [stall] = [r for r in recs if r["type"] == "stall"]
+    assert stall["sampled"] == len(stall["samples"]) >= 3 and stall["sampling_ns"] > 0
+    assert stall["dur"] == stall["iteration"] - stall["blocked"]
 
 
 # ---- interning, stack_depth, stacks=0 ----

@@ -1,0 +1,223 @@
+/* stacks.c — what stacks and stall sampling cost (run by bench/stacks.py).
+ *
+ *   capture DEPTH N   a loop thread makes N blocking calls (nanosleep 1.2 ms,
+ *                     run with block_ms=1) from DEPTH nested frames; prints
+ *                     the median thread CPU time of one call.  With stacks=1
+ *                     minus stacks=0 it is the cost of capturing a stack.
+ *   stall MS          one loop iteration does MS ms of fixed CPU work; prints
+ *                     the thread CPU time it took and the watchdog's CPU time.
+ *                     With sampling minus without, per sample: the cost a
+ *                     stalled thread pays for one sample.
+ *   healthy N         N loop iterations (an always-ready eventfd, a little
+ *                     work each); prints ns per iteration.
+ *   ticks S           a loop on a 1 ms timer for S seconds; prints the CPU
+ *                     time of the process and of the watchdog.
+ *   race S            a stall of S seconds that sleeps 10 us between 100 us
+ *                     bursts of work; prints how many sleeps saw EINTR. */
+#include <dirent.h>
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+static int ep;
+
+static uint64_t ns(clockid_t c)
+{
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void end_iteration(void)
+{
+	struct epoll_event ev;
+	epoll_wait(ep, &ev, 1, 0);
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* CPU time of the shim's watchdog thread, from schedstat (ns); 0 if none. */
+static uint64_t watchdog_cpu_ns(void)
+{
+	DIR *d = opendir("/proc/self/task");
+	struct dirent *e;
+	uint64_t v = 0;
+	while (d && (e = readdir(d))) {
+		char path[300], buf[64] = "";
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (!f)
+			continue;
+		int wd = fgets(buf, sizeof(buf), f) && !strncmp(buf, "asyncshim-wd", 12);
+		fclose(f);
+		if (!wd)
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
+		if ((f = fopen(path, "r"))) {
+			if (fscanf(f, "%lu", (unsigned long *)&v) != 1)
+				v = 0;
+			fclose(f);
+		}
+	}
+	if (d)
+		closedir(d);
+	return v;
+}
+
+__attribute__((noinline)) static uint64_t nested(int depth)
+{
+	if (depth > 1) {
+		uint64_t r = nested(depth - 1);
+		__asm__ volatile("" ::: "memory");      /* no tail call: one frame per level */
+		return r;
+	}
+	struct timespec ts = { 0, 1200 * 1000 };
+	uint64_t c0 = ns(CLOCK_THREAD_CPUTIME_ID);
+	nanosleep(&ts, NULL);
+	return ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+}
+
+static int capture(int depth, int n)
+{
+	uint64_t *v = calloc((size_t)n, sizeof(*v));
+	for (int i = 0; i < n; i++) {
+		end_iteration();
+		v[i] = nested(depth);
+	}
+	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+	printf("call_cpu_ns %lu\n", (unsigned long)v[n / 2]);
+	free(v);
+	return 0;
+}
+
+/* A fixed amount of work: the same instructions under every configuration. */
+__attribute__((noinline)) static double work(long units)
+{
+	volatile double x = 1.0;
+	for (long i = 0; i < units; i++)
+		for (int j = 0; j < 1000; j++)
+			x = x * 1.0000001 + 0.0000001;
+	return x;
+}
+
+static long units_per_ms(void)
+{
+	uint64_t t0 = ns(CLOCK_THREAD_CPUTIME_ID);
+	work(2000);
+	return (long)(2000.0 * 1e6 / (double)(ns(CLOCK_THREAD_CPUTIME_ID) - t0));
+}
+
+/* The work in 1-unit chunks, timing each: a chunk that took 5 us to 1 ms
+ * longer than usual was interrupted (a sample's signal, or the kernel). */
+static int stall(int ms)
+{
+	long units = units_per_ms() * ms, ngaps = 0;
+	static uint64_t gaps[100000];
+	end_iteration();
+	end_iteration();
+	uint64_t wd0 = watchdog_cpu_ns(), c0 = ns(CLOCK_THREAD_CPUTIME_ID);
+	uint64_t chunk = UINT64_MAX, prev = ns(CLOCK_MONOTONIC);
+	for (long i = 0; i < units; i++) {
+		work(1);
+		uint64_t now = ns(CLOCK_MONOTONIC), d = now - prev;
+		prev = now;
+		chunk = d < chunk ? d : chunk;
+		if (d > chunk + 5000 && d < chunk + 1000000 && ngaps < 100000)
+			gaps[ngaps++] = d - chunk;
+	}
+	uint64_t cpu = ns(CLOCK_THREAD_CPUTIME_ID) - c0;
+	end_iteration();
+	qsort(gaps, (size_t)ngaps, sizeof(*gaps), cmp_u64);
+	printf("stall_cpu_ns %lu\nwatchdog_cpu_ns %lu\ngaps %ld\ngap_median_ns %lu\n", (unsigned long)cpu,
+	       (unsigned long)(watchdog_cpu_ns() - wd0), ngaps, (unsigned long)(ngaps ? gaps[ngaps / 2] : 0));
+	return 0;
+}
+
+static int healthy(long n)
+{
+	int efd = eventfd(1, 0);          /* never read: always ready */
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = efd };
+	epoll_ctl(ep, EPOLL_CTL_ADD, efd, &ev);
+	uint64_t t0 = ns(CLOCK_MONOTONIC);
+	for (long i = 0; i < n; i++) {
+		epoll_wait(ep, &ev, 1, -1);
+		work(1);                  /* about a microsecond of handling */
+	}
+	printf("ns_per_iteration %.1f\n", (double)(ns(CLOCK_MONOTONIC) - t0) / (double)n);
+	return 0;
+}
+
+static int ticks(int seconds)
+{
+	int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
+	struct itimerspec its = { { 0, 1000000L }, { 0, 1000000L } };
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = tfd };
+	timerfd_settime(tfd, 0, &its, NULL);
+	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
+	struct rusage r0, r1;
+	getrusage(RUSAGE_SELF, &r0);
+	uint64_t wd0 = watchdog_cpu_ns(), end = ns(CLOCK_MONOTONIC) + (uint64_t)seconds * 1000000000u;
+	long n = 0;
+	while (ns(CLOCK_MONOTONIC) < end) {
+		uint64_t x;
+		if (epoll_wait(ep, &ev, 1, -1) == 1 && read(tfd, &x, sizeof(x)) == sizeof(x))
+			n++;
+		work(20);                 /* ~20 us of handling per tick */
+	}
+	getrusage(RUSAGE_SELF, &r1);
+	double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1e9 +
+		     (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) * 1e3;
+	printf("ticks %ld\nprocess_cpu_ns %.0f\nwatchdog_cpu_ns %lu\n", n, cpu,
+	       (unsigned long)(watchdog_cpu_ns() - wd0));
+	return 0;
+}
+
+static int race(int seconds)
+{
+	long units = units_per_ms() / 10;    /* ~100 us */
+	long sleeps = 0, eintr = 0;
+	end_iteration();
+	uint64_t end = ns(CLOCK_MONOTONIC) + (uint64_t)seconds * 1000000000u;
+	while (ns(CLOCK_MONOTONIC) < end) {
+		work(units);
+		struct timespec ts = { 0, 10000 };
+		sleeps++;
+		eintr += nanosleep(&ts, NULL) != 0 && errno == EINTR;
+	}
+	end_iteration();
+	printf("sleeps %ld\neintr %ld\n", sleeps, eintr);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 3)
+		return 2;
+	prctl(PR_SET_TIMERSLACK, 1UL);
+	ep = epoll_create1(0);
+	end_iteration();                     /* a loop thread from here on */
+	if (!strcmp(argv[1], "capture") && argc == 4)
+		return capture(atoi(argv[2]), atoi(argv[3]));
+	if (!strcmp(argv[1], "stall"))
+		return stall(atoi(argv[2]));
+	if (!strcmp(argv[1], "healthy"))
+		return healthy(atol(argv[2]));
+	if (!strcmp(argv[1], "ticks"))
+		return ticks(atoi(argv[2]));
+	if (!strcmp(argv[1], "race"))
+		return race(atoi(argv[2]));
+	return 2;
+}

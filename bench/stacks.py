@@ -1,0 +1,140 @@
+"""What stacks and stall sampling cost (issue 4), measured with build/bench/stacks
+(bench/stacks.c).  Every figure alternates the configurations in one
+invocation (ABAB), ROUNDS times, and takes medians; method and figures in
+docs/performance.md, "Stacks and stalls".
+
+- stack capture: the thread CPU time of one blocking call (nanosleep 1.2 ms,
+  block_ms=1) with stacks=1 minus stacks=0, at two stack depths;
+- stall sampling: the time the sampled thread spends in the handler (the
+  shim writes it into the trace: stall.sampling_ns / stall.sampled), and the
+  watchdog thread's CPU time per sample;
+- a healthy loop (iterations back to back, about 1 us of work each): ns per
+  iteration with the watchdog (stacks=1) and without (stacks=0);
+- a loop on a 1 ms timer: the watchdog's CPU time per second;
+- the documented race: EINTR seen by a stalled loop that sleeps 10 us between
+  bursts of work, against the samples taken.
+
+Prints bench/bench.py's protocol for other issues' pieces:
+ROW<TAB>measure<TAB>figure<TAB>target.  Run alone: /usr/bin/python3 bench/stacks.py"""
+import glob
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import msgpack
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BIN = os.path.join(ROOT, "build", "bench", "stacks")
+LIB = os.path.join(ROOT, "build", "libasyncshim.so")
+QUICK = os.environ.get("BENCH_QUICK") == "1"
+ROUNDS = 2 if QUICK else 7
+
+
+def once(args, options):
+    d = tempfile.mkdtemp(prefix="asyncshim-bench-stacks-")
+    env = dict(os.environ, LD_PRELOAD=LIB, ASYNCSHIM_OPTIONS="out=%s/asyncshim:%s" % (d, options))
+    try:
+        out = subprocess.run([BIN, *args], env=env, capture_output=True, text=True, timeout=300,
+                             check=True).stdout
+        vals = {}
+        for line in out.splitlines():
+            k, v = line.split()
+            vals[k] = float(v)
+        stalls = []
+        for path in glob.glob(os.path.join(d, "asyncshim.*.msgpack")):
+            with open(path, "rb") as f:
+                stalls += [r for r in msgpack.Unpacker(f, raw=False) if r.get("type") == "stall"]
+        return vals, stalls
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def med(v):
+    return statistics.median(v) if v else float("nan")
+
+
+def row(measure, figure, target=""):
+    print("ROW\t%s\t%s\t%s" % (measure, figure, target))
+    print("%-70s %s" % (measure, figure), file=sys.stderr)
+
+
+def capture():
+    calls = "60" if QUICK else "200"
+    for depth, label in ((2, "about 6 frames"), (30, "32 frames (stack_depth)")):
+        diffs = []
+        for _ in range(ROUNDS):
+            off = once(["capture", str(depth), calls], "block_ms=1:stacks=0")[0]["call_cpu_ns"]
+            on = once(["capture", str(depth), calls], "block_ms=1:stacks=1")[0]["call_cpu_ns"]
+            diffs.append(on - off)
+        row("stack capture per blocking call, %s (-O2, no frame pointers)" % label,
+            "%.1f us" % (med(diffs) / 1000), "paid only by calls >= block_ms")
+
+
+def sampling():
+    per, wd = [], []
+    for _ in range(ROUNDS):
+        vals, stalls = once(["stall", "300" if QUICK else "1000"], "stall_ms=10")
+        long = max(stalls, key=lambda s: s["dur"])
+        per.append(long["sampling_ns"] / max(1, long["sampled"]))
+        wd.append(vals["watchdog_cpu_ns"] / max(1, long["sampled"]))
+    row("stall sample: time in the handler on the stalled thread", "%.1f us" % (med(per) / 1000),
+        "one sample per stall_ms of stall")
+    row("stall sample: watchdog CPU per sample (/proc check + signal)", "%.1f us" % (med(wd) / 1000), "")
+
+
+def healthy():
+    n = "100000" if QUICK else "400000"
+    ratio, on_v, off_v = [], [], []
+    for _ in range(ROUNDS):
+        off = once(["healthy", n], "stacks=0")[0]["ns_per_iteration"]
+        on = once(["healthy", n], "stacks=1")[0]["ns_per_iteration"]
+        off_v.append(off)
+        on_v.append(on)
+        ratio.append(on / off)
+    row("healthy loop, ns per iteration: watchdog on / off",
+        "%.0f / %.0f ns (ratio %.3f)" % (med(on_v), med(off_v), med(ratio)), "same within noise")
+
+
+def ticks():
+    secs = "1" if QUICK else "3"
+    wd, cpu_on, cpu_off = [], [], []
+    for _ in range(ROUNDS):
+        off = once(["ticks", secs], "stacks=0")[0]
+        on = once(["ticks", secs], "stacks=1")[0]
+        wd.append(on["watchdog_cpu_ns"] / float(secs) / 1e6)
+        cpu_off.append(off["process_cpu_ns"] / float(secs) / 1e6)
+        cpu_on.append(on["process_cpu_ns"] / float(secs) / 1e6)
+    row("1 ms timer loop: watchdog CPU per second", "%.2f ms/s" % med(wd), "")
+    row("1 ms timer loop: process CPU per second, watchdog on / off",
+        "%.1f / %.1f ms/s" % (med(cpu_on), med(cpu_off)), "")
+
+
+def race():
+    sleeps = eintr = samples = 0
+    for _ in range(max(1, ROUNDS // 2)):
+        vals, stalls = once(["race", "1" if QUICK else "3"], "stall_ms=1")
+        sleeps += vals["sleeps"]
+        eintr += vals["eintr"]
+        samples += sum(s["sampled"] for s in stalls)
+    row("residual race: EINTR on 10 us sleeps inside a stall (stall_ms=1)",
+        "%d of %d sleeps, %d samples taken" % (eintr, sleeps, samples), "documented, rare")
+
+
+def main():
+    if not os.path.exists(BIN) or not os.path.exists(LIB):
+        print("stacks.py: build first (make bench)", file=sys.stderr)
+        return 2
+    print("machine load average %.2f" % os.getloadavg()[0], file=sys.stderr)
+    capture()
+    sampling()
+    healthy()
+    ticks()
+    race()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
