@@ -107,6 +107,14 @@ $(BUILD)/bench/tasks: bench/tasks.c | deps-test
 	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror $$(pkg-config --cflags libuv libevent) -o $@ $< \
 		$$(pkg-config --libs libuv libevent) -lpthread -lm
 
+# The shim with ThreadSanitizer, for the collector's concurrency test
+# (LD_PRELOAD it before the TSan runtime; see tests/test_tsan.py).  Only this
+# test build inlines liburcu's read side (_LGPL_SOURCE), so TSan sees the
+# RCU list's loads and stores as the atomics they are.
+$(BUILD)/tsan/libasyncshim.so: $(SHIM_SRC) $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -D_LGPL_SOURCE -O1 -fsanitize=thread -shared -o $@ $(SHIM_SRC) $(SHIM_LIBS)
+
 # libFuzzer harness for the trace reader (clang); `make fuzz` runs it for
 # FUZZ_SECONDS (default 600), `make test` for about a minute.
 FUZZ_SECONDS ?= 600
@@ -119,7 +127,7 @@ $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 fuzz: all progs $(BUILD)/fuzz/fuzz_trace
 	FUZZ_SECONDS=$(FUZZ_SECONDS) /usr/bin/python3 -m pytest -q tests/test_fuzz.py
 
-test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace
+test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace $(BUILD)/tsan/libasyncshim.so
 	@./scripts/deps.sh test
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 

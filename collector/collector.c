@@ -70,7 +70,7 @@ static void clock_refine(void)
 	uint64_t m = as_mono_ns(), t = __rdtsc();
 	if (m - as_mono0 < 50000000)
 		return;
-	as_ns_per_tick = (double)(m - as_mono0) / (double)(t - as_tsc0);
+	CMM_STORE_SHARED(as_ns_per_tick, (double)(m - as_mono0) / (double)(t - as_tsc0));
 	as_set_block_threshold();
 }
 
@@ -491,6 +491,10 @@ static void *collector_main(void *arg)
 			break;
 		collect_once();
 		if (CMM_LOAD_SHARED(as_main_exited) && only_shim_threads_left()) {
+			const char *none = NULL;
+			if (!__atomic_compare_exchange_n(&final_reason, &none, "exit", 0, __ATOMIC_SEQ_CST,
+							 __ATOMIC_SEQ_CST))
+				break;  /* a final flush was asked for meanwhile */
 			collect_final("exit");
 			CMM_STORE_SHARED(final_state, 2);
 			exit(0);        /* what glibc does when the last thread exits */
@@ -519,13 +523,13 @@ int as_collector_start(void)
  * is done by the collector thread; the caller waits for it (bounded). */
 void as_collector_final(const char *reason)
 {
-	int expected = 0;
-	if (!__atomic_compare_exchange_n(&final_state, &expected, 1, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {
+	/* the first caller's reason wins, and is published before the state */
+	const char *none = NULL;
+	if (!__atomic_compare_exchange_n(&final_reason, &none, reason, 0, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST))
 		return;
-	}
+	__atomic_store_n(&final_state, 1, __ATOMIC_SEQ_CST);
 	if (!CMM_LOAD_SHARED(as_active) && !collector_running)
 		return;
-	final_reason = reason;
 	if (collector_running && !pthread_equal(pthread_self(), collector_thread)) {
 		__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
 		futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
@@ -581,6 +585,7 @@ void as_collector_after_fork_child(void)
 	}
 	collector_running = 0;
 	as_shim_threads = 0;
+	final_reason = NULL;
 	final_state = 0;
 	wake_word = 0;
 	if (!CMM_LOAD_SHARED(as_active))

@@ -12,7 +12,7 @@
 AS_REAL(int, sigaction, (int, const struct sigaction *, struct sigaction *));
 AS_REAL(sighandler_t, signal, (int, sighandler_t));
 
-AS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
+AS_EXPORT AS_NO_TSAN int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
 	AS_RESOLVE(sigaction);
 	if (AS_UNLIKELY(as_sample_signal(sig)))
@@ -29,7 +29,7 @@ AS_EXPORT int sigaction(int sig, const struct sigaction *act, struct sigaction *
 	return r;
 }
 
-AS_EXPORT sighandler_t signal(int sig, sighandler_t handler)
+AS_EXPORT AS_NO_TSAN sighandler_t signal(int sig, sighandler_t handler)
 {
 	AS_RESOLVE(signal);
 	if (AS_UNLIKELY(as_sample_signal(sig))) {

@@ -67,7 +67,7 @@ static uint64_t ring_capacity(void)
 
 struct as_thread *as_thread_register(void)
 {
-	if (as_tls.busy || as_tls.internal || !as_active)
+	if (as_tls.busy || as_tls.internal || !CMM_LOAD_SHARED(as_active))
 		return NULL;
 	as_tls.busy = 1;
 	int saved = errno;

@@ -61,7 +61,7 @@ void as_warn(const char *fmt, ...)
 
 /* dlsym(RTLD_NEXT) can itself run code that reaches a hook; the guard makes
  * such a nested lookup return NULL instead of recursing (callers fall back). */
-void *as_resolve(const char *name)
+AS_NO_TSAN void *as_resolve(const char *name)
 {
 	if (resolving)
 		return NULL;
@@ -181,18 +181,18 @@ static void take_signal(int sig)
 		owns_signal[sig] = 1;
 }
 
-int as_signal_owned(int sig)
+AS_NO_TSAN int as_signal_owned(int sig)
 {
 	return sig > 0 && sig < 65 && owns_signal[sig];
 }
 
-void as_signal_release(int sig)
+AS_NO_TSAN void as_signal_release(int sig)
 {
 	if (sig > 0 && sig < 65)
 		owns_signal[sig] = 0;
 }
 
-void *as_term_handler_addr(void)
+AS_NO_TSAN void *as_term_handler_addr(void)
 {
 	return (void *)death_handler;
 }

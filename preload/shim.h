@@ -19,6 +19,24 @@
 
 #include "record.h"
 
+/* ThreadSanitizer cannot know that liburcu's volatile shared accesses are a
+ * memory-ordering protocol (x86 keeps them ordered).  In the TSan build
+ * (make build/tsan/libasyncshim.so) they become the C11 acquire/release
+ * atomics they stand for, so TSan checks the protocol itself.  Include this
+ * header before urcu/rculist.h so the RCU list code uses them too. */
+/* Code the TSan runtime itself reaches while it initialises (it calls
+ * sigaction through our hook) must not be instrumented. */
+#define AS_NO_TSAN __attribute__((no_sanitize_thread))
+
+#ifdef __SANITIZE_THREAD__
+#undef _CMM_LOAD_SHARED
+#define _CMM_LOAD_SHARED(p) \
+	__extension__({ __typeof__(p) l_; __atomic_load(&(p), &l_, __ATOMIC_ACQUIRE); l_; })
+#undef _CMM_STORE_SHARED
+#define _CMM_STORE_SHARED(x, v) \
+	__extension__({ __typeof__(x) v_ = (v); __atomic_store(&(x), &v_, __ATOMIC_RELEASE); v_; })
+#endif
+
 #define AS_HOT __attribute__((hot))
 #define AS_LIKELY(x) __builtin_expect(!!(x), 1)
 #define AS_UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -199,8 +217,11 @@ void *as_resolve(const char *name);
 
 /* Resolve the real function on first use (also before our constructor). */
 #define AS_REAL(ret, name, params) static ret (*real_##name) params AS_HOT_DATA
-#define AS_RESOLVE(name) \
-	do { if (AS_UNLIKELY(!real_##name)) real_##name = as_resolve(#name); } while (0)
+#define AS_RESOLVE(name)                                                   \
+	do {                                                              \
+		if (AS_UNLIKELY(!CMM_LOAD_SHARED(real_##name)))           \
+			CMM_STORE_SHARED(real_##name, as_resolve(#name)); \
+	} while (0)
 
 /* The body of every non-wait hook: pass straight through unless this is a
  * loop thread with recording on; otherwise time the call and, only when it

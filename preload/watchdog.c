@@ -83,7 +83,7 @@ static void take_sample(struct as_thread *t, void *uc)
 	as_tls.busy = 1;
 	struct as_record *r = as_reserve_stack(t, uc);
 	if (r) {
-		double took = (double)(as_now() - now) * as_ns_per_tick;
+		double took = (double)(as_now() - now) * CMM_LOAD_SHARED(as_ns_per_tick);
 		r->kind = AS_REC_SAMPLE;
 		r->ts = now;
 		r->dur = start;
@@ -141,7 +141,7 @@ static void sample_handler(int sig, siginfo_t *si, void *uc)
 
 /* ---- the program's view of sample_sig (hooks/signal.c) ---- */
 
-int as_sample_signal(int sig)
+AS_NO_TSAN int as_sample_signal(int sig)
 {
 	return sig > 0 && sig == CMM_LOAD_SHARED(sample_sig);
 }
