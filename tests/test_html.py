@@ -191,25 +191,28 @@ def test_bad_input(tmp_path, loop_page):
 
 def test_one_million_events(tmp_path, browser):
     trace = str(tmp_path / "big.msgpack")
-    want = gen_trace.generate(trace, events=1_000_000)
+    want = gen_trace.generate(trace, events=1_000_000, tasks=20_000)
     out = tmp_path / "big.html"
     t0 = time.monotonic()
     write_html(trace, out)
     generate_s = time.monotonic() - t0
     # the page does not grow with the events: buckets, not iterations
-    assert out.stat().st_size < 4_000_000
+    assert out.stat().st_size < 8_000_000
     load_s = browser.open(out.as_uri())
     assert browser.eval("document.body.dataset.rendered") == "1" and browser.errors == []
     render_ms = int(browser.eval("document.body.dataset.renderMs"))
     cards = browser.eval(CARD)
     assert cards["iterations"] == f"{sum(want['iterations'].values()):,}"
     assert cards["blocking"] == f"{want['blocks']:,}" and cards["loops"] == "4"
+    assert cards["stalls"] == f"{want['stalls']:,}" and cards["tasks"] == "20,000"
     assert ms_of(cards["lag-max"]) == pytest.approx(want["max_lag_ns"] / 1e6, rel=0.01)
     tl = browser.eval(TIMELINE)
     assert tl["rows"] == "4"      # the loop threads; the idle worker has nothing to draw
     assert int(tl["drawnColumns"]) > 1000 and int(tl["drawnBlocks"]) > 1000
+    assert int(tl["drawnStalls"]) > 100 and int(tl["drawnTasks"]) > 100
     notes = browser.eval("document.getElementById('timeline-note').textContent")
-    assert "16,384 time buckets" in notes and "247,500 iterations" in notes
+    assert "16,384 time buckets" in notes
+    assert all(f"ran {n:,} iterations" in notes for n in want["iterations"].values())
     sites = {s["call"]: int(s["count"].replace(",", "")) for s in browser.eval(SITES)}
     assert sites == want["block_calls"]
     # zooming in far enough shows single iterations again

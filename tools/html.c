@@ -57,7 +57,7 @@ struct tl {
 	uint64_t span_ns;
 	uint64_t lag_bins[LAG_BINS];
 	struct longest runs;         /* task runs: tid, start, duration, task id, finished */
-	struct longest ends;         /* task ends: tid, time, task id, status (0 length: first ones kept) */
+	struct longest ends;         /* task ends other than completed: tid, time, task id, status 2 cancelled 3 failed */
 	struct longest stalls;       /* tid, start, stall time, iteration, first sample's stack */
 	uint64_t stall_ns;           /* all stalls */
 	uint64_t sampling_ns;        /* the shim's cost on the sampled threads, when recorded */
@@ -300,7 +300,10 @@ static void tl_task_end(struct tl *tl, const msgpack_object *o)
 	if (mp_u64(o, "t", &t) != 0 || mp_u64(o, "id", &id) != 0)
 		return;
 	mp_str(o, "status", status, sizeof(status));
-	uint64_t e[4] = { (uint64_t)tid, t, id, !strcmp(status, "cancelled") ? 2 : !strcmp(status, "failed") ? 3 : 1 };
+	/* the page takes a finished run's task as completed unless told otherwise */
+	if (!strcmp(status, "completed"))
+		return;
+	uint64_t e[4] = { (uint64_t)tid, t, id, !strcmp(status, "cancelled") ? 2 : 3 };
 	longest_add(&tl->ends, e);
 }
 
@@ -567,6 +570,35 @@ static void longest_json(FILE *f, const struct longest *k)
 	fputs("]}", f);
 }
 
+static int cmp_run(const void *a, const void *b)
+{
+	const uint64_t *x = a, *y = b;         /* tid, start first */
+	if (x[0] != y[0])
+		return (int64_t)x[0] < (int64_t)y[0] ? -1 : 1;
+	return x[1] < y[1] ? -1 : x[1] > y[1];
+}
+
+/* Task runs by thread, in time order, delta coded like the trace:
+ * {"offered","min_ns","threads":[{"tid","runs":[gap, duration, id, finished, ...]}]} */
+static void runs_json(FILE *f, struct longest *k)
+{
+	if (k->n)
+		qsort(k->v, k->n, k->width * sizeof(*k->v), cmp_run);
+	fprintf(f, "{\"offered\":%" PRIu64 ",\"min_ns\":%" PRIu64 ",\"threads\":[", k->offered, k->min);
+	uint64_t prev = 0;
+	for (size_t i = 0; i < k->n; i++) {
+		const uint64_t *e = &k->v[i * k->width];
+		int first = !i || k->v[(i - 1) * k->width] != e[0];
+		if (first) {
+			fprintf(f, "%s{\"tid\":%" PRId64 ",\"runs\":[", i ? "]}," : "", (int64_t)e[0]);
+			prev = e[1];
+		}
+		fprintf(f, "%s%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64, first ? "" : ",", e[1] - prev, e[2], e[3], e[4]);
+		prev = e[1];
+	}
+	fputs(k->n ? "]}]}" : "]}", f);
+}
+
 static int cmp_u64(const void *a, const void *b)
 {
 	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
@@ -662,7 +694,7 @@ static void threads_json(FILE *f, const struct trace *tr)
 	fputc(']', f);
 }
 
-static int trace_json(FILE *f, struct trace *tr, const struct tl *tl, char *err, size_t errlen)
+static int trace_json(FILE *f, struct trace *tr, struct tl *tl, char *err, size_t errlen)
 {
 	struct sites s;
 	uint64_t dropped = 0, blocked = 0;
@@ -696,7 +728,7 @@ static int trace_json(FILE *f, struct trace *tr, const struct tl *tl, char *err,
 	fputs(",\"timeline\":", f);
 	timeline_json(f, tl);
 	fputs(",\"task_runs\":", f);
-	longest_json(f, &tl->runs);
+	runs_json(f, &tl->runs);
 	fputs(",\"task_ends\":", f);
 	longest_json(f, &tl->ends);
 	stalls_json(f, tr, tl);
