@@ -275,3 +275,21 @@ def test_two_processes_in_one_page(tmp_path, browser):
     pids = browser.eval("[...document.querySelectorAll('#threads-table tbody tr')].map(r => +r.cells[0].textContent)")
     assert sorted(set(pids)) == sorted(r["pid"] for r in reps)
     assert browser.eval(TIMELINE)["rows"] == "2" and browser.eval(TIMELINE)["drawnBlocks"] == "2"
+
+
+def test_many_loop_threads_share_the_page_budget(tmp_path, browser):
+    trace = str(tmp_path / "many.msgpack")
+    want = gen_trace.generate(trace, events=400_000, loops=50, blocks=1_000)
+    out = tmp_path / "many.html"
+    write_html(trace, out)
+    # 200,000 iterations drawn one by one at most; the other threads share 65,536 buckets
+    assert out.stat().st_size < 8_000_000
+    browser.open(out.as_uri())
+    assert browser.errors == []
+    tl = browser.eval(TIMELINE)
+    assert tl["rows"] == "50"
+    notes = browser.eval("document.getElementById('timeline-note').textContent")
+    per = next(iter(want["iterations"].values()))
+    exact = 200_000 // per
+    assert notes.count("time buckets of") == 50 - exact
+    assert f"drawn from {65_536 // (50 - exact):,} time buckets" in notes

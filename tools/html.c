@@ -3,9 +3,10 @@
  * The summary comes from the loaded model (struct trace).  The timeline
  * needs the iterations themselves, which the model does not keep, so each
  * trace is streamed once more here: a loop thread with few iterations keeps
- * them all; a longer one is folded into BUCKETS time buckets (count, busy
- * time, longest iteration) plus its slowest iterations, so the page stays
- * the same size and speed for a thousand or a billion iterations. */
+ * them all; a longer one is folded into time buckets (count, busy time,
+ * longest iteration) plus its slowest iterations, so the page stays the same
+ * size and speed for a thousand or a billion iterations.  Budgets are per
+ * trace, so many loop threads do not multiply the page either. */
 #include "html.h"
 #include "sites.h"
 #include "tasks.h"
@@ -17,8 +18,11 @@
 
 #include "html_template.h"      /* generated from tools/html_template.html */
 
-#define EXACT_MAX 60000          /* iterations a thread may have and be drawn one by one */
-#define BUCKETS 16384            /* time buckets of a thread with more */
+#define EXACT_MAX 60000          /* iterations a thread may have and be drawn one by one, */
+#define EXACT_TOTAL 200000       /* ... as long as the trace's exact threads stay under this */
+#define BUCKETS_TOTAL 65536      /* time buckets shared by the other threads, */
+#define BUCKETS_MIN 1024         /* ... at least this many */
+#define BUCKETS_MAX 16384        /* ... and at most this many each */
 #define SLOW_MAX 20000           /* slowest iterations kept individually per bucketed thread */
 #define BLOCKS_MAX 20000         /* blocking calls drawn individually per trace (the longest) */
 #define SITES_MAX 100            /* blocking call sites in the table */
@@ -43,6 +47,7 @@ struct longest {
 struct tl_thread {
 	int64_t tid;
 	int exact;
+	size_t nbuckets;
 	uint64_t *iters;             /* exact: start, duration pairs */
 	size_t niters, cap_iters;
 	uint64_t width_ns;           /* buckets */
@@ -163,8 +168,22 @@ static void longest_add(struct longest *k, const uint64_t *e)
 	memcpy(&k->v[k->n++ * k->width], e, k->width * sizeof(*k->v));
 }
 
+static int buckets_init(struct tl_thread *th, uint64_t span_ns, size_t n, uint64_t block_ms)
+{
+	th->nbuckets = n;
+	th->width_ns = span_ns / n + 1;
+	th->count = calloc(n, sizeof(*th->count));
+	th->busy = calloc(n, sizeof(*th->busy));
+	th->max = calloc(n, sizeof(*th->max));
+	if (!th->count || !th->busy || !th->max)
+		return -1;
+	return longest_init(&th->slow, SLOW_MAX, 2, 1, block_ms ? block_ms * 1000000 : 1000000);
+}
+
 static int tl_init(struct tl *tl, const struct trace *tr)
 {
+	uint64_t exact = 0;
+	size_t bucketed = 0;
 	memset(tl, 0, sizeof(*tl));
 	tl->span_ns = tr->duration_ns ? tr->duration_ns : 1;
 	tl->th = calloc(tr->nthreads ? tr->nthreads : 1, sizeof(*tl->th));
@@ -176,17 +195,15 @@ static int tl_init(struct tl *tl, const struct trace *tr)
 			continue;
 		struct tl_thread *th = &tl->th[tl->nth++];
 		th->tid = t->tid;
-		th->exact = t->iterations <= EXACT_MAX;
-		if (th->exact)
-			continue;
-		th->width_ns = tl->span_ns / BUCKETS + 1;
-		th->count = calloc(BUCKETS, sizeof(*th->count));
-		th->busy = calloc(BUCKETS, sizeof(*th->busy));
-		th->max = calloc(BUCKETS, sizeof(*th->max));
-		if (!th->count || !th->busy || !th->max ||
-		    longest_init(&th->slow, SLOW_MAX, 2, 1, tr->block_ms ? tr->block_ms * 1000000 : 1000000) != 0)
-			return -1;
+		th->exact = t->iterations <= EXACT_MAX && exact + t->iterations <= EXACT_TOTAL;
+		exact += th->exact ? t->iterations : 0;
+		bucketed += !th->exact;
 	}
+	size_t n = bucketed ? BUCKETS_TOTAL / bucketed : 0;
+	n = n < BUCKETS_MIN ? BUCKETS_MIN : n > BUCKETS_MAX ? BUCKETS_MAX : n;
+	for (size_t i = 0; i < tl->nth; i++)
+		if (!tl->th[i].exact && buckets_init(&tl->th[i], tl->span_ns, n, tr->block_ms) != 0)
+			return -1;
 	if (longest_init(&tl->runs, TASK_RUNS_MAX, 5, 2, 0) != 0 || longest_init(&tl->ends, TASK_RUNS_MAX, 4, 4, 0) != 0 ||
 	    longest_init(&tl->stalls, STALLS_MAX, 5, 2, 0) != 0)
 		return -1;
@@ -229,10 +246,10 @@ static void add_to_buckets(struct tl_thread *th, uint64_t start, uint64_t dur)
 {
 	uint64_t w = th->width_ns, end = start + dur;
 	uint64_t b0 = start / w, b1 = (end ? end - 1 : 0) / w;
-	if (b0 >= BUCKETS)
-		b0 = BUCKETS - 1;
-	if (b1 >= BUCKETS)
-		b1 = BUCKETS - 1;
+	if (b0 >= th->nbuckets)
+		b0 = th->nbuckets - 1;
+	if (b1 >= th->nbuckets)
+		b1 = th->nbuckets - 1;
 	th->count[b0]++;
 	for (uint64_t b = b0; b <= b1; b++) {
 		uint64_t lo = b * w > start ? b * w : start, hi = (b + 1) * w < end ? (b + 1) * w : end;
@@ -359,14 +376,14 @@ static void timeline_json(FILE *f, const struct tl *tl)
 			continue;
 		}
 		fprintf(f, "\"mode\":\"buckets\",\"width_ns\":%" PRIu64 ",\"count\":[", th->width_ns);
-		for (size_t b = 0; b < BUCKETS; b++)
+		for (size_t b = 0; b < th->nbuckets; b++)
 			fprintf(f, b ? ",%" PRIu32 : "%" PRIu32, th->count[b]);
 		/* busy time in thousandths of the bucket: small numbers, enough to draw */
 		fputs("],\"busy\":[", f);
-		for (size_t b = 0; b < BUCKETS; b++)
+		for (size_t b = 0; b < th->nbuckets; b++)
 			fprintf(f, b ? ",%" PRIu64 : "%" PRIu64, (th->busy[b] * 1000 + th->width_ns / 2) / th->width_ns);
 		fputs("],\"max\":", f);
-		u64_array(f, th->max, BUCKETS);
+		u64_array(f, th->max, th->nbuckets);
 		/* pairs in time order, as the page searches them */
 		fprintf(f, ",\"slow_min_ns\":%" PRIu64 ",\"slow\":", th->slow.min);
 		pairs_json(f, th->slow.v, th->slow.n);
@@ -762,9 +779,9 @@ static int write_data(FILE *f, struct trace *trs, int n, char *err, size_t errle
 	for (int i = 0; i < n; i++)
 		for (size_t k = 0; k < trs[i].nthreads; k++)
 			hist_merge(&all, &trs[i].threads[k].lag);
-	fprintf(f, "{\"version\":1,\"limits\":{\"exact_max\":%d,\"buckets\":%d,\"slow_max\":%d,\"blocks_max\":%d,"
+	fprintf(f, "{\"version\":1,\"limits\":{\"exact_max\":%d,\"buckets_max\":%d,\"slow_max\":%d,\"blocks_max\":%d,"
 		   "\"sites_max\":%d},\"lag_hist\":{\"lo_ns\":%d,\"per_decade\":%d},\"lag\":",
-		EXACT_MAX, BUCKETS, SLOW_MAX, BLOCKS_MAX, SITES_MAX, LAG_LO_NS, LAG_PER_DECADE);
+		EXACT_MAX, BUCKETS_MAX, SLOW_MAX, BLOCKS_MAX, SITES_MAX, LAG_LO_NS, LAG_PER_DECADE);
 	lag_json(f, &all);
 	hist_free(&all);
 	fputs(",\"traces\":[", f);
