@@ -28,6 +28,7 @@
 #define SITES_MAX 100            /* blocking call sites in the table */
 #define TASK_RUNS_MAX 50000      /* task runs (the longest) and task ends drawn per trace */
 #define STALLS_MAX 20000         /* stalls drawn per trace (the longest) */
+#define TREE_NODES 2000          /* task tree nodes in the page (the report's JSON has more) */
 #define LABEL_MAX 200
 #define LAG_LO_NS 1000           /* lag histogram: bin 0 is below 1 µs, */
 #define LAG_PER_DECADE 10        /* then 10 bins per decade ... */
@@ -678,7 +679,7 @@ static void tasks_section(FILE *f, const struct trace *tr)
 	FILE *m;
 	if (!tr->tasks || !(m = open_memstream(&buf, &len)))
 		return;
-	tasks_json(m, tr->tasks);
+	tasks_json_tree(m, tr->tasks, TREE_NODES);
 	if (fclose(m) == 0) {
 		fputc(',', f);
 		for (size_t i = 0; i < len; i++) {

@@ -504,7 +504,7 @@ static void json_task_fields(FILE *f, const struct task_model *m, const struct t
 }
 
 /* The tree, iteratively (a chain of tasks can be very deep). */
-static uint64_t json_tree(FILE *f, const struct task_model *m)
+static uint64_t json_tree(FILE *f, const struct task_model *m, uint64_t tree_max)
 {
 	struct frame {
 		const struct task *t, *next;
@@ -518,7 +518,7 @@ static uint64_t json_tree(FILE *f, const struct task_model *m)
 		return m->n;
 	for (size_t r = 0; r < m->nroots; r++) {
 		const struct task *t = m->roots[r];
-		int show = written < TREE_MAX;
+		int show = written < tree_max;
 		if (show) {
 			if (!first_root)
 				fputc(',', f);
@@ -541,7 +541,7 @@ static uint64_t json_tree(FILE *f, const struct task_model *m)
 				continue;
 			}
 			top->next = c->next_sibling;
-			int cshow = top->shown && written < TREE_MAX && depth < TREE_DEPTH;
+			int cshow = top->shown && written < tree_max && depth < TREE_DEPTH;
 			if (cshow) {
 				if (c != top->t->first_child)
 					fputc(',', f);
@@ -622,6 +622,11 @@ static void json_top(FILE *f, const struct task_model *m, const char *key, int (
 
 void tasks_json(FILE *f, const struct task_model *m)
 {
+	tasks_json_tree(f, m, TREE_MAX);
+}
+
+void tasks_json_tree(FILE *f, const struct task_model *m, uint64_t tree_max)
+{
 	if (!m) {
 		fputs("\"tasks\":{\"created\":0,\"completed\":0,\"cancelled\":0,\"failed\":0,\"running_at_exit\":0,"
 		      "\"roots\":[],\"tree_omitted\":0,\"top_by_run_time\":[],\"top_by_queue_delay\":[],"
@@ -631,7 +636,7 @@ void tasks_json(FILE *f, const struct task_model *m)
 	fprintf(f, "\"tasks\":{\"created\":%" PRIu64 ",\"completed\":%" PRIu64 ",\"cancelled\":%" PRIu64
 		   ",\"failed\":%" PRIu64 ",\"running_at_exit\":%" PRIu64 ",\"roots\":[",
 		m->created, m->completed, m->cancelled, m->failed, m->running);
-	uint64_t omitted = json_tree(f, m);
+	uint64_t omitted = json_tree(f, m, tree_max);
 	fprintf(f, "],\"tree_omitted\":%" PRIu64, omitted);
 	json_top(f, m, "top_by_run_time", cmp_run);
 	json_top(f, m, "top_by_queue_delay", cmp_delay);

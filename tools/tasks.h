@@ -27,6 +27,8 @@ void tasks_finish(struct task_model *m, const struct trace *tr);
 /* Report sections: `"tasks":{...},"slow_callbacks":[...]` (no braces around,
  * no leading comma) and the text form.  m may be NULL (nothing recorded). */
 void tasks_json(FILE *f, const struct task_model *m);
+/* the same with at most tree_max nodes in the tree (the HTML page has a smaller budget) */
+void tasks_json_tree(FILE *f, const struct task_model *m, uint64_t tree_max);
 void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms);
 
 void tasks_free(struct task_model *m);
