@@ -22,7 +22,7 @@ SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-fr
 SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c)
 # preload/suppress.c: one suppression parser for check and the in-process gate
 TOOL_SRC := $(wildcard tools/*.c) preload/suppress.c
-HEADERS := $(wildcard preload/*.h tools/*.h collector/*.h)
+HEADERS := $(wildcard preload/*.h tools/*.h collector/*.h include/*.h)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c))
@@ -62,13 +62,14 @@ $(HTML_PAGE): tools/html_template.html | deps
 	mv $@.tmp $@
 $(BUILD)/tools/html.o $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace: $(HTML_PAGE)
 
-$(BUILD)/tests/%: tests/progs/%.c | deps
+# -Iinclude: programs that mark spans with include/asyncshim.h (tests/progs/spans.c)
+$(BUILD)/tests/%: tests/progs/%.c include/asyncshim.h | deps
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -o $@ $< -lpthread -lm
+	$(CC) -std=gnu11 -g -O0 -Wall -Wextra -Werror -Iinclude -o $@ $< -lpthread -lm
 
-$(BUILD)/tests/%-O2: tests/progs/%.c | deps
+$(BUILD)/tests/%-O2: tests/progs/%.c include/asyncshim.h | deps
 	@mkdir -p $(dir $@)
-	$(CC) -std=gnu11 -g -O2 -fomit-frame-pointer -Wall -Wextra -Werror -o $@ $< -lpthread -lm
+	$(CC) -std=gnu11 -g -O2 -fomit-frame-pointer -Wall -Wextra -Werror -Iinclude -o $@ $< -lpthread -lm
 
 $(BUILD)/examples/%: examples/%.c | deps
 	@mkdir -p $(dir $@)
@@ -153,10 +154,16 @@ bench: all progs $(BUILD)/bench/tasks $(BENCH_BIN)
 	@./scripts/deps.sh bench
 	@./bench/run.sh
 
+# The span API header and its pkg-config file (programs need no library:
+# the header finds the shim at run time; -ldl only for glibc < 2.34).
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include \
+		$(DESTDIR)$(PREFIX)/lib/pkgconfig
 	install -m 0755 $(BUILD)/asyncshim $(DESTDIR)$(PREFIX)/bin/asyncshim
 	install -m 0755 $(BUILD)/libasyncshim.so $(DESTDIR)$(PREFIX)/lib/libasyncshim.so
+	install -m 0644 include/asyncshim.h $(DESTDIR)$(PREFIX)/include/asyncshim.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' asyncshim.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/asyncshim.pc
+	chmod 0644 $(DESTDIR)$(PREFIX)/lib/pkgconfig/asyncshim.pc
 
 clean:
 	rm -rf $(BUILD)

@@ -9,6 +9,8 @@
 #include "../preload/shim.h"
 #include "stacks.h"
 #include "../preload/task.h"
+#include "../preload/span.h"
+#include "../preload/ctl.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -43,6 +45,7 @@ static const char *final_reason;
 static uint64_t last_write_ns;
 static msgpack_sbuffer sbuf;
 static msgpack_packer pk;
+static int ctl_disabled;         /* asyncshim ctl PID disable */
 
 void as_collector_lock(void)
 {
@@ -57,6 +60,13 @@ void as_collector_unlock(void)
 static long futex(int *addr, int op, int val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
+/* From a signal handler too (preload/ctl.c): an atomic add and a syscall. */
+void as_collector_wake(void)
+{
+	__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
+	futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
 /* ---- time ---- */
@@ -157,7 +167,7 @@ static void pack_header(void)
 	pack_kv_str("clock", as_use_tsc ? "tsc" : "monotonic");
 	pack_kv_str("options_string", as_cfg.raw);
 	pack_str("options");
-	msgpack_pack_map(&pk, 7);
+	msgpack_pack_map(&pk, 10);
 	pack_kv_str("out", as_cfg.out);
 	pack_kv_u64("block_ms", as_cfg.block_ms);
 	pack_kv_u64("stall_ms", as_cfg.stall_ms);
@@ -165,6 +175,9 @@ static void pack_header(void)
 	pack_kv_u64("stack_depth", as_cfg.stack_depth);
 	pack_kv_u64("buffer_kb", as_cfg.buffer_kb);
 	pack_kv_u64("flush_ms", as_cfg.flush_ms);
+	pack_kv_str("mode", as_cfg.flight ? "flight" : "normal");
+	pack_kv_u64("flight_mb", as_cfg.flight_mb);
+	pack_kv_u64("trigger_ms", as_cfg.trigger_ms);
 }
 
 /* ---- the file ---- */
@@ -261,6 +274,10 @@ int as_trace_create(void)
 {
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	if (as_cfg.flight) {    /* files are made when a trace is triggered */
+		as_stacks_new_file(&pk);
+		return 0;
+	}
 	if (create_file() != 0)
 		return -1;
 	trace_ok = 1;
@@ -338,7 +355,7 @@ static void pack_iters(struct as_thread *t, uint64_t from, uint64_t to, uint64_t
 
 static void pack_block(struct as_thread *t, const struct as_record *r)
 {
-	msgpack_pack_map(&pk, 8);
+	msgpack_pack_map(&pk, 10);
 	pack_kv_str("type", "block");
 	pack_kv_i64("tid", t->tid);
 	pack_kv_str("call", r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
@@ -351,6 +368,34 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 	pack_kv_u64("t", as_ticks_to_ns(r->ts));
 	pack_kv_u64("dur", dur_to_ns(r->dur));
 	pack_kv_u64("stack", r->stack);
+	as_spans_pack_block_attr(&pk, t);   /* "span", "request" */
+}
+
+/* ---- flight mode: triggers (collector/flight.c keeps the window) ---- */
+#define FLIGHT_AUTO_MAX 16       /* traces one process writes on its own */
+
+static uint64_t flight_due;      /* mono ns when a triggered trace is due, 0 = none */
+static const char *flight_trigger;
+static uint64_t flight_trigger_ns;
+static unsigned flight_auto;
+
+/* A blocking call or stall of DUR_NS at T_NS: write the window around it
+ * once flight_after_ms more have been recorded. */
+static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
+{
+	if (!as_cfg.flight || !as_cfg.trigger_ms || dur_ns < (uint64_t)as_cfg.trigger_ms * 1000000u ||
+	    flight_due || flight_auto >= FLIGHT_AUTO_MAX)
+		return;
+	flight_trigger = trigger;
+	flight_trigger_ns = t_ns;
+	flight_due = as_mono_ns() + (uint64_t)as_cfg.flight_after_ms * 1000000u + 1;
+}
+
+static void flight_note_iter(struct as_thread *t, const struct as_record *r)
+{
+	uint64_t iter_ns = dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
+	if (iter_ns - blocked >= (uint64_t)as_cfg.stall_ms * 1000000u)
+		flight_note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
 }
 
 static void drain_thread(struct as_thread *t)
@@ -364,6 +409,7 @@ static void drain_thread(struct as_thread *t)
 		pack_thread(t, 0);
 		t->c_announced = 1;
 	}
+	as_overhead_count(t, tail, head);
 	for (uint64_t i = tail; i < head; i++)
 		iters += t->ring[i & (t->cap - 1)].kind == AS_REC_ITER;
 	if (iters)
@@ -380,13 +426,25 @@ static void drain_thread(struct as_thread *t)
 				pack_block(t, &rb);
 				as_gate_note(t->tid, &rb, dur_to_ns(r->dur));
 				as_stall_block(t, dur_to_ns(r->dur));
+				flight_note("block", as_ticks_to_ns(r->ts), dur_to_ns(r->dur));
 			}
+			t->c_at_span = t->c_at_request = 0;
 			break;
 		case AS_REC_SAMPLE:
+			as_spans_sample(t, r);
 			as_stall_sample(t, r, i);
 			break;
 		case AS_REC_ITER:
+			if (as_cfg.flight)
+				flight_note_iter(t, r);
 			as_stall_iter(&pk, t, r);
+			break;
+		case AS_REC_SPAN_BEGIN:
+		case AS_REC_SPAN_END:
+		case AS_REC_SPAN_META:
+		case AS_REC_SPAN_CUMUL:
+		case AS_REC_SPAN_AT:
+			as_spans_pack(&pk, t, i);
 			break;
 		default:
 			break;
@@ -400,8 +458,7 @@ static void drain_thread(struct as_thread *t)
  * period so no reader can still hold them. */
 static void drain_all(int final)
 {
-	struct as_thread *t, *tmp;
-	CDS_LIST_HEAD(reclaim);
+	struct as_thread *t, *tmp, *reclaim = NULL;
 
 	clock_refine();
 	as_modules_pack_new(&pk);
@@ -418,15 +475,20 @@ static void drain_all(int final)
 	as_registry_lock();
 	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
 		if (CMM_LOAD_SHARED(t->dead) && t->tail == CMM_LOAD_SHARED(t->head)) {
+			/* readers may still be on t and follow t->node.next:
+			 * the link stays as it is until the grace period ends */
 			cds_list_del_rcu(&t->node);
-			cds_list_add(&t->node, &reclaim);
+			t->c_reclaim_next = reclaim;
+			reclaim = t;
 		}
 	}
 	as_registry_unlock();
-	if (!cds_list_empty(&reclaim)) {
+	if (reclaim) {
 		synchronize_rcu();
-		cds_list_for_each_entry_safe(t, tmp, &reclaim, node)
+		for (t = reclaim; t; t = tmp) {
+			tmp = t->c_reclaim_next;
 			as_thread_free(t);
+		}
 	}
 	as_wraps_reclaim();
 }
@@ -439,14 +501,122 @@ static void pack_end(const char *reason)
 	pack_kv_u64("duration_ns", as_mono_ns() - as_mono0);
 }
 
+/* Flight mode: what was packed goes to the window instead of the file. */
+static void flight_keep(void)
+{
+	as_flight_take(sbuf.data, sbuf.size);
+	msgpack_sbuffer_clear(&sbuf);
+}
+
+/* Write the window as a trace file of its own (the next free name), then
+ * empty it: an event goes into one trace only.  Caller drained. */
+static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *end_reason)
+{
+	struct as_thread *t;
+	flight_keep();
+	if (create_file() != 0)
+		return;
+	trace_ok = 1;
+	pack_header();
+	write_out();
+	if (trace_ok && as_flight_write(trace_file_fd()) != 0)
+		as_warn("asyncshim: cannot write %s: %s", trace_path, strerror(errno));
+	/* every thread's name and kind: its own record may have left the window */
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
+		pack_thread(t, CMM_LOAD_SHARED(t->dead));
+	rcu_read_unlock();
+	as_flight_pack_info(&pk, trigger, trigger_ns);
+	as_overhead_pack(&pk);
+	pack_end(end_reason);
+	write_out();
+	if (trace_fd >= 0 && same_file(trace_fd))
+		close(trace_fd);
+	trace_fd = -1;
+	trace_ok = 0;
+	as_flight_clear();
+	flight_due = 0;
+}
+
+static void pack_ctl(const char *cmd)
+{
+	msgpack_pack_map(&pk, 3);
+	pack_kv_str("type", "ctl");
+	pack_kv_str("cmd", cmd);
+	pack_kv_u64("t", as_mono_ns() - as_mono0);
+}
+
+/* Recording restarts with the next wait of each loop: an iteration that
+ * began before (or while) recording was off is not one we measured. */
+static void restart_iterations(void)
+{
+	struct as_thread *t;
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node) {
+		CMM_STORE_SHARED(t->iter_start, 0);
+		as_stall_reset(t);
+	}
+	rcu_read_unlock();
+}
+
+/* Commands from asyncshim ctl and flight_signal (preload/ctl.c), carried
+ * out in the order disable/enable, clear, dump. */
+static void ctl_apply(unsigned cmds)
+{
+	uint64_t now = as_mono_ns() - as_mono0;
+	as_collector_lock();
+	if (!CMM_LOAD_SHARED(as_live)) {
+		as_collector_unlock();
+		return;
+	}
+	drain_all(0);
+	if (cmds & (1u << AS_CTL_DISABLE)) {
+		CMM_STORE_SHARED(as_active, 0);
+		ctl_disabled = 1;
+		pack_ctl("disable");
+	}
+	if (cmds & (1u << AS_CTL_ENABLE)) {
+		restart_iterations();
+		ctl_disabled = 0;
+		pack_ctl("enable");
+		CMM_STORE_SHARED(as_active, 1);
+	}
+	if (cmds & (1u << AS_CTL_CLEAR)) {
+		if (as_cfg.flight) {
+			flight_keep();
+			as_flight_clear();
+		}
+		pack_ctl("clear");
+	}
+	if (as_cfg.flight && (cmds & (1u << AS_CTL_DUMP)))
+		flight_dump("ctl", now, "flight");
+	else if (as_cfg.flight && (cmds & (1u << AS_CTL_FLIGHT_SIGNAL)))
+		flight_dump("signal", now, "flight");
+	if (!as_cfg.flight) {
+		if (cmds & (1u << AS_CTL_DUMP))
+			pack_ctl("dump");
+		as_overhead_pack(&pk);
+		write_out();
+	}
+	as_collector_unlock();
+}
+
 static void collect_once(void)
 {
 	as_collector_lock();
 	drain_all(0);
 	uint64_t now = as_mono_ns();
-	if (sbuf.size >= WRITE_BYTES ||
-	    (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u))
+	if (as_cfg.flight) {
+		flight_keep();
+		if (flight_due && now >= flight_due) {
+			flight_auto++;
+			flight_dump(flight_trigger, flight_trigger_ns, "flight");
+		}
+	} else if (sbuf.size >= WRITE_BYTES ||
+		   (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
+		as_overhead_pack(&pk);
 		write_out();
+	}
 	as_collector_unlock();
 }
 
@@ -454,9 +624,19 @@ static void collect_final(const char *reason)
 {
 	as_collector_lock();
 	CMM_STORE_SHARED(as_active, 0);
+	CMM_STORE_SHARED(as_live, 0);
 	drain_all(1);
-	pack_end(reason);
-	write_out();
+	if (!as_cfg.flight) {
+		as_overhead_pack(&pk);
+		pack_end(reason);
+		write_out();
+	} else if (flight_due) {        /* still recording after a trigger */
+		flight_dump(flight_trigger, flight_trigger_ns, reason);
+	} else if (as_cfg.flight_exit) {
+		flight_dump("exit", as_mono_ns() - as_mono0, reason);
+	} else {
+		msgpack_sbuffer_clear(&sbuf);
+	}
 	as_collector_unlock();
 }
 
@@ -481,6 +661,7 @@ static void *collector_main(void *arg)
 	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
+	as_overhead_start();
 	struct timespec ts = { 0, DRAIN_MS * 1000000L };
 	for (;;) {
 		int w = CMM_LOAD_SHARED(wake_word);
@@ -489,6 +670,9 @@ static void *collector_main(void *arg)
 		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
+		unsigned cmds = as_ctl_take_pending();
+		if (cmds)
+			ctl_apply(cmds);
 		collect_once();
 		if (CMM_LOAD_SHARED(as_main_exited) && only_shim_threads_left()) {
 			const char *none = NULL;
@@ -555,9 +739,12 @@ void as_collector_resume(void)
 	collector_running = 0;
 	final_reason = NULL;
 	CMM_STORE_SHARED(final_state, 0);
-	CMM_STORE_SHARED(as_active, 1);
-	if (as_collector_start() != 0)
+	CMM_STORE_SHARED(as_live, 1);
+	CMM_STORE_SHARED(as_active, !ctl_disabled);
+	if (as_collector_start() != 0) {
 		CMM_STORE_SHARED(as_active, 0);
+		CMM_STORE_SHARED(as_live, 0);
+	}
 }
 
 /* In a fork child: the parent's rings and file are not ours.  Drop every
@@ -588,7 +775,11 @@ void as_collector_after_fork_child(void)
 	final_reason = NULL;
 	final_state = 0;
 	wake_word = 0;
-	if (!CMM_LOAD_SHARED(as_active))
+	as_flight_reset();
+	as_overhead_reset();
+	flight_due = 0;
+	flight_auto = 0;
+	if (!CMM_LOAD_SHARED(as_live))
 		return;
 	as_mono0 = as_mono_ns();
 	if (as_use_tsc)
@@ -597,6 +788,8 @@ void as_collector_after_fork_child(void)
 	if (trace_fd >= 0)
 		close(trace_fd);        /* the parent's file, inherited */
 	trace_fd = -1;
-	if (as_trace_create() != 0 || as_collector_start() != 0)
+	if (as_trace_create() != 0 || as_collector_start() != 0) {
 		CMM_STORE_SHARED(as_active, 0);
+		CMM_STORE_SHARED(as_live, 0);
+	}
 }

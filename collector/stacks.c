@@ -17,6 +17,7 @@
  * written too).  Like its lag, the iteration a thread is in when the process
  * ends is not judged. */
 #include "stacks.h"
+#include "../preload/span.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -208,9 +209,10 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 	uint32_t kept = mine ? t->c_nsamples : 0;
 	for (uint32_t j = 0; j < kept; j++)
 		pack_stack(pk, t->c_samples[j]);
-	msgpack_pack_map(pk, 9);
+	msgpack_pack_map(pk, 11);
 	pack_str(pk, "type");
 	pack_str(pk, "stall");
+	as_spans_pack_stall_attr(pk, t, start);    /* "span", "request" */
 	pack_str(pk, "tid");
 	msgpack_pack_int64(pk, t->tid);
 	pack_str(pk, "t");

@@ -238,6 +238,7 @@ AS_EXPORT int uv_queue_work(void *loop, void *req, work_cb work, after_work_cb a
 	w->cb[1] = (void *)after;
 	w->ended = 0;
 	w->task.run_start = 0;
+	w->task.spans = NULL;
 	w->task.id = as_task_new(AS_TASK_UV_WORK, (const void *)work);
 	int r = real_uv_queue_work(loop, req, tramp_work, tramp_after_work);
 	if (r != 0) {

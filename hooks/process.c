@@ -28,7 +28,7 @@ extern char **environ;
 /* Returns 1 when the trace was written and must be resumed on failure. */
 static int before_exec(void)
 {
-	if (!CMM_LOAD_SHARED(as_active) || getpid() != as_pid)
+	if (!CMM_LOAD_SHARED(as_live) || getpid() != as_pid)
 		return 0;
 	as_collector_final("exec");
 	return 1;
@@ -121,7 +121,7 @@ AS_EXPORT pid_t vfork(void)
 AS_EXPORT void _exit(int status)
 {
 	AS_RESOLVE(_exit);
-	if (CMM_LOAD_SHARED(as_active) && getpid() == as_pid)
+	if (CMM_LOAD_SHARED(as_live) && getpid() == as_pid)
 		as_collector_final("_exit");
 	real__exit(status);
 	__builtin_unreachable();
@@ -130,7 +130,7 @@ AS_EXPORT void _exit(int status)
 AS_EXPORT void _Exit(int status)
 {
 	AS_RESOLVE(_Exit);
-	if (CMM_LOAD_SHARED(as_active) && getpid() == as_pid)
+	if (CMM_LOAD_SHARED(as_live) && getpid() == as_pid)
 		as_collector_final("_exit");
 	real__Exit(status);
 	__builtin_unreachable();

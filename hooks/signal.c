@@ -20,7 +20,7 @@ AS_EXPORT AS_NO_TSAN int sigaction(int sig, const struct sigaction *act, struct 
 	if (AS_LIKELY(!as_signal_owned(sig)))
 		return real_sigaction(sig, act, old);
 	int r = real_sigaction(sig, act, old);
-	if (r == 0 && old && old->sa_handler == (sighandler_t)as_term_handler_addr()) {
+	if (r == 0 && old && (void *)old->sa_handler == as_own_handler(sig)) {
 		memset(old, 0, sizeof(*old));
 		old->sa_handler = SIG_DFL;
 	}
@@ -45,7 +45,7 @@ AS_EXPORT AS_NO_TSAN sighandler_t signal(int sig, sighandler_t handler)
 	sighandler_t old = real_signal(sig, handler);
 	if (old != SIG_ERR && as_signal_owned(sig)) {
 		as_signal_release(sig);
-		if (old == (sighandler_t)as_term_handler_addr())
+		if ((void *)old == as_own_handler(sig))
 			old = SIG_DFL;
 	}
 	return old;

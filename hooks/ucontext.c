@@ -88,6 +88,7 @@ static int wrap(ucontext_t *ucp, void (*fn)(void), int argc, const long *args)
 		return 0;
 	st->task.id = id;
 	st->task.run_start = 0;
+	st->task.spans = NULL;
 	st->fn = fn;
 	memset(st->args, 0, sizeof(st->args));
 	memcpy(st->args, args, (size_t)argc * sizeof(long));

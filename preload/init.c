@@ -3,6 +3,8 @@
  * Everything expensive happens here, once: resolving real functions,
  * calibrating the TSC, creating the trace file, starting the collector. */
 #include "shim.h"
+#include "span.h"
+#include "ctl.h"
 
 #include <cpuid.h>
 #include <dlfcn.h>
@@ -23,6 +25,7 @@
 
 struct as_config as_cfg;
 int as_active AS_HOT_DATA;
+int as_live;
 pid_t as_pid;
 int as_shim_threads;
 int as_main_exited;
@@ -176,6 +179,7 @@ static void take_signal(int sig)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = death_handler;
 	sigemptyset(&sa.sa_mask);
+static void *own_handler[65];       /* what the shim installed for it */
 	sa.sa_flags = SA_RESTART | SA_NODEFER;
 	if (sigaction(sig, &sa, NULL) == 0)
 		owns_signal[sig] = 1;
@@ -203,7 +207,23 @@ static void before_fork(void)
 	as_collector_lock();
 	as_registry_lock();
 	urcu_bp_before_fork();
+		as_signal_own(sig, (void *)death_handler);
 }
+
+/* SIG now has the shim's HANDLER, installed over SIG_DFL (preload/ctl.c too). */
+AS_NO_TSAN void as_signal_own(int sig, void *handler)
+{
+	if (sig > 0 && sig < 65) {
+		own_handler[sig] = handler;
+}
+	}
+}
+
+/* The handler the shim installed for SIG (hooks/signal.c reports SIG_DFL
+ * for it). */
+AS_NO_TSAN void *as_own_handler(int sig)
+{
+	return sig > 0 && sig < 65 ? own_handler[sig] : NULL;
 
 static void after_fork_parent(void)
 {
@@ -246,6 +266,7 @@ static void stop_following_exec(void)
 		pre += n;
 		pre += *pre != '\0';
 		if (used >= sizeof(out))
+	as_ctl_after_fork_child();
 			return;
 	}
 	if (used)
@@ -319,6 +340,11 @@ __attribute__((constructor)) static void as_init(void)
 	clock_init();
 	as_set_block_threshold();
 	as_buffer_init();
+	as_cfg.flight_mb = 16;
+	as_cfg.trigger_ms = 100;
+	as_cfg.flight_after_ms = 100;
+	as_cfg.flight_signal = SIGUSR2;
+	as_cfg.ctl_signal = (unsigned)(SIGRTMAX - AS_CTL_DEFAULT_SIGNAL_FROM_MAX);
 	as_stack_init();
 	if (as_trace_create() != 0)
 		return;
@@ -338,3 +364,7 @@ __attribute__((destructor)) static void as_fini(void)
 	as_collector_final("exit");
 	as_gate_at_exit();
 }
+	as_span_init();         /* before as_buffer_init: see there */
+	CMM_STORE_SHARED(as_live, 1);
+	as_ctl_start();
+	as_span_thread_flush();

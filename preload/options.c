@@ -47,6 +47,19 @@ static int set_suppress(struct as_config *cfg, const char *v, size_t len)
 	return 0;
 }
 
+/* mode=normal (write as it goes) or mode=flight (keep the last flight_mb
+ * MiB in memory, write only when triggered: preload/ctl.h) */
+static int set_mode(struct as_config *cfg, const char *v, size_t len)
+{
+	if (len == 6 && !memcmp(v, "normal", 6))
+		cfg->flight = 0;
+	else if (len == 6 && !memcmp(v, "flight", 6))
+		cfg->flight = 1;
+	else
+		return -1;
+	return 0;
+}
+
 int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen)
 {
 	const struct as_option opts[] = {
@@ -60,6 +73,12 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "follow_exec", &cfg->follow_exec, 0, 1 },
 		{ "gate", &cfg->gate, 0, 1 },
 		{ "exitcode", &cfg->exitcode, 1, 255 },
+		{ "flight_mb", &cfg->flight_mb, 1, 65536 },
+		{ "trigger_ms", &cfg->trigger_ms, 0, 3600000 },
+		{ "flight_after_ms", &cfg->flight_after_ms, 0, 600000 },
+		{ "flight_signal", &cfg->flight_signal, 0, 64 },
+		{ "flight_exit", &cfg->flight_exit, 0, 1 },
+		{ "ctl_signal", &cfg->ctl_signal, 0, 64 },
 	};
 	while (s && *s) {
 		const char *end = strchr(s, ':');
@@ -85,6 +104,10 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 			known = 1;
 			bad = set_suppress(cfg, v, vlen);
 		}
+		if (klen == 4 && !memcmp(s, "mode", 4)) {
+			known = 1;
+			bad = set_mode(cfg, v, vlen);
+		}
 		for (size_t i = 0; !known && i < sizeof(opts) / sizeof(opts[0]); i++) {
 			if (strlen(opts[i].key) != klen || memcmp(opts[i].key, s, klen))
 				continue;
@@ -106,9 +129,17 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 				snprintf(err, errlen, "bad value for option 'out'");
 			if (klen == 8 && !memcmp(s, "suppress", 8))
 				snprintf(err, errlen, "bad value for option 'suppress' (want a file path)");
+			if (klen == 4 && !memcmp(s, "mode", 4))
+				snprintf(err, errlen, "bad value '%.*s' for option 'mode' (want normal or flight)",
+					 (int)vlen, v);
 			return -1;
 		}
 		s = end ? end + 1 : NULL;
+	}
+	if (cfg->flight_signal && cfg->flight_signal == cfg->ctl_signal) {
+		snprintf(err, errlen, "options 'flight_signal' and 'ctl_signal' name the same signal %u",
+			 cfg->ctl_signal);
+		return -1;
 	}
 	return 0;
 }

@@ -28,6 +28,15 @@ enum as_kind {
 	AS_REC_SAMPLE,     /* a stall sample: ts = taken, dur = its iteration's start,
 			    * fd = ns the handler took */
 	AS_REC_FRAMES,     /* call = 1..3 code addresses in ts, dur, aux:stack (hi:lo) */
+	/* spans and requests (preload/span.h has the field use), runtime
+	 * control and flight mode (preload/ctl.c) */
+	AS_REC_SPAN_BEGIN, /* a span or request begins; TEXT records with its name follow */
+	AS_REC_SPAN_END,   /* it ends */
+	AS_REC_SPAN_META,  /* a key=value on a span; TEXT records follow */
+	AS_REC_SPAN_CUMUL, /* a cumulative span's aggregate; SPAN_MINMAX then TEXT follow */
+	AS_REC_SPAN_MINMAX,
+	AS_REC_SPAN_AT,    /* the span and request a following BLOCK or SAMPLE was made in */
+	AS_REC_TEXT,       /* call = 1..24 bytes of text in ts, dur, stack, aux */
 };
 
 /* Interposed calls, in the order of as_call_names[]. */

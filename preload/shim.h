@@ -71,6 +71,7 @@ struct as_thread {
 	uint64_t tail_seen;            /* cached copy of tail */
 	uint64_t dropped;              /* atomic: records that found the ring full */
 	int is_loop;                   /* this thread has waited in a loop wait */
+	uint64_t calls;                /* timed calls so far (as_tls.calls), published per iteration */
 
 	/* stall sampling (preload/watchdog.c) */
 	int sample_pending;            /* a sample signal is on its way to it */
@@ -81,11 +82,16 @@ struct as_thread {
 
 	/* collector-private */
 	int c_announced;               /* thread record written */
+	struct as_thread *c_reclaim_next; /* exited, unlinked, awaiting a grace period */
 	uint64_t c_blocked;            /* ns of blocking calls in the open iteration */
 	uint64_t c_sample_iter;        /* iteration start (ticks) of c_samples */
 	uint64_t c_sample_ns;          /* time their handlers took */
 	uint32_t c_sampled, c_nsamples; /* samples taken / kept in that iteration */
 	uint32_t c_samples[AS_STALL_SAMPLES];  /* their interned stack ids */
+	/* spans (collector/spans.c) and the shim's own cost (collector/overhead.c) */
+	uint64_t c_at_span, c_at_request;      /* SPAN_AT for the next BLOCK */
+	uint64_t c_stall_iter, c_stall_span, c_stall_request;  /* of the first sample */
+	uint64_t c_calls_seen;                 /* calls already counted */
 
 	struct as_record ring[] __attribute__((aligned(64)));
 };
@@ -99,6 +105,8 @@ struct as_tls {
 	int internal;      /* a shim thread, or a thread that is exiting */
 	int family;        /* hooks/wait.c: the wait family that made it a loop */
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
+	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
+	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
@@ -120,6 +128,14 @@ struct as_config {
 	unsigned gate;          /* in-process gate (preload/gate.c) */
 	unsigned exitcode;      /* the gate's exit status */
 	char suppress[PATH_MAX]; /* the gate's suppression file, "" = none */
+	/* flight-recorder mode and runtime control (preload/ctl.c) */
+	unsigned flight;        /* mode=flight */
+	unsigned flight_mb;     /* events kept in memory */
+	unsigned trigger_ms;    /* a blocking call or stall this long writes a trace; 0 = never */
+	unsigned flight_after_ms; /* events after the trigger kept in that trace */
+	unsigned flight_signal; /* writes a trace; 0 = none */
+	unsigned flight_exit;   /* write one at exit too */
+	unsigned ctl_signal;    /* asyncshim ctl's signal; 0 = none */
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
@@ -127,6 +143,9 @@ extern struct as_config as_cfg;
 /* Recording happens only while this is 1: after a successful init, with
  * enabled=1, before the final flush. */
 extern int as_active AS_HIDDEN;
+/* The shim is up: from a successful init to the final flush, whether
+ * recording or disabled at run time (asyncshim ctl PID disable). */
+extern int as_live;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_shim_threads;        /* threads the shim itself runs */
 extern int as_main_exited;         /* the main thread called pthread_exit */
@@ -240,6 +259,7 @@ void *as_resolve(const char *name);
 		uint64_t t0_ = as_clock(tsc_);                                \
 		type r_ = expr;                                               \
 		uint64_t t1_ = as_clock(tsc_);                                \
+		me_->calls++;                                                 \
 		if (AS_UNLIKELY(t1_ - t0_ >= limit_))                         \
 			as_blocking(me_->t, call, fd, t0_, t1_);              \
 		return r_;                                                    \
@@ -265,6 +285,7 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 	if (AS_UNLIKELY(!me->loop)) {
 		me->loop = 1;
 		CMM_STORE_SHARED(t->is_loop, 1);
+	CMM_STORE_SHARED(t->calls, me->calls);  /* the shim's own cost, per iteration */
 	}
 }
 
@@ -315,11 +336,21 @@ void as_modules_sync(void);
 
 /* ---- init.c ---- */
 void as_set_block_threshold(void);
+/* the sleep family through REAL, resumed when only a stall sample interrupted it */
+struct timespec;
+int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
+		 struct timespec *rem);
+int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, struct timespec *), clockid_t clk,
+		       int flags, const struct timespec *req, struct timespec *rem);
+int as_usleep(int (*real)(useconds_t), useconds_t us);
+unsigned as_sleep(unsigned (*real)(unsigned), unsigned s);
 int as_signal_owned(int sig);
 void as_signal_release(int sig);
 void *as_term_handler_addr(void);
 
 #define AS_EXPORT __attribute__((visibility("default")))
+void as_signal_own(int sig, void *handler);
+void *as_own_handler(int sig);
 
 /* ---- misc ---- */
 pid_t as_gettid(void);

@@ -89,6 +89,7 @@ static inline uint64_t as_rec_parent(const struct as_record *r)
 struct as_task {
 	uint64_t id;
 	uint64_t run_start;     /* ticks, when last switched in */
+	void *spans;            /* its open spans (preload/span.c), NULL when none */
 };
 
 /* The task running on this thread, NULL outside any task. */

@@ -38,6 +38,7 @@
  * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
  * membarrier the park times out every second instead. */
 #include "shim.h"
+#include "span.h"
 
 #include <fcntl.h>
 #include <linux/futex.h>
@@ -133,6 +134,7 @@ static void sample_handler(int sig, siginfo_t *si, void *uc)
 	struct as_thread *t = as_tls.t;
 	if (t) {
 		if (!as_tls.busy && !as_tls.internal && CMM_LOAD_SHARED(as_active))
+	as_tls.sampled++;               /* for the sleeps below */
 			take_sample(t, uc);
 		CMM_STORE_SHARED(t->sample_pending, 0);
 	}
@@ -140,6 +142,102 @@ static void sample_handler(int sig, siginfo_t *si, void *uc)
 }
 
 /* ---- the program's view of sample_sig (hooks/signal.c) ---- */
+
+/* ---- sleeps a sample interrupted (hooks/sleep.c) ----
+ * The residual race (top comment) hits a thread that enters a sleep just
+ * as the sample signal lands: nanosleep and clock_nanosleep return EINTR on
+ * any handled signal.  When a sleep says EINTR and the handler's counter
+ * moved meanwhile, the sleep goes on for what is left, so the program sees
+ * what it would have without the shim.  (Only a signal of its own landing
+ * in those same microseconds would have its EINTR lost.)  Other calls that
+ * end with EINTR on any signal (poll, epoll_wait, select...) keep the race:
+ * event loops retry them, as they must for any signal. */
+
+static int (*libc_nanosleep)(const struct timespec *, struct timespec *);
+
+static int by_sample(unsigned seen)
+{
+	return CMM_LOAD_SHARED(as_tls.sampled) != seen;
+}
+
+int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
+		 struct timespec *rem)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	struct timespec left;
+	int r = real(req, &left);
+	while (r != 0 && errno == EINTR && by_sample(seen)) {
+		seen = as_tls.sampled;
+		errno = saved;
+		r = real(&left, &left);
+	}
+	if (r != 0 && errno == EINTR && rem)
+		*rem = left;
+	return r;
+}
+
+int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, struct timespec *), clockid_t clk,
+		       int flags, const struct timespec *req, struct timespec *rem)
+{
+	unsigned seen = as_tls.sampled;
+	int abs = flags & TIMER_ABSTIME;
+	struct timespec left;
+	int r = real(clk, flags, req, &left);
+	while (r == EINTR && by_sample(seen)) {
+		seen = as_tls.sampled;
+		r = abs ? real(clk, flags, req, NULL) : real(clk, flags, &left, &left);
+	}
+	if (r == EINTR && rem && !abs)
+		*rem = left;
+	return r;
+}
+
+/* usleep and sleep keep no remainder: go on to a deadline of our own. */
+static int sleep_until(uint64_t end, struct timespec *left)
+{
+	uint64_t now = as_mono_ns();
+	if (now >= end || !libc_nanosleep)
+		return 0;
+	left->tv_sec = (time_t)((end - now) / 1000000000u);
+	left->tv_nsec = (long)((end - now) % 1000000000u);
+	return libc_nanosleep(left, left);
+}
+
+int as_usleep(int (*real)(useconds_t), useconds_t us)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	uint64_t end = as_mono_ns() + (uint64_t)us * 1000u;
+	int r = real(us);
+	while (r != 0 && errno == EINTR && by_sample(seen)) {
+		struct timespec left;
+		seen = as_tls.sampled;
+		errno = saved;
+		r = sleep_until(end, &left);
+	}
+	return r;
+}
+
+unsigned as_sleep(unsigned (*real)(unsigned), unsigned s)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	uint64_t end = as_mono_ns() + (uint64_t)s * 1000000000u;
+	unsigned r = real(s);
+	while (r && by_sample(seen)) {
+		struct timespec left;
+		seen = as_tls.sampled;
+		errno = saved;
+		if (sleep_until(end, &left) == 0)
+			r = 0;
+		else if (errno == EINTR)
+			r = (unsigned)left.tv_sec + (left.tv_nsec > 0);
+		else
+			break;
+	}
+	return r;
+}
 
 AS_NO_TSAN int as_sample_signal(int sig)
 {
@@ -250,7 +348,8 @@ static int any_iteration(void)
 	int any = 0;
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node)
-		any |= CMM_LOAD_SHARED(t->is_loop) && CMM_LOAD_SHARED(t->iter_start) != 0;
+		any |= CMM_LOAD_SHARED(t->is_loop) && !CMM_LOAD_SHARED(t->dead) &&
+		       CMM_LOAD_SHARED(t->iter_start) != 0;   /* as scan() sees them */
 	rcu_read_unlock();
 	return any;
 }
@@ -352,6 +451,7 @@ void as_watchdog_start(void)
 	real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))as_resolve("sigaction");
 	if (!real_sigaction)
 		return;
+	libc_nanosleep = (int (*)(const struct timespec *, struct timespec *))as_resolve("nanosleep");
 	int sig = pick_signal();
 	if (!sig) {
 		as_warn("asyncshim: no free realtime signal; stalls will have no stacks");
@@ -371,7 +471,7 @@ void as_watchdog_start(void)
 void as_watchdog_after_fork_child(void)
 {
 	as_wd_parked = 0;
-	if (!running || !CMM_LOAD_SHARED(as_active))
+	if (!running || !CMM_LOAD_SHARED(as_live))
 		return;
 	if (start_thread() != 0)
 		running = 0;

@@ -5,6 +5,7 @@
 #include "stacks.h"
 #include "trace.h"
 #include "tasks.h"
+#include "spans.h"
 
 #include <getopt.h>
 #include <inttypes.h>
@@ -72,6 +73,7 @@ void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b)
 	json_ms(f, b->dur_ns);
 	fputs(",\"stack\":", f);
 	stacks_json_frames(f, tr, b->stack);
+	spans_json_attr(f, tr, b->span, b->request);
 	fputc('}', f);
 }
 
@@ -102,6 +104,8 @@ static void json_trace(FILE *f, const struct trace *tr)
 	stacks_json(f, tr, top_sites);
 	fputc(',', f);
 	tasks_json(f, tr->tasks);
+	fputc(',', f);
+	spans_json(f, tr);
 	fputc('}', f);
 }
 
@@ -153,6 +157,7 @@ static void text_trace(FILE *f, const struct trace *tr)
 	}
 	stacks_text(f, tr, top_sites);
 	tasks_text(f, tr->tasks, tr->block_ms);
+	spans_text(f, tr);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
 }

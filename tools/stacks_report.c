@@ -9,6 +9,7 @@
  * stall's time (stalled ms are estimates, sample counts are exact). */
 #include "json.h"
 #include "stacks.h"
+#include "spans.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -252,6 +253,7 @@ void stacks_json(FILE *f, const struct trace *tr, size_t top)
 		json_ms(f, st[i].blocked_ns);
 		fprintf(f, ",\"samples\":%" PRIu64 ",\"stack\":", st[i].sampled);
 		stacks_json_frames(f, tr, stall_stack(&st[i]));
+		spans_json_stall_attr(f, tr, i);     /* "span", "request" */
 		fputc('}', f);
 	}
 	struct sites bs, ss;

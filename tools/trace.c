@@ -2,6 +2,7 @@
 #include "trace.h"
 #include "tasks.h"
 #include "stacks.h"
+#include "spans.h"
 #include "progress.h"
 #include "../preload/record.h"
 
@@ -264,6 +265,8 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 	b.fd = mp_i64(o, "fd", &fd) == 0 ? (int)fd : -1;
 	mp_str(o, "fd_kind", b.fd_kind, sizeof(b.fd_kind));
 	mp_u64(o, "stack", &b.stack);
+	mp_u64(o, "span", &b.span);
+	mp_u64(o, "request", &b.request);
 	if (tr->nblocks == tr->cap_blocks) {
 		size_t cap = tr->cap_blocks ? tr->cap_blocks * 2 : 16;
 		struct blocking *p = realloc(tr->blocks, cap * sizeof(*p));
@@ -273,6 +276,7 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 		tr->cap_blocks = cap;
 	}
 	tr->blocks[tr->nblocks++] = b;
+	spans_note_block(tr, tr->nblocks - 1);
 	if (!thread_get(tr, b.tid))
 		return -1;
 	see_time(tr, b.t_ns + b.dur_ns);
@@ -313,6 +317,12 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		uint64_t last;
 		rc = stacks_load(&tr->stacks, type, o, &last);
 		see_time(tr, last);
+		if (rc == 0 && !strcmp(type, "stall"))
+			spans_note_stall(tr, o);
+	} else if (spans_is_type(type)) {
+		uint64_t last;
+		rc = spans_load(tr, type, o, &last);
+		see_time(tr, last);
 	} else if (tasks_is_type(type)) {
 		uint64_t last;
 		rc = tasks_load(&tr->tasks, type, o, &last);
@@ -331,6 +341,8 @@ int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
 	int rc = trace_stream(path, load_visit, tr, err, errlen);
 	if (rc == 0)
 		tasks_finish(tr->tasks, tr);
+	if (rc == 0)
+		rc = spans_finish(tr, err, errlen);
 	return rc;
 }
 
@@ -342,5 +354,6 @@ void trace_free(struct trace *tr)
 	free(tr->blocks);
 	tasks_free(tr->tasks);
 	stacks_free(tr->stacks);
+	spans_free(tr->spans);
 	memset(tr, 0, sizeof(*tr));
 }

@@ -31,10 +31,12 @@ struct blocking {
 	char fd_kind[16];       /* "" = none */
 	uint64_t t_ns, dur_ns;
 	uint64_t stack;
+	uint64_t span, request;  /* ids of the span and request it was made in, 0 = none (spans.h) */
 };
 
 struct task_model;
 struct stack_model;
+struct span_model;
 
 struct trace {
 	const char *path;
@@ -53,6 +55,7 @@ struct trace {
 	uint64_t records;
 	struct task_model *tasks;   /* tasks and slow callbacks (tasks.h), NULL if none */
 	struct stack_model *stacks; /* stacks, modules, stalls (stacks.h), NULL if none */
+	struct span_model *spans;   /* spans, requests, overhead, ctl, flight (spans.h), NULL if none */
 };
 
 /* Called for every top-level msgpack value; return non-zero to stop with

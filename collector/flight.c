@@ -1,0 +1,185 @@
+/* flight.c — flight-recorder mode's memory: the last flight_mb MiB of
+ * packed events, plus what they refer to.
+ *
+ * In mode=flight the collector drains and packs exactly as usual, but hands
+ * the bytes here instead of writing them.  They are split record by record:
+ * interned records (stack, func, module: each written once per file, then
+ * referred to by id or address) go to the dictionary, which is kept whole —
+ * it is bounded by what can be interned, not by time; every other record
+ * goes to the event window, a queue of pieces of PIECE bytes of whole
+ * records, whose oldest pieces are freed while the window holds more than
+ * flight_mb MiB.  So the window never exceeds flight_mb by more than one
+ * piece, and a trace written from it is an ordinary trace file whose
+ * first events are simply later than the process start. */
+#include "../preload/ctl.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define PIECE (64 * 1024)
+
+struct piece {
+	struct piece *next;
+	size_t len, cap;
+	char data[];
+};
+
+static struct piece *first, *last;
+static size_t kept, evicted;
+static msgpack_sbuffer dict;
+static int dict_ok;
+
+static size_t limit(void)
+{
+	return (size_t)as_cfg.flight_mb << 20;
+}
+
+static int is_dictionary(const msgpack_object *o)
+{
+	if (o->type != MSGPACK_OBJECT_MAP)
+		return 0;
+	for (uint32_t i = 0; i < o->via.map.size; i++) {
+		const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
+		if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != 4 || memcmp(k->via.str.ptr, "type", 4))
+			continue;
+		if (v->type != MSGPACK_OBJECT_STR)
+			return 0;
+		size_t n = v->via.str.size;
+		const char *s = v->via.str.ptr;
+		return (n == 5 && !memcmp(s, "stack", 5)) || (n == 4 && !memcmp(s, "func", 4)) ||
+		       (n == 6 && !memcmp(s, "module", 6));
+	}
+	return 0;
+}
+
+static void evict(void)
+{
+	while (first && kept > limit()) {
+		struct piece *p = first;
+		first = p->next;
+		if (!first)
+			last = NULL;
+		kept -= p->len;
+		evicted += p->len;
+		free(p);
+	}
+}
+
+/* Append one whole record to the window (a record larger than PIECE — a
+ * busy loop's batch of iterations — gets a piece of its own). */
+static void add_event(const char *data, size_t len)
+{
+	if (!last || last->len + len > last->cap) {
+		size_t cap = len > PIECE ? len : PIECE;
+		struct piece *p = malloc(sizeof(*p) + cap);
+		if (!p) {
+			evicted += len;
+			return;
+		}
+		p->next = NULL;
+		p->len = 0;
+		p->cap = cap;
+		if (last)
+			last->next = p;
+		else
+			first = p;
+		last = p;
+	}
+	memcpy(last->data + last->len, data, len);
+	last->len += len;
+	kept += len;
+}
+
+void as_flight_take(const char *data, size_t len)
+{
+	if (!dict_ok) {
+		msgpack_sbuffer_init(&dict);
+		dict_ok = 1;
+	}
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0;
+	while (off < len) {
+		size_t at = off;
+		if (msgpack_unpack_next(&u, data, len, &off) != MSGPACK_UNPACK_SUCCESS)
+			break;          /* cannot happen: the collector packed it */
+		if (is_dictionary(&u.data))
+			msgpack_sbuffer_write(&dict, data + at, off - at);
+		else
+			add_event(data + at, off - at);
+	}
+	msgpack_unpacked_destroy(&u);
+	evict();
+}
+
+void as_flight_clear(void)
+{
+	while (first) {
+		struct piece *p = first;
+		first = p->next;
+		evicted += p->len;
+		free(p);
+	}
+	last = NULL;
+	kept = 0;
+}
+
+void as_flight_reset(void)
+{
+	as_flight_clear();
+	evicted = 0;
+	if (dict_ok)
+		msgpack_sbuffer_clear(&dict);
+}
+
+static int write_all(int fd, const char *p, size_t n)
+{
+	while (n) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int as_flight_write(int fd)
+{
+	if (dict_ok && write_all(fd, dict.data, dict.size) != 0)
+		return -1;
+	for (struct piece *p = first; p; p = p->next)
+		if (write_all(fd, p->data, p->len) != 0)
+			return -1;
+	return 0;
+}
+
+static void key(msgpack_packer *pk, const char *k)
+{
+	msgpack_pack_str(pk, strlen(k));
+	msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+/* {"type":"flight", ...}: why and when this trace was written, and what
+ * the window held. */
+void as_flight_pack_info(msgpack_packer *pk, const char *trigger, uint64_t trigger_ns)
+{
+	msgpack_pack_map(pk, 7);
+	key(pk, "type");
+	key(pk, "flight");
+	key(pk, "trigger");
+	key(pk, trigger);
+	key(pk, "t");
+	msgpack_pack_uint64(pk, trigger_ns);
+	key(pk, "flight_mb");
+	msgpack_pack_uint32(pk, as_cfg.flight_mb);
+	key(pk, "kept_bytes");
+	msgpack_pack_uint64(pk, kept);
+	key(pk, "dropped_bytes");
+	msgpack_pack_uint64(pk, evicted);
+	key(pk, "dictionary_bytes");
+	msgpack_pack_uint64(pk, dict_ok ? dict.size : 0);
+}

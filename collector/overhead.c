@@ -1,0 +1,180 @@
+/* overhead.c — what the shim costs the program, estimated by the shim.
+ *
+ * The hot path cannot time itself without costing more, so the cost is
+ * counted and multiplied: once, on the collector thread at start, the
+ * collector times the hot path's pieces on this machine (two clock reads
+ * and a compare per timed call; one ring record; one stack capture); then
+ * it counts, per drain, what the loop threads did — calls timed (each loop
+ * thread publishes its count at every iteration), records written, stacks
+ * captured — and adds what stall sampling measured itself (each sample
+ * record carries its handler's time).  The collector's own CPU time is read
+ * from its thread clock.  Written as an `overhead` record with every flush
+ * (cumulative; the last one counts).  An estimate: cache misses the shim
+ * causes in the program's own code are not in it. */
+#include "../preload/ctl.h"
+
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double call_ns, record_ns, stack_ns;
+static uint64_t calls, records, stacks, sampling_ns, other_records;
+static clockid_t collector_clock;
+static int clock_ok;
+
+static uint64_t now_ns(void)
+{
+	return as_mono_ns();
+}
+
+/* ns per round of FN, the best of a few tries (the machine is shared). */
+static double best_ns(void (*fn)(void *, unsigned), void *arg, unsigned n)
+{
+	double best = 1e18;
+	for (int k = 0; k < 5; k++) {
+		uint64_t t0 = now_ns();
+		fn(arg, n);
+		double d = (double)(now_ns() - t0) / n;
+		best = d < best ? d : best;
+	}
+	return best;
+}
+
+static void timed_calls(void *arg, unsigned n)
+{
+	volatile uint64_t sink = 0;
+	uint64_t limit = *(uint64_t *)arg;
+	int tsc = as_use_tsc;
+	for (unsigned i = 0; i < n; i++) {
+		uint64_t t0 = as_clock(tsc), t1 = as_clock(tsc);
+		if (t1 - t0 >= limit)
+			sink = sink + 1;
+	}
+	(void)sink;
+}
+
+static void ring_records(void *arg, unsigned n)
+{
+	struct as_thread *t = arg;
+	for (unsigned i = 0; i < n; i++) {
+		struct as_record *r = as_reserve(t);
+		if (r) {
+			r->kind = AS_REC_ITER;
+			r->ts = as_now();
+			r->dur = i;
+			as_commit(t);
+		}
+		t->tail = t->head;
+	}
+}
+
+static void stack_captures(void *arg, unsigned n)
+{
+	struct as_thread *t = arg;
+	for (unsigned i = 0; i < n; i++) {
+		struct as_record *r = as_reserve_stack(t, NULL);
+		if (r)
+			as_commit(t);
+		t->tail = t->head;
+	}
+}
+
+/* On the collector thread, each time it starts; the calibration once. */
+void as_overhead_start(void)
+{
+	static int calibrated;
+	clock_ok = pthread_getcpuclockid(pthread_self(), &collector_clock) == 0;
+	if (calibrated++)
+		return;
+	uint64_t limit = UINT64_MAX;
+	call_ns = best_ns(timed_calls, &limit, 20000);
+	size_t cap = 1024, size = sizeof(struct as_thread) + cap * sizeof(struct as_record);
+	struct as_thread *t = aligned_alloc(64, (size + 63) & ~(size_t)63);
+	if (!t)
+		return;
+	memset(t, 0, size);
+	t->cap = cap;
+	record_ns = best_ns(ring_records, t, 20000);
+	if (as_cfg.stacks)
+		stack_ns = best_ns(stack_captures, t, 20);
+	free(t);
+}
+
+void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to)
+{
+	if (!CMM_LOAD_SHARED(t->is_loop)) {
+		other_records += to - from;
+		return;
+	}
+	uint64_t c = CMM_LOAD_SHARED(t->calls);
+	if (c > t->c_calls_seen) {
+		calls += c - t->c_calls_seen;
+		t->c_calls_seen = c;
+	}
+	for (uint64_t i = from; i < to; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		switch (r->kind) {
+		case AS_REC_FRAMES:
+			break;          /* part of its stack's capture */
+		case AS_REC_BLOCK:
+			records++;
+			stacks += r->stack > 0;
+			break;
+		case AS_REC_SAMPLE:
+			sampling_ns += r->fd > 0 ? (uint64_t)r->fd : 0;
+			break;
+		default:
+			records++;
+			break;
+		}
+	}
+}
+
+static void key(msgpack_packer *pk, const char *k)
+{
+	msgpack_pack_str(pk, strlen(k));
+	msgpack_pack_str_body(pk, k, strlen(k));
+}
+
+static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
+{
+	key(pk, k);
+	msgpack_pack_uint64(pk, v);
+}
+
+static void kv_double(msgpack_packer *pk, const char *k, double v)
+{
+	key(pk, k);
+	msgpack_pack_double(pk, v);
+}
+
+void as_overhead_pack(msgpack_packer *pk)
+{
+	uint64_t cpu = 0;
+	struct timespec ts;
+	if (clock_ok && clock_gettime(collector_clock, &ts) == 0)
+		cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+	double est = (double)calls * call_ns + (double)records * record_ns + (double)stacks * stack_ns +
+		     (double)sampling_ns;
+	msgpack_pack_map(pk, 12);
+	key(pk, "type");
+	key(pk, "overhead");
+	kv_u64(pk, "t", as_mono_ns() - as_mono0);
+	kv_u64(pk, "calls", calls);
+	kv_u64(pk, "records", records);
+	kv_u64(pk, "stacks", stacks);
+	kv_double(pk, "call_ns", call_ns);
+	kv_double(pk, "record_ns", record_ns);
+	kv_double(pk, "stack_ns", stack_ns);
+	kv_u64(pk, "sampling_ns", sampling_ns);
+	kv_u64(pk, "other_records", other_records);
+	kv_u64(pk, "collector_cpu_ns", cpu);
+	kv_u64(pk, "loop_ns", (uint64_t)est);
+}
+
+/* fork child: its counts start again (its collector thread is new) */
+void as_overhead_reset(void)
+{
+	calls = records = stacks = sampling_ns = other_records = 0;
+}

@@ -1,0 +1,136 @@
+"""Spans and requests for the asyncshim profiler, from Python.
+
+    import asyncshim
+
+    with asyncshim.request("GET /a#17"):
+        with asyncshim.span("query") as s:
+            s.set("rows", 12)
+            ...
+
+    @asyncshim.span("render")          # sync and async functions alike
+    async def render(page): ...
+
+Standard library only (ctypes).  When the process does not run under the
+shim (LD_PRELOAD=.../libasyncshim.so), every call is a no-op.
+
+Spans nest per thread and per asyncio task: the current span lives in a
+contextvars.ContextVar, which each thread and each asyncio task has its own
+copy of, so a span begun in a task and suspended across an await stays that
+task's parent for what it does next.  The shim gets explicit span ids
+(asyncshim_span_open/close in include/asyncshim.h), so it never has to guess
+which task is running.
+
+Blocking calls are attributed to the span and request current on their
+thread: entering and leaving a span tells the shim.  Python does not tell
+anyone when asyncio switches tasks, so code that runs while another task is
+suspended inside a span, without a span of its own, is attributed to that
+span until some span is entered or left again.
+"""
+import contextvars
+import ctypes
+import functools
+import inspect
+
+__all__ = ["span", "request", "enabled"]
+
+KIND_SPAN = 0
+KIND_REQUEST = 1
+
+
+def _load():
+    try:
+        lib = ctypes.CDLL(None)
+        lib.asyncshim_span_open.restype = ctypes.c_uint64
+        lib.asyncshim_span_open.argtypes = [ctypes.c_char_p, ctypes.c_uint64, ctypes.c_int]
+        lib.asyncshim_span_close.restype = None
+        lib.asyncshim_span_close.argtypes = [ctypes.c_uint64]
+        lib.asyncshim_span_meta_int.restype = None
+        lib.asyncshim_span_meta_int.argtypes = [ctypes.c_uint64, ctypes.c_char_p, ctypes.c_longlong]
+        lib.asyncshim_span_meta_str.restype = None
+        lib.asyncshim_span_meta_str.argtypes = [ctypes.c_uint64, ctypes.c_char_p, ctypes.c_char_p]
+        lib.asyncshim_attribute.restype = None
+        lib.asyncshim_attribute.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+        return lib
+    except (OSError, AttributeError):
+        return None
+
+
+_lib = _load()
+
+# (innermost span or request id, innermost span id, innermost request id)
+_current = contextvars.ContextVar("asyncshim_current", default=(0, 0, 0))
+
+
+def enabled():
+    """True when the shim is loaded in this process."""
+    return _lib is not None
+
+
+def _bytes(s):
+    return s if isinstance(s, bytes) else str(s).encode("utf-8", "replace")
+
+
+class span:
+    """A span: a context manager, or a decorator for functions and coroutines."""
+
+    _kind = KIND_SPAN
+
+    def __init__(self, name):
+        self.name = name
+        self._id = 0
+        self._token = None
+        self._outer = None
+
+    def __enter__(self):
+        if _lib is None:
+            return self
+        outer = _current.get()
+        self._outer = outer
+        self._id = _lib.asyncshim_span_open(_bytes(self.name), outer[0], self._kind)
+        if self._id:
+            if self._kind == KIND_REQUEST:
+                now = (self._id, 0, self._id)
+            else:
+                now = (self._id, self._id, outer[2])
+            self._token = _current.set(now)
+            _lib.asyncshim_attribute(now[1], now[2])
+        return self
+
+    def __exit__(self, *exc):
+        if self._id:
+            _lib.asyncshim_span_close(self._id)
+            _current.reset(self._token)
+            _lib.asyncshim_attribute(self._outer[1], self._outer[2])
+            self._id = 0
+        return False
+
+    def set(self, key, value):
+        """Metadata on this span: an int or a string (others become strings)."""
+        if not self._id:
+            return
+        if isinstance(value, int) and not isinstance(value, bool) and -2**63 <= value < 2**63:
+            _lib.asyncshim_span_meta_int(self._id, _bytes(key), value)
+        else:
+            _lib.asyncshim_span_meta_str(self._id, _bytes(key), _bytes(value))
+
+    def __call__(self, fn):
+        cls, name = type(self), self.name
+        if inspect.iscoroutinefunction(fn):
+            @functools.wraps(fn)
+            async def wrapped_async(*a, **kw):
+                with cls(name):
+                    return await fn(*a, **kw)
+            return wrapped_async
+
+        @functools.wraps(fn)
+        def wrapped(*a, **kw):
+            with cls(name):
+                return fn(*a, **kw)
+        return wrapped
+
+
+class request(span):
+    """A request: its id names it; blocking calls and spans inside it are
+    reported per request."""
+
+    _kind = KIND_REQUEST

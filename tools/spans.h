@@ -1,0 +1,57 @@
+/* spans.h — the span model of a trace: spans and requests the program
+ * marked (include/asyncshim.h), their metadata and cumulative spans, the
+ * span and request of each blocking call and stall; plus what the shim
+ * says it cost (`overhead`), runtime control events (`ctl`) and why a
+ * flight-recorder trace was written (`flight`).  Filled record by record
+ * from trace.c, finished once (the lag each request suffered takes a second
+ * pass over the iterations). */
+#ifndef ASYNCSHIM_SPANS_H
+#define ASYNCSHIM_SPANS_H
+
+#include <msgpack.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct trace;
+struct span_model;
+
+int spans_is_type(const char *type);
+
+/* Load one record; *last_ns gets the latest time it mentions. */
+int spans_load(struct trace *tr, const char *type, const msgpack_object *o, uint64_t *last_ns);
+
+/* tr->blocks[index] was just loaded / a stall record was: keep the names
+ * of the span and request they were made in. */
+void spans_note_block(struct trace *tr, size_t index);
+void spans_note_stall(struct trace *tr, const msgpack_object *o);
+
+/* Once the trace is loaded: the lag of each request (reads the trace's
+ * iterations again).  0, or -1 with a reason. */
+int spans_finish(struct trace *tr, char *err, size_t errlen);
+void spans_free(struct span_model *m);
+
+/* `,"span":...,"request":...` for a blocking call (ids from its record) or
+ * for stall number I (in the order of trace_stalls). */
+void spans_json_attr(FILE *f, const struct trace *tr, uint64_t span, uint64_t request);
+void spans_json_stall_attr(FILE *f, const struct trace *tr, size_t i);
+/* The name of span ID ("" when unknown). */
+const char *spans_name(const struct trace *tr, uint64_t id);
+
+/* Report sections: `"spans":[...],"requests":[...],"spans_by_name":[...],
+ * "cumulative":[...],"spans_omitted":N,"overhead":{...}|null,"ctl":[...],
+ * "flight":{...}|null` (no braces around, no leading comma), and text. */
+void spans_json(FILE *f, const struct trace *tr);
+void spans_text(FILE *f, const struct trace *tr);
+
+/* For exports: the spans kept in detail, in the order they began. */
+struct span_view {
+	uint64_t id, parent;
+	int64_t tid;
+	const char *name;
+	int request, cumulative, unfinished;
+	uint64_t t_ns, dur_ns, count;
+};
+size_t spans_count(const struct trace *tr);
+int spans_get(const struct trace *tr, size_t i, struct span_view *v);
+
+#endif
