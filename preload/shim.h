@@ -232,6 +232,9 @@ static inline struct as_record *as_reserve_n(struct as_thread *t, uint64_t n)
 
 /* ---- hooks' shared slow paths ---- */
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1);
+#include <signal.h>
+void as_quiet_begin(sigset_t *old);
+void as_quiet_end(const sigset_t *old);
 void *as_resolve(const char *name);
 
 /* Resolve the real function on first use (also before our constructor). */

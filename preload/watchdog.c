@@ -81,7 +81,9 @@ static void take_sample(struct as_thread *t, void *uc)
 	uint64_t now = as_now(), start = t->iter_start;
 	if (!start)
 		return;                 /* it reached its wait meanwhile */
-	as_tls.busy = 1;
+	sigset_t old;
+	as_quiet_begin(&old);
+	as_span_note(t);        /* the span and request the stall is in */
 	struct as_record *r = as_reserve_stack(t, uc);
 	if (r) {
 		double took = (double)(as_now() - now) * CMM_LOAD_SHARED(as_ns_per_tick);
@@ -91,7 +93,7 @@ static void take_sample(struct as_thread *t, void *uc)
 		r->fd = took < INT32_MAX ? (int32_t)took : INT32_MAX;
 		as_commit(t);
 	}
-	as_tls.busy = 0;
+	as_quiet_end(&old);
 }
 
 /* A delivery we did not send: do what the program asked for. */
