@@ -128,34 +128,10 @@ static enum as_fd_kind fd_kind(int fd)
 }
 
 /* Slow path: the call on a loop thread already took >= ~block_ms. */
-/* While the shim works on a thread (busy), hooked calls that a program
- * signal handler makes on it would pass through unrecorded.  For these
- * short, already-slow moments (stack capture) the program's asynchronous
- * signals wait; faults stay deliverable. */
-void as_quiet_begin(sigset_t *old)
-{
-	sigset_t set;
-	sigfillset(&set);
-	sigdelset(&set, SIGSEGV);
-	sigdelset(&set, SIGBUS);
-	sigdelset(&set, SIGILL);
-	sigdelset(&set, SIGFPE);
-	sigdelset(&set, SIGTRAP);
-	pthread_sigmask(SIG_BLOCK, &set, old);
-	as_tls.busy = 1;
-}
-
-void as_quiet_end(const sigset_t *old)
-{
-	as_tls.busy = 0;
-	pthread_sigmask(SIG_SETMASK, old, NULL);
-}
-
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
 {
 	int saved = errno;
-	sigset_t old;
-	as_quiet_begin(&old);
+	as_tls.busy = 1;
 	as_span_note(t);        /* the span and request it was made in */
 	struct as_record *r = as_reserve_stack(t, NULL);   /* with its stack */
 	if (r) {
@@ -167,7 +143,7 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 		r->dur = t1 - t0;
 		as_commit(t);
 	}
-	as_quiet_end(&old);
+	as_tls.busy = 0;
 	errno = saved;
 }
 
@@ -179,6 +155,7 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
  * program never sees our handler: the sigaction/signal hooks report SIG_DFL
  * and hand the signal back the moment the program installs its own. */
 static int owns_signal[65];
+static void *own_handler[65];       /* what the shim installed for it */
 static const int deadly[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
 static void death_handler(int sig)
@@ -204,10 +181,25 @@ static void take_signal(int sig)
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = death_handler;
 	sigemptyset(&sa.sa_mask);
-static void *own_handler[65];       /* what the shim installed for it */
 	sa.sa_flags = SA_RESTART | SA_NODEFER;
 	if (sigaction(sig, &sa, NULL) == 0)
+		as_signal_own(sig, (void *)death_handler);
+}
+
+/* SIG now has the shim's HANDLER, installed over SIG_DFL (preload/ctl.c too). */
+AS_NO_TSAN void as_signal_own(int sig, void *handler)
+{
+	if (sig > 0 && sig < 65) {
+		own_handler[sig] = handler;
 		owns_signal[sig] = 1;
+	}
+}
+
+/* The handler the shim installed for SIG (hooks/signal.c reports SIG_DFL
+ * for it). */
+AS_NO_TSAN void *as_own_handler(int sig)
+{
+	return sig > 0 && sig < 65 ? own_handler[sig] : NULL;
 }
 
 AS_NO_TSAN int as_signal_owned(int sig)
@@ -232,23 +224,7 @@ static void before_fork(void)
 	as_collector_lock();
 	as_registry_lock();
 	urcu_bp_before_fork();
-		as_signal_own(sig, (void *)death_handler);
 }
-
-/* SIG now has the shim's HANDLER, installed over SIG_DFL (preload/ctl.c too). */
-AS_NO_TSAN void as_signal_own(int sig, void *handler)
-{
-	if (sig > 0 && sig < 65) {
-		own_handler[sig] = handler;
-}
-	}
-}
-
-/* The handler the shim installed for SIG (hooks/signal.c reports SIG_DFL
- * for it). */
-AS_NO_TSAN void *as_own_handler(int sig)
-{
-	return sig > 0 && sig < 65 ? own_handler[sig] : NULL;
 
 static void after_fork_parent(void)
 {
@@ -266,6 +242,7 @@ static void after_fork_child(void)
 	as_collector_after_fork_child();
 	as_watchdog_after_fork_child();
 	as_gate_after_fork_child();
+	as_ctl_after_fork_child();
 }
 
 /* Children inherit LD_PRELOAD and so the shim.  follow_exec=0 removes the
@@ -291,7 +268,6 @@ static void stop_following_exec(void)
 		pre += n;
 		pre += *pre != '\0';
 		if (used >= sizeof(out))
-	as_ctl_after_fork_child();
 			return;
 	}
 	if (used)
@@ -340,6 +316,11 @@ __attribute__((constructor)) static void as_init(void)
 	as_cfg.flush_ms = 1000;
 	as_cfg.follow_exec = 1;
 	as_cfg.exitcode = 66;
+	as_cfg.flight_mb = 16;
+	as_cfg.trigger_ms = 100;
+	as_cfg.flight_after_ms = 100;
+	as_cfg.flight_signal = SIGUSR2;
+	as_cfg.ctl_signal = (unsigned)(SIGRTMAX - AS_CTL_DEFAULT_SIGNAL_FROM_MAX);
 	if (env)
 		snprintf(as_cfg.raw, sizeof(as_cfg.raw), "%s", env);
 	if (as_parse_options(env, &as_cfg, err, sizeof(err)) != 0) {
@@ -364,12 +345,8 @@ __attribute__((constructor)) static void as_init(void)
 		export_out();
 	clock_init();
 	as_set_block_threshold();
+	as_span_init();         /* before as_buffer_init: see there */
 	as_buffer_init();
-	as_cfg.flight_mb = 16;
-	as_cfg.trigger_ms = 100;
-	as_cfg.flight_after_ms = 100;
-	as_cfg.flight_signal = SIGUSR2;
-	as_cfg.ctl_signal = (unsigned)(SIGRTMAX - AS_CTL_DEFAULT_SIGNAL_FROM_MAX);
 	as_stack_init();
 	if (as_trace_create() != 0)
 		return;
@@ -380,16 +357,15 @@ __attribute__((constructor)) static void as_init(void)
 		as_warn("asyncshim: cannot start the collector thread; asyncshim disabled");
 		return;
 	}
+	CMM_STORE_SHARED(as_live, 1);
 	CMM_STORE_SHARED(as_active, 1);
+	as_ctl_start();
 	as_watchdog_start();
 }
 
 __attribute__((destructor)) static void as_fini(void)
 {
+	as_span_thread_flush();
 	as_collector_final("exit");
 	as_gate_at_exit();
 }
-	as_span_init();         /* before as_buffer_init: see there */
-	CMM_STORE_SHARED(as_live, 1);
-	as_ctl_start();
-	as_span_thread_flush();

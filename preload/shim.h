@@ -105,7 +105,6 @@ struct as_tls {
 	int internal;      /* a shim thread, or a thread that is exiting */
 	int family;        /* hooks/wait.c: the wait family that made it a loop */
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
-	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
@@ -232,9 +231,6 @@ static inline struct as_record *as_reserve_n(struct as_thread *t, uint64_t n)
 
 /* ---- hooks' shared slow paths ---- */
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1);
-#include <signal.h>
-void as_quiet_begin(sigset_t *old);
-void as_quiet_end(const sigset_t *old);
 void *as_resolve(const char *name);
 
 /* Resolve the real function on first use (also before our constructor). */
@@ -259,10 +255,10 @@ void *as_resolve(const char *name);
 			return expr;                                          \
 		int tsc_ = as_use_tsc;                                        \
 		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
+		me_->calls++;                                                 \
 		uint64_t t0_ = as_clock(tsc_);                                \
 		type r_ = expr;                                               \
 		uint64_t t1_ = as_clock(tsc_);                                \
-		me_->calls++;                                                 \
 		if (AS_UNLIKELY(t1_ - t0_ >= limit_))                         \
 			as_blocking(me_->t, call, fd, t0_, t1_);              \
 		return r_;                                                    \
@@ -285,10 +281,10 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 		}
 	}
 	struct as_tls *me = as_me();
+	CMM_STORE_SHARED(t->calls, me->calls);  /* the shim's own cost, per iteration */
 	if (AS_UNLIKELY(!me->loop)) {
 		me->loop = 1;
 		CMM_STORE_SHARED(t->is_loop, 1);
-	CMM_STORE_SHARED(t->calls, me->calls);  /* the shim's own cost, per iteration */
 	}
 }
 
@@ -339,21 +335,13 @@ void as_modules_sync(void);
 
 /* ---- init.c ---- */
 void as_set_block_threshold(void);
-/* the sleep family through REAL, resumed when only a stall sample interrupted it */
-struct timespec;
-int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
-		 struct timespec *rem);
-int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, struct timespec *), clockid_t clk,
-		       int flags, const struct timespec *req, struct timespec *rem);
-int as_usleep(int (*real)(useconds_t), useconds_t us);
-unsigned as_sleep(unsigned (*real)(unsigned), unsigned s);
 int as_signal_owned(int sig);
 void as_signal_release(int sig);
+void as_signal_own(int sig, void *handler);
+void *as_own_handler(int sig);
 void *as_term_handler_addr(void);
 
 #define AS_EXPORT __attribute__((visibility("default")))
-void as_signal_own(int sig, void *handler);
-void *as_own_handler(int sig);
 
 /* ---- misc ---- */
 pid_t as_gettid(void);
