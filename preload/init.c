@@ -128,10 +128,34 @@ static enum as_fd_kind fd_kind(int fd)
 }
 
 /* Slow path: the call on a loop thread already took >= ~block_ms. */
+/* While the shim works on a thread (busy), hooked calls that a program
+ * signal handler makes on it would pass through unrecorded.  For these
+ * short, already-slow moments (stack capture) the program's asynchronous
+ * signals wait; faults stay deliverable. */
+void as_quiet_begin(sigset_t *old)
+{
+	sigset_t set;
+	sigfillset(&set);
+	sigdelset(&set, SIGSEGV);
+	sigdelset(&set, SIGBUS);
+	sigdelset(&set, SIGILL);
+	sigdelset(&set, SIGFPE);
+	sigdelset(&set, SIGTRAP);
+	pthread_sigmask(SIG_BLOCK, &set, old);
+	as_tls.busy = 1;
+}
+
+void as_quiet_end(const sigset_t *old)
+{
+	as_tls.busy = 0;
+	pthread_sigmask(SIG_SETMASK, old, NULL);
+}
+
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
 {
 	int saved = errno;
-	as_tls.busy = 1;
+	sigset_t old;
+	as_quiet_begin(&old);
 	as_span_note(t);        /* the span and request it was made in */
 	struct as_record *r = as_reserve_stack(t, NULL);   /* with its stack */
 	if (r) {
@@ -143,7 +167,7 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 		r->dur = t1 - t0;
 		as_commit(t);
 	}
-	as_tls.busy = 0;
+	as_quiet_end(&old);
 	errno = saved;
 }
 

@@ -105,6 +105,7 @@ struct as_tls {
 	int internal;      /* a shim thread, or a thread that is exiting */
 	int family;        /* hooks/wait.c: the wait family that made it a loop */
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
+	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
@@ -231,6 +232,9 @@ static inline struct as_record *as_reserve_n(struct as_thread *t, uint64_t n)
 
 /* ---- hooks' shared slow paths ---- */
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1);
+#include <signal.h>
+void as_quiet_begin(sigset_t *old);
+void as_quiet_end(const sigset_t *old);
 void *as_resolve(const char *name);
 
 /* Resolve the real function on first use (also before our constructor). */
@@ -332,6 +336,14 @@ int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
 void as_modules_sync(void);
+/* the sleep family through REAL, resumed when only a stall sample interrupted it */
+struct timespec;
+int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
+		 struct timespec *rem);
+int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, struct timespec *), clockid_t clk,
+		       int flags, const struct timespec *req, struct timespec *rem);
+int as_usleep(int (*real)(useconds_t), useconds_t us);
+unsigned as_sleep(unsigned (*real)(unsigned), unsigned s);
 
 /* ---- init.c ---- */
 void as_set_block_threshold(void);

@@ -81,7 +81,8 @@ static void take_sample(struct as_thread *t, void *uc)
 	uint64_t now = as_now(), start = t->iter_start;
 	if (!start)
 		return;                 /* it reached its wait meanwhile */
-	as_tls.busy = 1;
+	sigset_t old;
+	as_quiet_begin(&old);
 	as_span_note(t);        /* the span and request the stall is in */
 	struct as_record *r = as_reserve_stack(t, uc);
 	if (r) {
@@ -92,7 +93,7 @@ static void take_sample(struct as_thread *t, void *uc)
 		r->fd = took < INT32_MAX ? (int32_t)took : INT32_MAX;
 		as_commit(t);
 	}
-	as_tls.busy = 0;
+	as_quiet_end(&old);
 }
 
 /* A delivery we did not send: do what the program asked for. */
@@ -133,12 +134,109 @@ static void sample_handler(int sig, siginfo_t *si, void *uc)
 	}
 	int saved = errno;
 	struct as_thread *t = as_tls.t;
+	as_tls.sampled++;               /* for the sleeps below */
 	if (t) {
 		if (!as_tls.busy && !as_tls.internal && CMM_LOAD_SHARED(as_active))
 			take_sample(t, uc);
 		CMM_STORE_SHARED(t->sample_pending, 0);
 	}
 	errno = saved;
+}
+
+/* ---- sleeps a sample interrupted (hooks/sleep.c) ----
+ * The residual race (top comment) hits a thread that enters a sleep just
+ * as the sample signal lands: nanosleep and clock_nanosleep return EINTR on
+ * any handled signal.  When a sleep says EINTR and the handler's counter
+ * moved meanwhile, the sleep goes on for what is left, so the program sees
+ * what it would have without the shim.  (Only a signal of its own landing
+ * in those same microseconds would have its EINTR lost.)  Other calls that
+ * end with EINTR on any signal (poll, epoll_wait, select...) keep the race:
+ * event loops retry them, as they must for any signal. */
+
+static int (*libc_nanosleep)(const struct timespec *, struct timespec *);
+
+static int by_sample(unsigned seen)
+{
+	return CMM_LOAD_SHARED(as_tls.sampled) != seen;
+}
+
+int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
+		 struct timespec *rem)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	struct timespec left;
+	int r = real(req, &left);
+	while (r != 0 && errno == EINTR && by_sample(seen)) {
+		seen = as_tls.sampled;
+		errno = saved;
+		r = real(&left, &left);
+	}
+	if (r != 0 && errno == EINTR && rem)
+		*rem = left;
+	return r;
+}
+
+int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, struct timespec *), clockid_t clk,
+		       int flags, const struct timespec *req, struct timespec *rem)
+{
+	unsigned seen = as_tls.sampled;
+	int abs = flags & TIMER_ABSTIME;
+	struct timespec left;
+	int r = real(clk, flags, req, &left);
+	while (r == EINTR && by_sample(seen)) {
+		seen = as_tls.sampled;
+		r = abs ? real(clk, flags, req, NULL) : real(clk, flags, &left, &left);
+	}
+	if (r == EINTR && rem && !abs)
+		*rem = left;
+	return r;
+}
+
+/* usleep and sleep keep no remainder: go on to a deadline of our own. */
+static int sleep_until(uint64_t end, struct timespec *left)
+{
+	uint64_t now = as_mono_ns();
+	if (now >= end || !libc_nanosleep)
+		return 0;
+	left->tv_sec = (time_t)((end - now) / 1000000000u);
+	left->tv_nsec = (long)((end - now) % 1000000000u);
+	return libc_nanosleep(left, left);
+}
+
+int as_usleep(int (*real)(useconds_t), useconds_t us)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	uint64_t end = as_mono_ns() + (uint64_t)us * 1000u;
+	int r = real(us);
+	while (r != 0 && errno == EINTR && by_sample(seen)) {
+		struct timespec left;
+		seen = as_tls.sampled;
+		errno = saved;
+		r = sleep_until(end, &left);
+	}
+	return r;
+}
+
+unsigned as_sleep(unsigned (*real)(unsigned), unsigned s)
+{
+	int saved = errno;
+	unsigned seen = as_tls.sampled;
+	uint64_t end = as_mono_ns() + (uint64_t)s * 1000000000u;
+	unsigned r = real(s);
+	while (r && by_sample(seen)) {
+		struct timespec left;
+		seen = as_tls.sampled;
+		errno = saved;
+		if (sleep_until(end, &left) == 0)
+			r = 0;
+		else if (errno == EINTR)
+			r = (unsigned)left.tv_sec + (left.tv_nsec > 0);
+		else
+			break;
+	}
+	return r;
 }
 
 /* ---- the program's view of sample_sig (hooks/signal.c) ---- */
@@ -252,7 +350,8 @@ static int any_iteration(void)
 	int any = 0;
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node)
-		any |= CMM_LOAD_SHARED(t->is_loop) && CMM_LOAD_SHARED(t->iter_start) != 0;
+		any |= CMM_LOAD_SHARED(t->is_loop) && !CMM_LOAD_SHARED(t->dead) &&
+		       CMM_LOAD_SHARED(t->iter_start) != 0;   /* as scan() sees them */
 	rcu_read_unlock();
 	return any;
 }
@@ -352,6 +451,7 @@ void as_watchdog_start(void)
 	if (!as_cfg.stacks || running)
 		return;
 	real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))as_resolve("sigaction");
+	libc_nanosleep = (int (*)(const struct timespec *, struct timespec *))as_resolve("nanosleep");
 	if (!real_sigaction)
 		return;
 	int sig = pick_signal();
