@@ -111,6 +111,19 @@ def test_posix_spawn_child_is_shimmed(tmp_path):
     assert calls(tr) == ["usleep"]
 
 
+def test_vfork_child_execs_shimmed_and_parent_keeps_recording(tmp_path):
+    p = run_shim([prog("exec_chain"), "vfork"], tmp_path)
+    child = int(p.stdout.split("second pid=")[1].split()[0])
+    parent = int(p.stdout.split("parent pid=")[1].split()[0])
+    assert "preload=shim" in p.stdout
+    # the forked child wrote asyncshim.CHILD.msgpack until its exec; the
+    # exec'd image the next free name
+    assert calls(report(str(tmp_path / f"asyncshim.{child}.1.msgpack"))["traces"][0]) == ["usleep"]
+    assert end_reason(str(tmp_path / f"asyncshim.{child}.msgpack")) == "exec"
+    tr = report(str(tmp_path / f"asyncshim.{parent}.msgpack"))["traces"][0]
+    assert tr["complete"] and calls(tr) == ["usleep", "usleep"]
+
+
 # ---- 3. daemons ----
 
 def test_daemon_that_closes_every_fd_still_gets_its_trace(tmp_path):
@@ -144,7 +157,7 @@ def test_signal_storm_with_hooks_inside_handlers(tmp_path):
     p = run_shim([prog("signal_storm"), "100000"], tmp_path, options="block_ms=1000", timeout=120)
     kv = dict(x.split("=") for x in p.stdout.split())
     waits, handler_waits = int(kv["waits"]), int(kv["handler_waits"])
-    assert handler_waits > 1000
+    assert handler_waits > 100  # pending SIGUSR1s coalesce; most of the 100,000 do
     path = one_trace(tmp_path)
     tr = report(path)["traces"][0]
     main = [t for t in loop_threads(tr) if t["tid"] == tr["pid"]][0]

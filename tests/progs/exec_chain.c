@@ -1,7 +1,8 @@
 /* exec_chain.c STEP — step "first": an epoll loop with a 30 ms blocking
  * call, a failed exec (recording must go on), another 20 ms blocking call,
  * then exec of itself with step "second", which blocks 40 ms and prints
- * what LD_PRELOAD it got.  Step "spawn": posix_spawn "second", wait. */
+ * what LD_PRELOAD it got.  Step "spawn": posix_spawn "second", wait.
+ * Step "vfork": a loop thread that vforks and execs "second" from the child. */
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,6 +42,20 @@ int main(int argc, char **argv)
 			return 1;
 		int st;
 		waitpid(pid, &st, 0);
+		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
+	}
+	if (!strcmp(step, "vfork")) {
+		loop_blocking(30);
+		fflush(stdout);
+		pid_t pid = vfork();
+		if (pid == 0) {
+			execl(argv[0], argv[0], "second", (char *)NULL);
+			_exit(127);
+		}
+		int st;
+		waitpid(pid, &st, 0);
+		loop_blocking(20);
+		printf("parent pid=%d\n", (int)getpid());
 		return WIFEXITED(st) ? WEXITSTATUS(st) : 1;
 	}
 	printf("first pid=%d\n", (int)getpid());
