@@ -138,7 +138,11 @@ demo: all progs
 # The benchmark suite (bench/run.sh, docs/performance.md): its programs at
 # -O2, and the stub library its "hook alone" rows preload after the shim.
 BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory $(BUILD)/bench/stacks
-BENCH_BIN := $(BENCH_PROGS) $(BUILD)/bench/bigtrace $(BUILD)/bench/libstub.so
+BENCH_BIN := $(BENCH_PROGS) $(BUILD)/bench/bigtrace $(BUILD)/bench/libstub.so $(BUILD)/bench/libcapture.so
+# preload/stack.c alone, so bench/stacks.py can time the shim's stack capture
+$(BUILD)/bench/libcapture.so: bench/capture_lib.c preload/stack.c $(HEADERS) | deps
+	@mkdir -p $(dir $@)
+	$(CC) $(SHIM_CFLAGS) -shared -o $@ bench/capture_lib.c preload/stack.c -ldl
 $(BENCH_PROGS): $(BUILD)/bench/%: bench/%.c | deps
 	@mkdir -p $(dir $@)
 	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -o $@ $< -ldl -lpthread

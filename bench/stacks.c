@@ -1,9 +1,9 @@
 /* stacks.c — what stacks and stall sampling cost (run by bench/stacks.py).
  *
- *   capture DEPTH N   a loop thread makes N blocking calls (nanosleep 1.2 ms,
- *                     run with block_ms=1) from DEPTH nested frames; prints
- *                     the median thread CPU time of one call.  With stacks=1
- *                     minus stacks=0 it is the cost of capturing a stack.
+ *   unwind DEPTH N    the shim's own capture code (build/bench/libcapture.so:
+ *                     preload/stack.c alone) from DEPTH nested frames, N
+ *                     times, as for a blocking call and from a signal
+ *                     handler (minus an empty handler); prints ns each.
  *   stall MS          one loop iteration does MS ms of fixed CPU work; prints
  *                     the thread CPU time it took and the watchdog's CPU time.
  *                     With sampling minus without, per sample: the cost a
@@ -12,9 +12,13 @@
  *                     work each); prints ns per iteration.
  *   ticks S           a loop on a 1 ms timer for S seconds; prints the CPU
  *                     time of the process and of the watchdog.
- *   race S            a stall of S seconds that sleeps 10 us between 100 us
- *                     bursts of work; prints how many sleeps saw EINTR. */
+ *   race S            a stall of S seconds that waits 10 us (nanosleep, then
+ *                     ppoll, alternately) between 100 us bursts of work;
+ *                     prints how many of each saw EINTR. */
 #include <dirent.h>
+#include <poll.h>
+#include <dlfcn.h>
+#include <signal.h>
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -75,32 +79,6 @@ static uint64_t watchdog_cpu_ns(void)
 	if (d)
 		closedir(d);
 	return v;
-}
-
-__attribute__((noinline)) static uint64_t nested(int depth)
-{
-	if (depth > 1) {
-		uint64_t r = nested(depth - 1);
-		__asm__ volatile("" ::: "memory");      /* no tail call: one frame per level */
-		return r;
-	}
-	struct timespec ts = { 0, 1200 * 1000 };
-	uint64_t c0 = ns(CLOCK_THREAD_CPUTIME_ID);
-	nanosleep(&ts, NULL);
-	return ns(CLOCK_THREAD_CPUTIME_ID) - c0;
-}
-
-static int capture(int depth, int n)
-{
-	uint64_t *v = calloc((size_t)n, sizeof(*v));
-	for (int i = 0; i < n; i++) {
-		end_iteration();
-		v[i] = nested(depth);
-	}
-	qsort(v, (size_t)n, sizeof(*v), cmp_u64);
-	printf("call_cpu_ns %lu\n", (unsigned long)v[n / 2]);
-	free(v);
-	return 0;
 }
 
 /* A fixed amount of work: the same instructions under every configuration. */
@@ -188,18 +166,85 @@ static int ticks(int seconds)
 static int race(int seconds)
 {
 	long units = units_per_ms() / 10;    /* ~100 us */
-	long sleeps = 0, eintr = 0;
+	long sleeps = 0, eintr = 0, polls = 0, poll_eintr = 0;
 	end_iteration();
 	uint64_t end = ns(CLOCK_MONOTONIC) + (uint64_t)seconds * 1000000000u;
 	while (ns(CLOCK_MONOTONIC) < end) {
 		work(units);
 		struct timespec ts = { 0, 10000 };
-		sleeps++;
-		eintr += nanosleep(&ts, NULL) != 0 && errno == EINTR;
+		if (sleeps <= polls) {
+			sleeps++;
+			eintr += nanosleep(&ts, NULL) != 0 && errno == EINTR;
+		} else {
+			polls++;
+			poll_eintr += ppoll(NULL, 0, &ts, NULL) < 0 && errno == EINTR;
+		}
 	}
 	end_iteration();
-	printf("sleeps %ld\neintr %ld\n", sleeps, eintr);
+	printf("sleeps %ld\neintr %ld\npolls %ld\npoll_eintr %ld\n", sleeps, eintr, polls, poll_eintr);
 	return 0;
+}
+
+static unsigned (*capture_now)(void *);
+static volatile int empty_handler;
+
+static void on_signal(int sig, siginfo_t *si, void *uc)
+{
+	(void)sig, (void)si;
+	if (!empty_handler)
+		capture_now(uc);
+}
+
+/* ns per operation: the best of 7 batches of N */
+static double best_of(long n, int sig, unsigned *frames)
+{
+	double best = 1e18;
+	for (int b = 0; b < 7; b++) {
+		uint64_t t0 = ns(CLOCK_MONOTONIC);
+		for (long i = 0; i < n; i++) {
+			if (sig)
+				raise(sig);
+			else
+				*frames = capture_now(NULL);
+		}
+		double d = (double)(ns(CLOCK_MONOTONIC) - t0) / (double)n;
+		best = d < best ? d : best;
+	}
+	return best;
+}
+
+__attribute__((noinline)) static int unwind_at(int depth, long n)
+{
+	if (depth > 1) {
+		int r = unwind_at(depth - 1, n);
+		__asm__ volatile("" ::: "memory");
+		return r;
+	}
+	unsigned frames = 0;
+	double here = best_of(n, 0, &frames);
+	empty_handler = 1;
+	double raise_only = best_of(n, SIGUSR1, &frames);
+	empty_handler = 0;
+	double in_handler = best_of(n, SIGUSR1, &frames);
+	printf("frames %u\nunwind_ns %.0f\nsignal_unwind_ns %.0f\nsignal_ns %.0f\n", frames, here,
+	       in_handler - raise_only, raise_only);
+	return 0;
+}
+
+static int unwind(int depth, long n)
+{
+	const char *lib = getenv("CAPTURE_LIB");
+	void *h = lib ? dlopen(lib, RTLD_NOW) : NULL;
+	int (*init)(unsigned) = h ? (int (*)(unsigned))dlsym(h, "capture_init") : NULL;
+	capture_now = h ? (unsigned (*)(void *))dlsym(h, "capture_now") : NULL;
+	if (!init || !capture_now || init(32) != 0)
+		return 2;
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_sigaction = on_signal;
+	sa.sa_flags = SA_SIGINFO | SA_RESTART;
+	sigaction(SIGUSR1, &sa, NULL);
+	return unwind_at(depth, n);
 }
 
 int main(int argc, char **argv)
@@ -209,8 +254,8 @@ int main(int argc, char **argv)
 	prctl(PR_SET_TIMERSLACK, 1UL);
 	ep = epoll_create1(0);
 	end_iteration();                     /* a loop thread from here on */
-	if (!strcmp(argv[1], "capture") && argc == 4)
-		return capture(atoi(argv[2]), atoi(argv[3]));
+	if (!strcmp(argv[1], "unwind") && argc == 4)
+		return unwind(atoi(argv[2]), atol(argv[3]));
 	if (!strcmp(argv[1], "stall"))
 		return stall(atoi(argv[2]));
 	if (!strcmp(argv[1], "healthy"))

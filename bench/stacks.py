@@ -3,16 +3,19 @@
 invocation (ABAB), ROUNDS times, and takes medians; method and figures in
 docs/performance.md, "Stacks and stalls".
 
-- stack capture: the thread CPU time of one blocking call (nanosleep 1.2 ms,
-  block_ms=1) with stacks=1 minus stacks=0, at two stack depths;
+- stack capture: the shim's own capture code (preload/stack.c built alone
+  into build/bench/libcapture.so) timed in a tight loop, best of 7 batches,
+  at two stack depths, as for a blocking call and from a signal handler
+  (minus the same signal with an empty handler);
 - stall sampling: the time the sampled thread spends in the handler (the
   shim writes it into the trace: stall.sampling_ns / stall.sampled), and the
   watchdog thread's CPU time per sample;
 - a healthy loop (iterations back to back, about 1 us of work each): ns per
   iteration with the watchdog (stacks=1) and without (stacks=0);
 - a loop on a 1 ms timer: the watchdog's CPU time per second;
-- the documented race: EINTR seen by a stalled loop that sleeps 10 us between
-  bursts of work, against the samples taken.
+- the race: EINTR seen by a stalled loop that waits 10 us between bursts of
+  work, against the samples taken: nanosleep (the shim resumes it) and ppoll
+  (it does not).
 
 Prints bench/bench.py's protocol for other issues' pieces:
 ROW<TAB>measure<TAB>figure<TAB>target.  Run alone: /usr/bin/python3 bench/stacks.py"""
@@ -29,6 +32,7 @@ import msgpack
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIN = os.path.join(ROOT, "build", "bench", "stacks")
 LIB = os.path.join(ROOT, "build", "libasyncshim.so")
+CAPTURE_LIB = os.path.join(ROOT, "build", "bench", "libcapture.so")
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 ROUNDS = 2 if QUICK else 7
 
@@ -62,15 +66,21 @@ def row(measure, figure, target=""):
 
 
 def capture():
-    calls = "60" if QUICK else "200"
-    for depth, label in ((2, "about 6 frames"), (30, "32 frames (stack_depth)")):
-        diffs = []
+    n = "2000" if QUICK else "20000"
+    env = dict(os.environ, CAPTURE_LIB=CAPTURE_LIB)
+    env.pop("LD_PRELOAD", None)
+    for depth in (2, 30):
+        here, sig, frames = [], [], 0
         for _ in range(ROUNDS):
-            off = once(["capture", str(depth), calls], "block_ms=1:stacks=0")[0]["call_cpu_ns"]
-            on = once(["capture", str(depth), calls], "block_ms=1:stacks=1")[0]["call_cpu_ns"]
-            diffs.append(on - off)
-        row("stack capture per blocking call, %s (-O2, no frame pointers)" % label,
-            "%.1f us" % (med(diffs) / 1000), "paid only by calls >= block_ms")
+            out = subprocess.run([BIN, "unwind", str(depth), n], env=env, capture_output=True, text=True,
+                                 timeout=300, check=True).stdout
+            vals = dict((k, float(v)) for k, v in (line.split() for line in out.splitlines()))
+            here.append(vals["unwind_ns"])
+            sig.append(vals["signal_unwind_ns"])
+            frames = int(vals["frames"])
+        row("stack capture of a blocking call, %d frames (-O2, no frame pointers)" % frames,
+            "%.2f us" % (med(here) / 1000), "paid only by calls >= block_ms")
+        row("stack capture in the sample handler, %d frames" % frames, "%.2f us" % (med(sig) / 1000), "")
 
 
 def sampling():
@@ -113,18 +123,21 @@ def ticks():
 
 
 def race():
-    sleeps = eintr = samples = 0
+    n = {"sleeps": 0, "eintr": 0, "polls": 0, "poll_eintr": 0}
+    samples = 0
     for _ in range(max(1, ROUNDS // 2)):
         vals, stalls = once(["race", "1" if QUICK else "3"], "stall_ms=1")
-        sleeps += vals["sleeps"]
-        eintr += vals["eintr"]
+        for k in n:
+            n[k] += vals[k]
         samples += sum(s["sampled"] for s in stalls)
-    row("residual race: EINTR on 10 us sleeps inside a stall (stall_ms=1)",
-        "%d of %d sleeps, %d samples taken" % (eintr, sleeps, samples), "documented, rare")
+    row("race: EINTR on 10 us nanosleeps inside a stall (stall_ms=1; resumed)",
+        "%d of %d, %d samples taken" % (n["eintr"], n["sleeps"], samples), "0")
+    row("race: EINTR on 10 us ppolls inside a stall (stall_ms=1; not resumed)",
+        "%d of %d" % (n["poll_eintr"], n["polls"]), "documented, rare")
 
 
 def main():
-    if not os.path.exists(BIN) or not os.path.exists(LIB):
+    if not all(os.path.exists(p) for p in (BIN, LIB, CAPTURE_LIB)):
         print("stacks.py: build first (make bench)", file=sys.stderr)
         return 2
     print("machine load average %.2f" % os.getloadavg()[0], file=sys.stderr)

@@ -2,13 +2,13 @@
  * stalls with (SIGRTMAX-4), to show the program keeps it:
  *   own      installs its own SA_SIGINFO handler, sends itself the signal once
  *            (tick 2), stalls 60 ms (tick 4), sleeps 50 ms with nanosleep
- *            (tick 6) and polls 50 ms (tick 8) inside iterations; prints what
- *            it saw: its handler ran exactly once, no call returned EINTR.
+ *            (tick 6) and usleep (tick 8), and spins 30 ms doing 100 us
+ *            nanosleeps (tick 9) inside iterations; prints what it saw: its
+ *            handler ran exactly once, no sleep returned EINTR.
  *   default  sends itself the signal without a handler: dies of it.
  *   ignore   sets SIG_IGN, sends itself the signal: survives.
  *   fork     the loop runs in a fork child, which stalls 60 ms on tick 4. */
 #include <errno.h>
-#include <poll.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -37,6 +37,20 @@ __attribute__((noinline)) static void spin_ms(long ms)
 	while ((b.tv_sec - a.tv_sec) * 1000L + (b.tv_nsec - a.tv_nsec) / 1000000L < ms);
 }
 
+/* A stall that keeps entering sleeps: the signal's likeliest victim. */
+__attribute__((noinline)) static int sleepy_spin(long ms)
+{
+	struct timespec a, b, nap = { 0, 100 * 1000 };
+	int eintr = 0;
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	do {
+		spin_ms(1);
+		eintr += nanosleep(&nap, NULL) != 0 && errno == EINTR;
+		clock_gettime(CLOCK_MONOTONIC, &b);
+	} while ((b.tv_sec - a.tv_sec) * 1000L + (b.tv_nsec - a.tv_nsec) / 1000000L < ms);
+	return eintr;
+}
+
 static int run_loop(const char *mode, int sig)
 {
 	int ep = epoll_create1(0), tfd = timerfd_create(CLOCK_MONOTONIC, 0), eintr = 0;
@@ -59,7 +73,9 @@ static int run_loop(const char *mode, int sig)
 			eintr += nanosleep(&ts, NULL) != 0 && errno == EINTR;
 		}
 		if (tick == 8)
-			eintr += poll(NULL, 0, 50) != 0 && errno == EINTR;
+			eintr += usleep(50 * 1000) != 0 && errno == EINTR;
+		if (tick == 9)
+			eintr += sleepy_spin(30);
 		tick++;
 	}
 	return eintr;
