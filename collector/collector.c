@@ -559,8 +559,24 @@ static void restart_iterations(void)
 	rcu_read_unlock();
 }
 
+/* clear: what the buffers hold is dropped unread (a thread's stall
+ * bookkeeping with it). */
+static void discard_rings(void)
+{
+	struct as_thread *t;
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node) {
+		uint64_t head = CMM_LOAD_SHARED(t->head);
+		cmm_smp_mb();
+		CMM_STORE_SHARED(t->tail, head);
+		t->c_at_span = t->c_at_request = 0;
+		as_stall_reset(t);
+	}
+	rcu_read_unlock();
+}
+
 /* Commands from asyncshim ctl and flight_signal (preload/ctl.c), carried
- * out in the order disable/enable, clear, dump. */
+ * out in the order clear, disable/enable, dump. */
 static void ctl_apply(unsigned cmds)
 {
 	uint64_t now = as_mono_ns() - as_mono0;
@@ -568,6 +584,14 @@ static void ctl_apply(unsigned cmds)
 	if (!CMM_LOAD_SHARED(as_live)) {
 		as_collector_unlock();
 		return;
+	}
+	if (cmds & (1u << AS_CTL_CLEAR)) {
+		discard_rings();
+		if (as_cfg.flight) {
+			flight_keep();
+			as_flight_clear();
+		}
+		pack_ctl("clear");
 	}
 	drain_all(0);
 	if (cmds & (1u << AS_CTL_DISABLE)) {
@@ -580,13 +604,6 @@ static void ctl_apply(unsigned cmds)
 		ctl_disabled = 0;
 		pack_ctl("enable");
 		CMM_STORE_SHARED(as_active, 1);
-	}
-	if (cmds & (1u << AS_CTL_CLEAR)) {
-		if (as_cfg.flight) {
-			flight_keep();
-			as_flight_clear();
-		}
-		pack_ctl("clear");
 	}
 	if (as_cfg.flight && (cmds & (1u << AS_CTL_DUMP)))
 		flight_dump("ctl", now, "flight");

@@ -19,7 +19,7 @@
 #include <time.h>
 
 static double call_ns, record_ns, stack_ns;
-static uint64_t calls, records, stacks, sampling_ns, other_records;
+static uint64_t calls, records, stacks, sampling_ns, other_records, busy_ticks;
 static clockid_t collector_clock;
 static int clock_ok;
 
@@ -124,6 +124,10 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to)
 		case AS_REC_SAMPLE:
 			sampling_ns += r->fd > 0 ? (uint64_t)r->fd : 0;
 			break;
+		case AS_REC_ITER:
+			records++;
+			busy_ticks += r->dur;   /* the loops' busy time, to compare with */
+			break;
 		default:
 			records++;
 			break;
@@ -157,7 +161,8 @@ void as_overhead_pack(msgpack_packer *pk)
 		cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	double est = (double)calls * call_ns + (double)records * record_ns + (double)stacks * stack_ns +
 		     (double)sampling_ns;
-	msgpack_pack_map(pk, 12);
+	uint64_t busy = as_use_tsc ? (uint64_t)((double)busy_ticks * as_ns_per_tick) : busy_ticks;
+	msgpack_pack_map(pk, 13);
 	key(pk, "type");
 	key(pk, "overhead");
 	kv_u64(pk, "t", as_mono_ns() - as_mono0);
@@ -171,10 +176,11 @@ void as_overhead_pack(msgpack_packer *pk)
 	kv_u64(pk, "other_records", other_records);
 	kv_u64(pk, "collector_cpu_ns", cpu);
 	kv_u64(pk, "loop_ns", (uint64_t)est);
+	kv_u64(pk, "loop_busy_ns", busy);
 }
 
 /* fork child: its counts start again (its collector thread is new) */
 void as_overhead_reset(void)
 {
-	calls = records = stacks = sampling_ns = other_records = 0;
+	calls = records = stacks = sampling_ns = other_records = busy_ticks = 0;
 }

@@ -17,10 +17,13 @@
 #include <string.h>
 
 static unsigned pending;
+static unsigned last_toggle;     /* enable or disable, whichever came last */
 static int ctl_sig, flight_sig;
 
 static void post(unsigned cmd)
 {
+	if (cmd == AS_CTL_ENABLE || cmd == AS_CTL_DISABLE)
+		__atomic_store_n(&last_toggle, cmd, __ATOMIC_SEQ_CST);
 	__atomic_or_fetch(&pending, 1u << cmd, __ATOMIC_SEQ_CST);
 	as_collector_wake();
 }
@@ -67,7 +70,11 @@ void as_ctl_start(void)
 
 unsigned as_ctl_take_pending(void)
 {
-	return __atomic_exchange_n(&pending, 0, __ATOMIC_SEQ_CST);
+	unsigned p = __atomic_exchange_n(&pending, 0, __ATOMIC_SEQ_CST);
+	unsigned both = 1u << AS_CTL_ENABLE | 1u << AS_CTL_DISABLE;
+	if ((p & both) == both)
+		p &= ~both | 1u << __atomic_load_n(&last_toggle, __ATOMIC_SEQ_CST);
+	return p;
 }
 
 void as_ctl_after_fork_child(void)

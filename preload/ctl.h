@@ -12,22 +12,7 @@
 
 #include <msgpack.h>
 
-/* sigqueue value of asyncshim ctl: AS_CTL_MAGIC | command */
-#define AS_CTL_MAGIC 0x41530000
-#define AS_CTL_DEFAULT_SIGNAL_FROM_MAX 3   /* SIGRTMAX - 3 */
-
-enum as_ctl_cmd {
-	AS_CTL_ENABLE = 1,
-	AS_CTL_DISABLE,
-	AS_CTL_CLEAR,
-	AS_CTL_DUMP,
-	AS_CTL_FLIGHT_SIGNAL,    /* flight_signal arrived */
-	AS_CTL_COUNT
-};
-
-static const char *const as_ctl_names[AS_CTL_COUNT] = {
-	NULL, "enable", "disable", "clear", "dump", "signal",
-};
+#include "ctl_proto.h"
 
 /* ---- preload/ctl.c ---- */
 void as_ctl_start(void);                /* constructor: take the signals */

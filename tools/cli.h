@@ -9,6 +9,7 @@ int cmd_run(int argc, char **argv);
 int cmd_check(int argc, char **argv);
 int cmd_diff(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_ctl(int argc, char **argv);
 
 /* one line on stderr, returns 2 */
 int usage_error(const char *cmd, const char *msg);

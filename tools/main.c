@@ -16,6 +16,7 @@ static const struct {
 	{ "diff", cmd_diff, "diff [--tolerance PCT] [--json] BASE NEW          lag and blocking regressions (exit 1)" },
 	{ "dump", cmd_dump, "dump TRACE                                     every record as one JSON line" },
 	{ "export", cmd_export, "export --format chrome|folded [-o FILE] TRACE...  Perfetto / chrome://tracing JSON" },
+	{ "ctl", cmd_ctl, "ctl PID enable|disable|clear|dump                recording on/off, drop, write now (running process)" },
 };
 
 int usage_error(const char *cmd, const char *msg)
