@@ -119,7 +119,8 @@ $(BUILD)/tsan/libasyncshim.so: $(SHIM_SRC) $(HEADERS) | deps
 # libFuzzer harness for the trace reader (clang); `make fuzz` runs it for
 # FUZZ_SECONDS (default 600), `make test` for about a minute.
 FUZZ_SECONDS ?= 600
-FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c tools/tasks.c tools/stacks.c tools/symbolize.c
+FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c tools/tasks.c tools/stacks.c tools/symbolize.c \
+	tools/spans.c
 $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	clang $(TOOL_CFLAGS) -Wno-unused-command-line-argument -O1 -fsanitize=fuzzer,address,undefined \

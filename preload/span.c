@@ -477,8 +477,6 @@ static void as_api_cumulative_begin(const char *name)
 	struct as_span_ctx *home = c->parent ? c : ctx_in(&thread_ctx, 1);
 	if (!home)
 		return;
-	if (!second_ticks)
-		second_ticks = (uint64_t)(1e9 / CMM_LOAD_SHARED(as_ns_per_tick));
 	f->agg = agg_find(home, c->parent, name ? name : "");
 	f->agg_gen = f->agg->gen;
 	f->start = as_now();
@@ -613,4 +611,5 @@ static void thread_exit(void *arg)
 void as_span_init(void)
 {
 	exit_key_ok = pthread_key_create(&exit_key, thread_exit) == 0;
+	second_ticks = (uint64_t)(1e9 / as_ns_per_tick);
 }

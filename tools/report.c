@@ -105,7 +105,7 @@ static void json_trace(FILE *f, const struct trace *tr)
 	fputc(',', f);
 	tasks_json(f, tr->tasks);
 	fputc(',', f);
-	spans_json(f, tr);
+	spans_json(f, tr, json_blocking);
 	fputc('}', f);
 }
 

@@ -13,7 +13,6 @@
 #include "spans.h"
 #include "hist.h"
 #include "json.h"
-#include "stacks.h"
 #include "trace.h"
 
 #include <inttypes.h>
@@ -608,8 +607,6 @@ void spans_json_stall_attr(FILE *f, const struct trace *tr, size_t i)
 
 /* ---- JSON ---- */
 
-void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b);   /* report.c */
-
 static void json_meta(FILE *f, const struct node *n)
 {
 	fputc('{', f);
@@ -671,7 +668,7 @@ static void json_children(FILE *f, const struct node *n, int depth)
 	fputc(']', f);
 }
 
-static void json_request(FILE *f, const struct trace *tr, const struct node *n)
+static void json_request(FILE *f, const struct trace *tr, const struct node *n, spans_blocking_fn blocking)
 {
 	fputs("{\"id\":", f);
 	json_str(f, n->name);
@@ -689,7 +686,7 @@ static void json_request(FILE *f, const struct trace *tr, const struct node *n)
 	for (uint32_t i = 0; i < n->nblocks; i++) {
 		if (i)
 			fputc(',', f);
-		json_blocking(f, tr, &tr->blocks[n->blocks[i]]);
+		blocking(f, tr, &tr->blocks[n->blocks[i]]);
 	}
 	fputs("],\"spans\":", f);
 	json_children(f, n, 1);
@@ -762,7 +759,7 @@ static void json_overhead(FILE *f, const struct trace *tr)
 	fputc('}', f);
 }
 
-void spans_json(FILE *f, const struct trace *tr)
+void spans_json(FILE *f, const struct trace *tr, spans_blocking_fn blocking)
 {
 	const struct span_model *m = tr->spans;
 	size_t nkept = m ? m->nkept : 0;
@@ -786,7 +783,7 @@ void spans_json(FILE *f, const struct trace *tr)
 		if (!first)
 			fputc(',', f);
 		first = 0;
-		json_request(f, tr, n);
+		json_request(f, tr, n, blocking);
 	}
 	fputs("],\"spans_by_name\":[", f);
 	struct name_list l;

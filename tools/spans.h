@@ -39,8 +39,11 @@ const char *spans_name(const struct trace *tr, uint64_t id);
 
 /* Report sections: `"spans":[...],"requests":[...],"spans_by_name":[...],
  * "cumulative":[...],"spans_omitted":N,"overhead":{...}|null,"ctl":[...],
- * "flight":{...}|null` (no braces around, no leading comma), and text. */
-void spans_json(FILE *f, const struct trace *tr);
+ * "flight":{...}|null` (no braces around, no leading comma), and text.
+ * BLOCKING writes one blocking call (report.c's json_blocking). */
+struct blocking;
+typedef void (*spans_blocking_fn)(FILE *f, const struct trace *tr, const struct blocking *b);
+void spans_json(FILE *f, const struct trace *tr, spans_blocking_fn blocking);
 void spans_text(FILE *f, const struct trace *tr);
 
 /* For exports: the spans kept in detail, in the order they began. */
