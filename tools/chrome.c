@@ -215,8 +215,10 @@ static int task_record_ok(const char *type, const msgpack_object *o)
 	uint64_t u;
 	int64_t tid;
 	char str[32];
-	if (mp_i64(o, "tid", &tid) != 0 && strcmp(type, "func") != 0)
+	if (mp_i64(o, "tid", &tid) != 0)
 		return 0;
+	if (!strcmp(type, "task"))
+		return mp_u64(o, "id", &u) == 0 && mp_u64(o, "fn", &u) == 0 && mp_u64(o, "t", &u) == 0;
 	if (!strcmp(type, "task_runs"))
 		return mp_u64(o, "t0", &u) == 0 && all_uints(mp_get(o, "d"), 4);
 	if (!strcmp(type, "task_end"))
@@ -247,6 +249,44 @@ static int block_ok(const msgpack_object *o, int64_t *tid, uint64_t *t, uint64_t
 	       mp_u64(o, "t", t) == 0 && mp_u64(o, "dur", dur) == 0;
 }
 
+static int index_thread(struct ch_trace *tr, const msgpack_object *o)
+{
+	int64_t tid;
+	struct ch_thread *th;
+	if (mp_i64(o, "tid", &tid) != 0 || !(th = ch_thread(tr, tid)))
+		return 0;
+	mp_str(o, "name", th->name, sizeof(th->name));
+	const msgpack_object *loop = mp_get(o, "loop");
+	if (loop && loop->type == MSGPACK_OBJECT_BOOLEAN && loop->via.boolean)
+		th->loop = 1;
+	return 1;
+}
+
+/* records of the stack and task models: what pass 2 needs to name things */
+static int index_model(struct ch_trace *tr, const char *type, const msgpack_object *o)
+{
+	int64_t tid;
+	uint64_t last;
+	if (!strcmp(type, "stack") || !strcmp(type, "module"))
+		return (tr->model || (tr->model = calloc(1, sizeof(*tr->model)))) &&
+		       stacks_load(&tr->model->stacks, type, o, &last) == 0;
+	if (!strcmp(type, "func"))
+		return add_func(tr, o) == 0;
+	if (!task_record_ok(type, o) || mp_i64(o, "tid", &tid) != 0 || !ch_thread(tr, tid))
+		return 0;
+	return strcmp(type, "task") != 0 || add_task(tr, o) == 0;
+}
+
+static int is_model_type(const char *type)
+{
+	static const char *const types[] = { "stack", "module", "func", "task", "task_runs", "task_end",
+					      "callback", "stall" };
+	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+		if (!strcmp(type, types[i]))
+			return 1;
+	return 0;
+}
+
 static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct ch_trace *tr = ctx;
@@ -254,6 +294,7 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 	int64_t tid;
 	uint64_t t, dur;
 	const msgpack_object *d;
+	struct ch_thread *th;
 	int ok = 1;
 	mp_str(o, "type", type, sizeof(type));
 	tr->records = index + 1;
@@ -262,34 +303,16 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 		mp_str(o, "exe", tr->exe, sizeof(tr->exe));
 		mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
 	} else if (!strcmp(type, "thread")) {
-		struct ch_thread *th;
-		ok = mp_i64(o, "tid", &tid) == 0 && (th = ch_thread(tr, tid));
-		if (ok) {
-			mp_str(o, "name", th->name, sizeof(th->name));
-			const msgpack_object *loop = mp_get(o, "loop");
-			if (loop && loop->type == MSGPACK_OBJECT_BOOLEAN && loop->via.boolean)
-				th->loop = 1;
-		}
+		ok = index_thread(tr, o);
 	} else if (!strcmp(type, "iters")) {
-		struct ch_thread *th;
-		ok = iters_ok(o, &tid, &t, &d) && (th = ch_thread(tr, tid));
-		if (ok)
+		if ((ok = iters_ok(o, &tid, &t, &d) && (th = ch_thread(tr, tid))))
 			th->loop = 1;
 	} else if (!strcmp(type, "block")) {
 		ok = block_ok(o, &tid, &t, &dur) && ch_thread(tr, tid);
 	} else if (!strcmp(type, "end")) {
 		mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
-	} else if (!strcmp(type, "stack") || !strcmp(type, "module")) {
-		uint64_t last;
-		ok = (tr->model || (tr->model = calloc(1, sizeof(*tr->model)))) &&
-		     stacks_load(&tr->model->stacks, type, o, &last) == 0;
-	} else if (!strcmp(type, "func")) {
-		ok = add_func(tr, o) == 0;
-	} else if (!strcmp(type, "task")) {
-		ok = add_task(tr, o) == 0 && task_record_ok(type, o) && ch_thread(tr, (mp_i64(o, "tid", &tid), tid));
-	} else if (!strcmp(type, "task_runs") || !strcmp(type, "task_end") || !strcmp(type, "callback") ||
-		   !strcmp(type, "stall")) {
-		ok = task_record_ok(type, o) && (mp_i64(o, "tid", &tid), ch_thread(tr, tid));
+	} else if (is_model_type(type)) {
+		ok = index_model(tr, type, o);
 	}
 	/* other types: newer records, skipped */
 	if (tr->oom)
