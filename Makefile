@@ -138,7 +138,7 @@ demo: all progs
 
 # The benchmark suite (bench/run.sh, docs/performance.md): its programs at
 # -O2, and the stub library its "hook alone" rows preload after the shim.
-BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory $(BUILD)/bench/stacks
+BENCH_PROGS := $(BUILD)/bench/calls $(BUILD)/bench/collector $(BUILD)/bench/memory $(BUILD)/bench/probe $(BUILD)/bench/stacks
 BENCH_BIN := $(BENCH_PROGS) $(BUILD)/bench/bigtrace $(BUILD)/bench/libstub.so $(BUILD)/bench/libcapture.so
 # preload/stack.c alone, so bench/stacks.py can time the shim's stack capture
 $(BUILD)/bench/libcapture.so: bench/capture_lib.c preload/stack.c $(HEADERS) | deps

@@ -8,7 +8,7 @@ the raw per-round figures, to bench/results.md.  Method: docs/performance.md.
     /usr/bin/python3 bench/bench.py [--quick] [--only NAME,...]
 
 --quick runs every part once with fewer rounds (a smoke test of the suite,
-not figures to quote).  NAME: calls stub scaling collector redis memory
+not figures to quote).  NAME: probe calls scaling collector redis memory
 instructions report others."""
 import glob
 import json
@@ -206,6 +206,22 @@ def bench_scaling():
                 added(out, "shim", "read:loop"), spread(out, "shim", "read:loop"),
                 added(sout, "shim", "read:loop")),
             "<= 25 ns", max(added(out, "shim", "read:loop"), added(sout, "shim", "read:loop")) <= 25)
+
+
+def bench_probe():
+    """what a syscall does to the code after it, on this machine"""
+    log("probe: page walks and mispredicted returns after a syscall")
+    out = run([os.path.join(BB, "probe")], dict(os.environ), timeout=300)
+    raw.append("probe: " + " / ".join(out.splitlines()))
+    for line in out.splitlines():
+        f = line.split()
+        if f[0] == "PAGES":
+            n, distinct, same = int(f[1]), float(f[2]), float(f[3])
+            row("machine", "read() then %d loads from %d other pages, against %d lines of one page" % (n, n, n),
+                "%+.1f ns per call (%+.1f ns per page)" % (distinct - same, (distinct - same) / n), "")
+        elif f[0] == "WRAP":
+            row("machine", "read() through a wrapper that returns, against one that tail-jumps",
+                "%+.1f ns per call (tail jump itself %+.1f ns)" % (float(f[2]) - float(f[1]), float(f[1])), "")
 
 
 # ---------------------------------------------------------------- collector
@@ -629,7 +645,7 @@ def main():
         return 2
     started = time.time()
     mach = machine()
-    parts = [("calls", bench_calls), ("scaling", bench_scaling), ("collector", bench_collector),
+    parts = [("probe", bench_probe), ("calls", bench_calls), ("scaling", bench_scaling), ("collector", bench_collector),
              ("redis", bench_redis), ("memory", bench_memory), ("instructions", bench_instructions),
              ("report", bench_report), ("others", bench_others)]
     for name, fn in parts:
