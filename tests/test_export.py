@@ -70,7 +70,7 @@ def test_example_loop_matches_the_trace_exactly(loop_run):
     iters = sorted(slices(doc, "loop"), key=lambda e: e["ts"])
     assert [round(e["dur"] * 1000) for e in iters] == durs
     assert [e["args"]["iteration"] for e in iters] == list(range(len(durs)))
-    counters = [e for e in doc["traceEvents"] if e["ph"] == "C"]
+    counters = [e for e in doc["traceEvents"] if e["ph"] == "C" and e["name"].startswith("lag")]
     assert len(counters) == len(durs)
     assert max(c["args"]["lag_ms"] for c in counters) == pytest.approx(max(durs) / 1e6)
 
@@ -132,6 +132,16 @@ def test_cancelled_task_and_pool_threads(tmp_path):
     assert pid not in pool
     named = {e["tid"] for e in ev if e["ph"] == "M" and e["name"] == "thread_name"}
     assert pool <= named
+
+
+def test_shim_overhead_counter(loop_run):
+    _, path = loop_run
+    pid = records(path)[0]["pid"]
+    recs = [r for r in records(path) if r["type"] == "overhead"]
+    counters = [e for e in export(path)["traceEvents"] if e["ph"] == "C" and e["name"] == "shim overhead"]
+    assert len(counters) == len(recs) >= 1
+    assert counters[-1]["pid"] == pid
+    assert counters[-1]["args"]["on_loops_ms"] == pytest.approx(recs[-1]["loop_ns"] / 1e6)
 
 
 def test_process_and_thread_names(loop_run):

@@ -10,7 +10,8 @@
  * Tasks are async events (begin at creation, end when they complete, are
  * cancelled or fail) named by their entry function, with the parent task's
  * id in args; each run of a task is a slice on the thread it ran on; slow
- * loop callbacks are slices named by their function.
+ * loop callbacks are slices named by their function.  The shim's estimate of
+ * its own cost is a counter of the process.
  *
  * Stacks go into args symbolized ("function file:line (module)", innermost
  * first, the shim's own frames left out) by the stack model of stacks.h.
@@ -547,6 +548,23 @@ static void emit_stall(struct ch_writer *w, const msgpack_object *o)
 	fputs("}}", w->out);
 }
 
+/* the shim's cumulative estimate of its cost, a counter over the run */
+static void emit_overhead(struct ch_writer *w, const msgpack_object *o)
+{
+	uint64_t t, loop = 0, cpu = 0;
+	if (mp_u64(o, "t", &t) != 0)
+		return;
+	mp_u64(o, "loop_ns", &loop);
+	mp_u64(o, "collector_cpu_ns", &cpu);
+	ch_begin(w, "C", "shim overhead", "asyncshim", w->tr->pid);
+	ch_ts(w->out, "ts", w->tr->offset_ns + t);
+	fputs(",\"args\":{\"on_loops_ms\":", w->out);
+	json_ms(w->out, loop);
+	fputs(",\"collector_cpu_ms\":", w->out);
+	json_ms(w->out, cpu);
+	fputs("}}", w->out);
+}
+
 static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct ch_writer *w = ctx;
@@ -564,6 +582,8 @@ static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		emit_callback(w, o);
 	else if (!strcmp(type, "stall"))
 		emit_stall(w, o);
+	else if (!strcmp(type, "overhead"))
+		emit_overhead(w, o);
 	if (index + 1 >= w->tr->records) {
 		/* a live trace may have grown since pass 1, maybe half written */
 		w->stopped = 1;

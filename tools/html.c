@@ -66,9 +66,14 @@ struct tl {
 	struct longest ends;         /* task ends other than completed: tid, time, task id, status 2 cancelled 3 failed */
 	struct longest stalls;       /* tid, start, stall time, iteration, first sample's stack */
 	uint64_t stall_ns;           /* all stalls */
-	uint64_t sampling_ns;        /* the shim's cost on the sampled threads, when recorded */
+	uint64_t sampling_ns;        /* stall samplers' cost, from stall records */
 	int has_sampling;
+	uint64_t overhead[4];        /* the last overhead record's (cumulative) figures */
+	int has_overhead;
 };
+
+/* the overhead record's figures the page shows (docs/trace-format.md) */
+static const char *const overhead_keys[] = { "loop_ns", "loop_busy_ns", "collector_cpu_ns", "calls" };
 
 struct site {
 	char call[32], fd_kind[16], label[LABEL_MAX];
@@ -346,6 +351,15 @@ static void tl_stall(struct tl *tl, const msgpack_object *o)
 	longest_add(&tl->stalls, e);
 }
 
+/* overhead: cumulative, so the last one counts */
+static void tl_overhead(struct tl *tl, const msgpack_object *o)
+{
+	for (size_t i = 0; i < 4; i++)
+		if (mp_u64(o, overhead_keys[i], &tl->overhead[i]) != 0)
+			tl->overhead[i] = 0;
+	tl->has_overhead = 1;
+}
+
 static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct tl *tl = ctx;
@@ -361,6 +375,8 @@ static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *er
 		tl_task_end(tl, o);
 	else if (!strcmp(type, "stall"))
 		tl_stall(tl, o);
+	else if (!strcmp(type, "overhead"))
+		tl_overhead(tl, o);
 	return 0;
 }
 
@@ -750,8 +766,14 @@ static int trace_json(FILE *f, struct trace *tr, struct tl *tl, char *err, size_
 	fputs(",\"task_ends\":", f);
 	longest_json(f, &tl->ends);
 	stalls_json(f, tr, tl);
-	if (tl->has_sampling)      /* the only shim cost a trace records */
-		fprintf(f, ",\"overhead_ns\":%" PRIu64, tl->sampling_ns);
+	if (tl->has_overhead) {
+		fputs(",\"overhead\":{", f);
+		for (size_t i = 0; i < 4; i++)
+			fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", overhead_keys[i], tl->overhead[i]);
+		fputc('}', f);
+	} else if (tl->has_sampling) {      /* older traces: the samplers' cost is all they say */
+		fprintf(f, ",\"overhead\":{\"loop_ns\":%" PRIu64 "}", tl->sampling_ns);
+	}
 	tasks_section(f, tr);
 	fputc('}', f);
 	sites_free(&s);
