@@ -155,7 +155,12 @@ $(BUILD)/bench/libstub.so: bench/libstub.c | deps
 	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -fPIC -shared -Wl,-soname,libstub.so \
 		-o $@ $< -ldl
 
-bench: all progs $(BUILD)/bench/tasks $(BENCH_BIN)
+# bench/spans.c marks spans with include/asyncshim.h (bench/spans.py)
+$(BUILD)/bench/spans: bench/spans.c include/asyncshim.h preload/ctl_proto.h | deps
+	@mkdir -p $(dir $@)
+	$(CC) -std=gnu11 -g -O2 -Wall -Wextra -Werror -D_GNU_SOURCE -Iinclude -o $@ $< -ldl -lpthread
+
+bench: all progs $(BUILD)/bench/tasks $(BUILD)/bench/spans $(BENCH_BIN)
 	@./scripts/deps.sh bench
 	@./bench/run.sh
 

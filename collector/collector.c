@@ -534,7 +534,7 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 		close(trace_fd);
 	trace_fd = -1;
 	trace_ok = 0;
-	as_flight_clear();
+	as_flight_written();
 	flight_due = 0;
 }
 

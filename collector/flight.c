@@ -113,22 +113,34 @@ void as_flight_take(const char *data, size_t len)
 	evict();
 }
 
-void as_flight_clear(void)
+static void free_pieces(int dropped)
 {
 	while (first) {
 		struct piece *p = first;
 		first = p->next;
-		evicted += p->len;
+		if (dropped)
+			evicted += p->len;
 		free(p);
 	}
 	last = NULL;
 	kept = 0;
 }
 
+void as_flight_clear(void)
+{
+	free_pieces(1);
+}
+
+/* The window was written: the next trace starts empty, nothing dropped. */
+void as_flight_written(void)
+{
+	free_pieces(0);
+	evicted = 0;
+}
+
 void as_flight_reset(void)
 {
-	as_flight_clear();
-	evicted = 0;
+	as_flight_written();
 	if (dict_ok)
 		msgpack_sbuffer_clear(&dict);
 }

@@ -3,11 +3,13 @@
  * The hot path cannot time itself without costing more, so the cost is
  * counted and multiplied: once, on the collector thread at start, the
  * collector times the hot path's pieces on this machine (two clock reads
- * and a compare per timed call; one ring record; one stack capture); then
+ * and a compare per timed call; one ring record); then
  * it counts, per drain, what the loop threads did — calls timed (each loop
- * thread publishes its count at every iteration), records written, stacks
- * captured — and adds what stall sampling measured itself (each sample
- * record carries its handler's time).  The collector's own CPU time is read
+ * thread publishes its count at every iteration), records written — and
+ * adds what the slow paths measured themselves: stack captures of blocking
+ * calls (timed in as_blocking) and stall samples (each sample record carries
+ * its handler's time).  Stack capture is not timed here: libunwind's
+ * per-thread state would outlive the collector thread.  The collector's own CPU time is read
  * from its thread clock.  Written as an `overhead` record with every flush
  * (cumulative; the last one counts).  An estimate: cache misses the shim
  * causes in the program's own code are not in it. */
@@ -18,8 +20,8 @@
 #include <string.h>
 #include <time.h>
 
-static double call_ns, record_ns, stack_ns;
-static uint64_t calls, records, stacks, sampling_ns, other_records, busy_ticks;
+static double call_ns, record_ns;
+static uint64_t calls, records, stacks, stack_ticks, sampling_ns, other_records, busy_ticks;
 static clockid_t collector_clock;
 static int clock_ok;
 
@@ -69,17 +71,6 @@ static void ring_records(void *arg, unsigned n)
 	}
 }
 
-static void stack_captures(void *arg, unsigned n)
-{
-	struct as_thread *t = arg;
-	for (unsigned i = 0; i < n; i++) {
-		struct as_record *r = as_reserve_stack(t, NULL);
-		if (r)
-			as_commit(t);
-		t->tail = t->head;
-	}
-}
-
 /* On the collector thread, each time it starts; the calibration once. */
 void as_overhead_start(void)
 {
@@ -96,8 +87,6 @@ void as_overhead_start(void)
 	memset(t, 0, size);
 	t->cap = cap;
 	record_ns = best_ns(ring_records, t, 20000);
-	if (as_cfg.stacks)
-		stack_ns = best_ns(stack_captures, t, 20);
 	free(t);
 }
 
@@ -107,10 +96,14 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to)
 		other_records += to - from;
 		return;
 	}
-	uint64_t c = CMM_LOAD_SHARED(t->calls);
+	uint64_t c = CMM_LOAD_SHARED(t->calls), s = CMM_LOAD_SHARED(t->stack_ticks);
 	if (c > t->c_calls_seen) {
 		calls += c - t->c_calls_seen;
 		t->c_calls_seen = c;
+	}
+	if (s > t->c_stack_seen) {
+		stack_ticks += s - t->c_stack_seen;
+		t->c_stack_seen = s;
 	}
 	for (uint64_t i = from; i < to; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
@@ -159,9 +152,9 @@ void as_overhead_pack(msgpack_packer *pk)
 	struct timespec ts;
 	if (clock_ok && clock_gettime(collector_clock, &ts) == 0)
 		cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-	double est = (double)calls * call_ns + (double)records * record_ns + (double)stacks * stack_ns +
-		     (double)sampling_ns;
 	uint64_t busy = as_use_tsc ? (uint64_t)((double)busy_ticks * as_ns_per_tick) : busy_ticks;
+	uint64_t stack_ns = as_use_tsc ? (uint64_t)((double)stack_ticks * as_ns_per_tick) : stack_ticks;
+	double est = (double)calls * call_ns + (double)records * record_ns + (double)stack_ns + (double)sampling_ns;
 	msgpack_pack_map(pk, 13);
 	key(pk, "type");
 	key(pk, "overhead");
@@ -171,7 +164,7 @@ void as_overhead_pack(msgpack_packer *pk)
 	kv_u64(pk, "stacks", stacks);
 	kv_double(pk, "call_ns", call_ns);
 	kv_double(pk, "record_ns", record_ns);
-	kv_double(pk, "stack_ns", stack_ns);
+	kv_u64(pk, "stacks_ns", stack_ns);
 	kv_u64(pk, "sampling_ns", sampling_ns);
 	kv_u64(pk, "other_records", other_records);
 	kv_u64(pk, "collector_cpu_ns", cpu);
@@ -182,5 +175,5 @@ void as_overhead_pack(msgpack_packer *pk)
 /* fork child: its counts start again (its collector thread is new) */
 void as_overhead_reset(void)
 {
-	calls = records = stacks = sampling_ns = other_records = busy_ticks = 0;
+	calls = records = stacks = stack_ticks = sampling_ns = other_records = busy_ticks = 0;
 }

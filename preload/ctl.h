@@ -28,6 +28,7 @@ void as_collector_wake(void);           /* async-signal-safe */
  * event window, dropping its oldest events beyond flight_mb. */
 void as_flight_take(const char *data, size_t len);
 void as_flight_clear(void);             /* events only; the dictionary stays */
+void as_flight_written(void);           /* emptied by a trace written */
 void as_flight_reset(void);             /* everything (fork child) */
 /* Write dictionary then events to FD; 0 or -1. */
 int as_flight_write(int fd);

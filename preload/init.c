@@ -157,7 +157,9 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 	sigset_t old;
 	as_quiet_begin(&old);
 	as_span_note(t);        /* the span and request it was made in */
+	uint64_t c0 = as_now();
 	struct as_record *r = as_reserve_stack(t, NULL);   /* with its stack */
+	CMM_STORE_SHARED(t->stack_ticks, t->stack_ticks + (as_now() - c0));   /* the shim's own cost */
 	if (r) {
 		r->kind = AS_REC_BLOCK;
 		r->call = (uint8_t)call;

@@ -72,6 +72,7 @@ struct as_thread {
 	uint64_t dropped;              /* atomic: records that found the ring full */
 	int is_loop;                   /* this thread has waited in a loop wait */
 	uint64_t calls;                /* timed calls so far (as_tls.calls), published per iteration */
+	uint64_t stack_ticks;          /* time spent capturing blocking calls' stacks */
 
 	/* stall sampling (preload/watchdog.c) */
 	int sample_pending;            /* a sample signal is on its way to it */
@@ -92,6 +93,7 @@ struct as_thread {
 	uint64_t c_at_span, c_at_request;      /* SPAN_AT for the next BLOCK */
 	uint64_t c_stall_iter, c_stall_span, c_stall_request;  /* of the first sample */
 	uint64_t c_calls_seen;                 /* calls already counted */
+	uint64_t c_stack_seen;                 /* stack_ticks already counted */
 
 	struct as_record ring[] __attribute__((aligned(64)));
 };

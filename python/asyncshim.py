@@ -21,15 +21,20 @@ task's parent for what it does next.  The shim gets explicit span ids
 which task is running.
 
 Blocking calls are attributed to the span and request current on their
-thread: entering and leaving a span tells the shim.  Python does not tell
-anyone when asyncio switches tasks, so code that runs while another task is
-suspended inside a span, without a span of its own, is attributed to that
-span until some span is entered or left again.
+thread: entering and leaving a span tells the shim, and so does asyncio
+each time it runs a step of a task (or any callback) in that task's context
+— the module wraps asyncio.events.Handle._run for that when the shim is
+loaded, so a blocking call in a task is attributed to that task's span even
+when other tasks entered spans meanwhile.  The shim is told only when the
+span changes.  Event loops that do not run callbacks through asyncio's
+Handle (uvloop) do not get this: there the last span entered or left counts.
 """
+import asyncio.events
 import contextvars
 import ctypes
 import functools
 import inspect
+import threading
 
 __all__ = ["span", "request", "enabled"]
 
@@ -59,6 +64,33 @@ _lib = _load()
 
 # (innermost span or request id, innermost span id, innermost request id)
 _current = contextvars.ContextVar("asyncshim_current", default=(0, 0, 0))
+
+
+_told = threading.local()      # what the shim was last told on this thread
+
+
+def _attribute(span_id, request_id):
+    if getattr(_told, "v", None) != (span_id, request_id):
+        _told.v = (span_id, request_id)
+        _lib.asyncshim_attribute(span_id, request_id)
+
+
+def _wrap_handles():
+    """Each asyncio callback (a task's step) runs in its context: tell the
+    shim that context's span before it runs."""
+    run = asyncio.events.Handle._run
+
+    def _run(self):
+        ctx = getattr(self, "_context", None)
+        cur = ctx.get(_current, (0, 0, 0)) if ctx is not None else (0, 0, 0)
+        _attribute(cur[1], cur[2])
+        return run(self)
+
+    asyncio.events.Handle._run = _run
+
+
+if _lib is not None:
+    _wrap_handles()
 
 
 def enabled():
@@ -93,14 +125,14 @@ class span:
             else:
                 now = (self._id, self._id, outer[2])
             self._token = _current.set(now)
-            _lib.asyncshim_attribute(now[1], now[2])
+            _attribute(now[1], now[2])
         return self
 
     def __exit__(self, *exc):
         if self._id:
             _lib.asyncshim_span_close(self._id)
             _current.reset(self._token)
-            _lib.asyncshim_attribute(self._outer[1], self._outer[2])
+            _attribute(self._outer[1], self._outer[2])
             self._id = 0
         return False
 

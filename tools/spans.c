@@ -80,8 +80,8 @@ struct span_model {
 	uint64_t (*stall)[2];                   /* span, request per stall */
 	size_t nstall, capstall;
 	int have_overhead;
-	uint64_t ov_calls, ov_records, ov_stacks, ov_sampling, ov_other, ov_cpu, ov_loop, ov_busy;
-	double ov_call_ns, ov_record_ns, ov_stack_ns;
+	uint64_t ov_calls, ov_records, ov_stacks, ov_stacks_ns, ov_sampling, ov_other, ov_cpu, ov_loop, ov_busy;
+	double ov_call_ns, ov_record_ns;
 	struct ctl_event *ctl;
 	size_t nctl, capctl;
 	int have_flight;
@@ -356,7 +356,8 @@ static int load_overhead(struct span_model *m, const msgpack_object *o, uint64_t
 	mp_u64(o, "loop_busy_ns", &m->ov_busy);
 	m->ov_call_ns = (v = mp_get(o, "call_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->ov_record_ns = (v = mp_get(o, "record_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
-	m->ov_stack_ns = (v = mp_get(o, "stack_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
+	m->ov_stacks_ns = 0;
+	mp_u64(o, "stacks_ns", &m->ov_stacks_ns);
 	m->have_overhead = 1;
 	return 0;
 }
@@ -751,8 +752,10 @@ static void json_overhead(FILE *f, const struct trace *tr)
 	fprintf(f, ",\"loop_busy_pct\":%.3f,\"loop_busy_ms\":", busy ? 100.0 * (double)m->ov_loop / (double)busy : 0.0);
 	json_ms(f, busy);
 	fprintf(f, ",\"calls\":%" PRIu64 ",\"records\":%" PRIu64 ",\"stacks\":%" PRIu64
-		   ",\"call_ns\":%.1f,\"record_ns\":%.1f,\"stack_ns\":%.1f,\"sampling_ms\":",
-		m->ov_calls, m->ov_records, m->ov_stacks, m->ov_call_ns, m->ov_record_ns, m->ov_stack_ns);
+		   ",\"call_ns\":%.1f,\"record_ns\":%.1f,\"stacks_ms\":",
+		m->ov_calls, m->ov_records, m->ov_stacks, m->ov_call_ns, m->ov_record_ns);
+	json_ms(f, m->ov_stacks_ns);
+	fputs(",\"sampling_ms\":", f);
 	json_ms(f, m->ov_sampling);
 	fprintf(f, ",\"other_records\":%" PRIu64 ",\"collector_cpu_ms\":", m->ov_other);
 	json_ms(f, m->ov_cpu);
@@ -997,8 +1000,8 @@ static void text_self(FILE *f, const struct trace *tr)
 		if (busy)
 			fprintf(f, " = %.2f%% of loop busy time", 100.0 * (double)m->ov_loop / (double)busy);
 		fprintf(f, "\n  (%" PRIu64 " timed calls x %.0f ns, %" PRIu64 " records x %.0f ns, %" PRIu64
-			   " stacks x %.0f ns, stall sampling %.3f ms); collector thread %.1f ms CPU\n",
-			m->ov_calls, m->ov_call_ns, m->ov_records, m->ov_record_ns, m->ov_stacks, m->ov_stack_ns,
+			   " stacks %.3f ms, stall sampling %.3f ms); collector thread %.1f ms CPU\n",
+			m->ov_calls, m->ov_call_ns, m->ov_records, m->ov_record_ns, m->ov_stacks, ms(m->ov_stacks_ns),
 			ms(m->ov_sampling), ms(m->ov_cpu));
 	}
 }

@@ -3,7 +3,9 @@
 Three tasks run concurrently on one event loop; each opens a request, a
 span outer-N, awaits (the other tasks run), opens inner-N, awaits again
 (task 1 then blocks the loop in time.sleep inside inner-1), and calls a
-decorated coroutine `step`.  Every span must nest in its own task's spans."""
+decorated coroutine `step`.  Every span must nest in its own task's spans.
+A fourth task enters a span "holder" just before task 1 wakes up to block,
+and stays suspended in it: the blocking call is still task 1's."""
 import asyncio
 import os
 import sys
@@ -39,8 +41,14 @@ async def worker(n):
         helper(n)
 
 
+async def holder():
+    await asyncio.sleep(0.024)
+    with asyncshim.span("holder"):
+        await asyncio.sleep(0.1)
+
+
 async def main():
-    await asyncio.gather(*(worker(n) for n in range(3)))
+    await asyncio.gather(holder(), *(worker(n) for n in range(3)))
     with asyncshim.span("after"):
         await asyncio.sleep(0.001)
     print("done")
