@@ -401,10 +401,10 @@ static void pop(struct as_span_ctx *c)
 		return;
 	}
 	if (f->id) {
+		agg_flush_parent(c, f->id);     /* its cumulative children, before its end */
 		struct as_thread *t = rec_thread_any();
 		if (t)
 			write_end(t, f->id);
-		agg_flush_parent(c, f->id);
 	}
 	c->parent = f->prev_parent;
 	c->span = f->prev_span;

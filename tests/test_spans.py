@@ -2,6 +2,7 @@
 tree, metadata, cumulative spans, each request's blocking calls, nesting per
 thread, per coroutine and per asyncio task, and programs that run unchanged
 without the shim."""
+import json
 import os
 import subprocess
 
@@ -221,3 +222,24 @@ def test_install_header_and_pkg_config(tmp_path):
     assert run.stdout.count("handled req-") == 20
     tr = report(one_trace(tmp_path))["traces"][0]
     assert len(tr["requests"]) == 20
+
+
+def test_chrome_export_draws_spans(tmp_path):
+    run_shim([prog("spans")], tmp_path)
+    out = tmp_path / "chrome.json"
+    p = subprocess.run([TOOL, "export", "--format", "chrome", "-o", str(out), one_trace(tmp_path)],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    ev = [e for e in json.loads(out.read_text())["traceEvents"] if e.get("cat") == "span"]
+    begins = [e for e in ev if e["ph"] == "b"]
+    assert len(begins) == len([e for e in ev if e["ph"] == "e"]) == 20 * 5 + 5 * 2 + 2 + 1
+    # one async track per tree: a request and all its spans share its id
+    tracks = {}
+    for e in begins:
+        tracks.setdefault(e["id"], []).append(e["name"])
+    reqs = [names for names in tracks.values() if any(n.startswith("request req-") for n in names)]
+    assert len(reqs) == 20
+    for names in reqs:
+        assert sorted(n for n in names if not n.startswith("request")) == ["parse", "query", "render", "tokenize"]
+    (item,) = [e for e in begins if e["name"] == "item x10000"]
+    assert item["args"]["count"] == 10000

@@ -11,7 +11,9 @@
  * cancelled or fail) named by their entry function, with the parent task's
  * id in args; each run of a task is a slice on the thread it ran on; slow
  * loop callbacks are slices named by their function.  The shim's estimate of
- * its own cost is a counter of the process.
+ * its own cost is a counter of the process.  Spans and requests the program
+ * marked are nestable async slices, one track per tree (id = its root span),
+ * written when they end; cumulative spans are one slice each, "name xN".
  *
  * Stacks go into args symbolized ("function file:line (module)", innermost
  * first, the shim's own frames left out) by the stack model of stacks.h.
@@ -29,6 +31,7 @@
 #include "trace.h"
 
 #include <inttypes.h>
+#include <search.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -72,6 +75,14 @@ struct ch_writer {
 	struct ch_trace *tr;
 	uint64_t events;
 	int stopped;            /* reached the records pass 1 saw */
+	void *spans;            /* tsearch: struct ch_span open in pass 2, by id */
+};
+
+struct ch_span {
+	uint64_t id, root, parent, t;
+	int64_t tid;
+	int request;
+	char name[72];
 };
 
 /* ---- pass 1: index and validate ---- */
@@ -565,6 +576,90 @@ static void emit_overhead(struct ch_writer *w, const msgpack_object *o)
 	fputs("}}", w->out);
 }
 
+/* ---- spans: kept from begin to end (open ones only), written at the end ---- */
+
+static int cmp_span(const void *a, const void *b)
+{
+	uint64_t x = ((const struct ch_span *)a)->id, y = ((const struct ch_span *)b)->id;
+	return x < y ? -1 : x > y;
+}
+
+static struct ch_span *open_span(struct ch_writer *w, uint64_t id)
+{
+	struct ch_span key = { .id = id };
+	void **p = id ? tfind(&key, &w->spans, cmp_span) : NULL;
+	return p ? *p : NULL;
+}
+
+static void span_begin(struct ch_writer *w, const msgpack_object *o)
+{
+	char kind[16] = "";
+	struct ch_span *s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	if (mp_u64(o, "id", &s->id) != 0 || !s->id || mp_u64(o, "t", &s->t) != 0 || mp_i64(o, "tid", &s->tid) != 0 ||
+	    mp_str(o, "name", s->name + 8, sizeof(s->name) - 8) != 0 || open_span(w, s->id)) {
+		free(s);
+		return;
+	}
+	mp_str(o, "kind", kind, sizeof(kind));
+	s->request = !strcmp(kind, "request");
+	memcpy(s->name, s->request ? "request " : "        ", 8);
+	if (!s->request)
+		memmove(s->name, s->name + 8, strlen(s->name + 8) + 1);
+	mp_u64(o, "parent", &s->parent);
+	const struct ch_span *parent = open_span(w, s->parent);
+	s->root = parent ? parent->root : s->id;
+	if (!tsearch(s, &w->spans, cmp_span))
+		free(s);
+}
+
+static void span_slice(struct ch_writer *w, const char *name, uint64_t root, int64_t tid, uint64_t t0, uint64_t t1,
+		       const char *args)
+{
+	ch_begin(w, "b", name, "span", tid);
+	fprintf(w->out, ",\"id\":\"0x%" PRIx64 "\"", root);
+	ch_ts(w->out, "ts", w->tr->offset_ns + t0);
+	fprintf(w->out, ",\"args\":{%s}}", args);
+	ch_begin(w, "e", name, "span", tid);
+	fprintf(w->out, ",\"id\":\"0x%" PRIx64 "\"", root);
+	ch_ts(w->out, "ts", w->tr->offset_ns + (t1 > t0 ? t1 : t0));
+	fputc('}', w->out);
+}
+
+static void span_end(struct ch_writer *w, const msgpack_object *o)
+{
+	uint64_t id, t;
+	char args[96];
+	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "t", &t) != 0)
+		return;
+	struct ch_span *s = open_span(w, id);
+	if (!s)
+		return;
+	snprintf(args, sizeof(args), "\"span\":%" PRIu64 ",\"parent\":%" PRIu64, s->id, s->parent);
+	span_slice(w, s->name, s->root, s->tid, s->t, t, args);
+	tdelete(s, &w->spans, cmp_span);
+	free(s);
+}
+
+static void span_cumulative(struct ch_writer *w, const msgpack_object *o)
+{
+	uint64_t parent = 0, t, count, total, min = 0, max = 0;
+	int64_t tid;
+	char name[64], label[96], args[128];
+	mp_u64(o, "parent", &parent);
+	const struct ch_span *p = open_span(w, parent);
+	if (!p || mp_u64(o, "t", &t) != 0 || mp_u64(o, "count", &count) != 0 || mp_u64(o, "total", &total) != 0 ||
+	    mp_i64(o, "tid", &tid) != 0 || mp_str(o, "name", name, sizeof(name)) != 0)
+		return;
+	mp_u64(o, "min", &min);
+	mp_u64(o, "max", &max);
+	snprintf(label, sizeof(label), "%s x%" PRIu64, name, count);
+	snprintf(args, sizeof(args), "\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"min_ns\":%" PRIu64
+		 ",\"max_ns\":%" PRIu64, count, total, min, max);
+	span_slice(w, label, p->root, tid, t, t + total, args);
+}
+
 static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct ch_writer *w = ctx;
@@ -584,6 +679,12 @@ static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		emit_stall(w, o);
 	else if (!strcmp(type, "overhead"))
 		emit_overhead(w, o);
+	else if (!strcmp(type, "span"))
+		span_begin(w, o);
+	else if (!strcmp(type, "span_end"))
+		span_end(w, o);
+	else if (!strcmp(type, "span_cumulative"))
+		span_cumulative(w, o);
 	if (index + 1 >= w->tr->records) {
 		/* a live trace may have grown since pass 1, maybe half written */
 		w->stopped = 1;
@@ -679,7 +780,10 @@ int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen)
 		w.tr = &trs[i];
 		trs[i].offset_ns = trs[i].start_unix_ns - origin;
 		w.stopped = 0;
-		if (trace_stream(paths[i], emit_visit, &w, why, sizeof(why)) != 0 && !w.stopped) {
+		int rc = trace_stream(paths[i], emit_visit, &w, why, sizeof(why));
+		tdestroy(w.spans, free);        /* spans still open at the end: not drawn */
+		w.spans = NULL;
+		if (rc != 0 && !w.stopped) {
 			ch_free(trs, npaths);
 			return fail(err, errlen, paths[i], why);
 		}
