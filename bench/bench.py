@@ -347,15 +347,45 @@ def tree_cpu(pid):
     return total / 1e9
 
 
-def stop(proc):
-    """SIGTERM, then SIGKILL after 15 s; by PID"""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
+def descendants(pid):
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in glob.glob("/proc/%d/task/*" % p):
+            try:
+                with open(task + "/children") as f:
+                    kids = [int(c) for c in f.read().split()]
+            except (OSError, ValueError):
+                kids = []
+            out += kids
+            todo += kids
+    return out
+
+
+def signal_pids(pids, sig):
+    for p in pids:
         try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+            os.kill(p, sig)
+        except ProcessLookupError:
+            pass
+
+
+def stop(proc):
+    """SIGTERM the server, then SIGKILL after 15 s; by PID.  Under strace
+    the server is strace's child: strace would only detach from it on
+    SIGTERM and leave it running, so the server gets the signal and strace
+    exits with it."""
+    if proc.poll() is not None:
+        return
+    kids = descendants(proc.pid)
+    signal_pids(kids or [proc.pid], signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        signal_pids(kids + [proc.pid], signal.SIGKILL)
+        proc.wait()
+    # anything left of the tree (a detached tracee) goes too
+    signal_pids([k for k in kids if os.path.exists("/proc/%d" % k)], signal.SIGKILL)
 
 
 def bench_redis():
