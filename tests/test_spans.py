@@ -25,13 +25,20 @@ def ends(n):
     return n["at_ms"] + n["duration_ms"]
 
 
-def check_nested(parent, slack=0.01):
+def slack(at_ms):
+    """Records packed in different drains are converted from TSC ticks with
+    the collector's estimate of the tick rate at the time, which it refines
+    as the run goes on: allow 0.1 % of the time since start."""
+    return 0.01 + 0.001 * at_ms
+
+
+def check_nested(parent):
     """Children begin after their parent and end before it."""
     for c in parent["children"]:
-        assert c["at_ms"] >= parent["at_ms"] - slack, (parent["name"], c["name"])
+        assert c["at_ms"] >= parent["at_ms"] - slack(c["at_ms"]), (parent["name"], c["name"])
         if not c.get("cumulative"):
-            assert ends(c) <= ends(parent) + slack, (parent["name"], c["name"])
-        check_nested(c, slack)
+            assert ends(c) <= ends(parent) + slack(ends(c)), (parent["name"], c["name"])
+        check_nested(c)
 
 
 def test_c_program_spans_requests_cumulative(tmp_path):
@@ -60,16 +67,16 @@ def test_c_program_spans_requests_cumulative(tmp_path):
         assert render["duration_ms"] >= 0.05
         check_nested({"children": r["spans"], "at_ms": r["at_ms"], "duration_ms": r["duration_ms"],
                       "name": r["id"]})
-        assert r["duration_ms"] >= sum(s["duration_ms"] for s in r["spans"]) - 0.01
+        assert r["duration_ms"] >= sum(s["duration_ms"] for s in r["spans"]) - slack(ends(r))
         # handled inside one iteration: the loop was held at least that long
-        assert r["lag_ms"] >= r["duration_ms"] - 0.01
+        assert r["lag_ms"] >= r["duration_ms"] - slack(ends(r))
         if n % 5 == 0:
             assert len(r["blocking"]) == 1, r
             b = r["blocking"][0]
             assert b["call"] == "usleep" and b["duration_ms"] >= 15
             assert b["span"] == "query" and b["request"] == "req-%d" % n
             assert query["duration_ms"] >= b["duration_ms"]
-            assert query["at_ms"] <= b["at_ms"] and ends(b) <= ends(query) + 0.01
+            assert query["at_ms"] <= b["at_ms"] + slack(b["at_ms"]) and ends(b) <= ends(query) + slack(ends(b))
         else:
             assert r["blocking"] == []
             assert query["duration_ms"] < 15
@@ -243,3 +250,14 @@ def test_chrome_export_draws_spans(tmp_path):
         assert sorted(n for n in names if not n.startswith("request")) == ["parse", "query", "render", "tokenize"]
     (item,) = [e for e in begins if e["name"] == "item x10000"]
     assert item["args"]["count"] == 10000
+
+
+def test_stall_carries_its_span_and_request(tmp_path):
+    p = run_shim([prog("spans"), "stall"], tmp_path, options="stall_ms=20")
+    assert p.stdout == "stalled\n"
+    tr = report(one_trace(tmp_path))["traces"][0]
+    (st,) = [s for s in tr["stalls"] if s["duration_ms"] >= 60]
+    assert st["samples"] >= 1
+    assert st["span"] == "crunch" and st["request"] == "req-cpu"
+    (req,) = tr["requests"]
+    assert req["id"] == "req-cpu" and req["lag_ms"] >= 80

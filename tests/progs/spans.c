@@ -3,7 +3,10 @@
  * render; every fifth query blocks in usleep), then a span "batch" with a
  * cumulative span "item" over 10,000 iterations, a span with a name longer
  * than the shim keeps, and a worker thread with spans of its own meanwhile.
- * Prints the same lines with or without the shim. */
+ * Prints the same lines with or without the shim.
+ *
+ *   spans stall    instead: one request "req-cpu" whose span "crunch" keeps
+ *                  the loop busy on the CPU for 80 ms (a stall). */
 #include <asyncshim.h>
 
 #include <pthread.h>
@@ -69,8 +72,25 @@ static void *worker(void *arg)
 	return NULL;
 }
 
-int main(void)
+static int stall(void)
 {
+	int ep = epoll_create1(0);
+	struct epoll_event ev;
+	epoll_wait(ep, &ev, 1, 1);
+	asyncshim_request_begin("req-cpu");
+	asyncshim_span_begin("crunch");
+	burn_us(80000);
+	asyncshim_span_end();
+	asyncshim_request_end();
+	epoll_wait(ep, &ev, 1, 1);
+	printf("stalled\n");
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	if (argc > 1 && !strcmp(argv[1], "stall"))
+		return stall();
 	pthread_t th;
 	pthread_create(&th, NULL, worker, NULL);
 	int ep = epoll_create1(0);
