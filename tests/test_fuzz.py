@@ -23,6 +23,19 @@ def seeds(d, tmp_path):
                                           "fd_kind": "pipe", "t": 1, "dur": 20000000, "stack": 0}),
         "thread": header + msgpack.packb({"type": "thread", "tid": 1, "name": "x", "loop": True,
                                            "dropped": 0, "exited": False}),
+        "spans": header + b"".join(msgpack.packb(r) for r in (
+            {"type": "span", "tid": 1, "id": 7, "parent": None, "kind": "request", "name": "r1", "t": 1},
+            {"type": "span", "tid": 1, "id": 8, "parent": 7, "kind": "span", "name": "q", "t": 2},
+            {"type": "span_meta", "tid": 1, "id": 8, "key": "k", "value": "v"},
+            {"type": "span_cumulative", "tid": 1, "parent": 8, "name": "c", "t": 3, "count": 2,
+             "total": 4, "min": 1, "max": 3},
+            {"type": "block", "tid": 1, "call": "read", "fd": None, "fd_kind": None, "t": 3,
+             "dur": 20000000, "stack": 0, "span": 8, "request": 7},
+            {"type": "span_end", "tid": 1, "id": 8, "t": 30000000},
+            {"type": "iters", "tid": 1, "t0": 0, "d": [0, 40000000]},
+            {"type": "overhead", "t": 5, "calls": 1, "records": 2, "loop_ns": 3, "call_ns": 1.0},
+            {"type": "ctl", "cmd": "disable", "t": 6},
+            {"type": "flight", "trigger": "block", "t": 3, "flight_mb": 1})),
     }
     for name, data in items.items():
         (d / name).write_bytes(data)
