@@ -6,7 +6,9 @@ import json
 import os
 import subprocess
 
-from conftest import ROOT, TOOL, one_trace, prog, records, report, run_shim
+import msgpack
+
+from conftest import ASAN_TOOL, ROOT, TOOL, one_trace, prog, records, report, run_shim
 
 PY = "/usr/bin/python3"
 
@@ -261,3 +263,34 @@ def test_stall_carries_its_span_and_request(tmp_path):
     assert st["span"] == "crunch" and st["request"] == "req-cpu"
     (req,) = tr["requests"]
     assert req["id"] == "req-cpu" and req["lag_ms"] >= 80
+
+
+def test_corrupt_span_records_are_refused(tmp_path):
+    header = msgpack.packb({"type": "header", "format": 1, "pid": 1})
+    for bad in ({"type": "span", "tid": 1, "kind": "span", "name": "x", "t": 1},          # no id
+                {"type": "span", "tid": 1, "id": 0, "kind": "span", "name": "x", "t": 1},
+                {"type": "span_end", "tid": 1, "id": "x", "t": 1},
+                {"type": "span_meta", "tid": 1, "id": 1, "key": "k"},
+                {"type": "span_cumulative", "tid": 1, "name": "c", "t": 1, "count": 0, "total": 1,
+                 "min": 1, "max": 1},
+                {"type": "overhead", "t": 1},
+                {"type": "ctl", "t": 1},
+                {"type": "flight", "t": 1}):
+        path = tmp_path / "bad.msgpack"
+        path.write_bytes(header + msgpack.packb(bad))
+        for tool in (TOOL, ASAN_TOOL):
+            p = subprocess.run([tool, "report", "--json", str(path)], capture_output=True, text=True, timeout=60)
+            assert p.returncode == 2, (bad, p.stdout)
+            assert p.stderr.count("\n") == 1 and "corrupt '%s' record" % bad["type"] in p.stderr, p.stderr
+    # an end, metadata or cumulative entry whose span began before the trace: ignored
+    ok = header + b"".join(msgpack.packb(r) for r in (
+        {"type": "span_end", "tid": 1, "id": 5, "t": 9},
+        {"type": "span_meta", "tid": 1, "id": 5, "key": "k", "value": 1},
+        {"type": "span_cumulative", "tid": 1, "parent": 5, "name": "c", "t": 1, "count": 1, "total": 1,
+         "min": 1, "max": 1},
+        {"type": "span", "tid": 1, "id": 6, "parent": 5, "kind": "span", "name": "open", "t": 10}))
+    path = tmp_path / "ok.msgpack"
+    path.write_bytes(ok)
+    tr = report(str(path), tool=ASAN_TOOL)["traces"][0]
+    (s,) = tr["spans"]
+    assert s["name"] == "open" and s["unfinished"] is True and tr["cumulative"] == []
