@@ -106,24 +106,13 @@ static struct ch_thread *ch_thread(struct ch_trace *tr, int64_t tid)
 	return t;
 }
 
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return p;
-	size_t c = *cap ? *cap * 2 : 64;
-	void *q = realloc(p, c * size);
-	if (q)
-		*cap = c;
-	return q;
-}
-
 static int add_func(struct ch_trace *tr, const msgpack_object *o)
 {
 	uint64_t addr, offset = 0;
 	char name[512] = "", module[256] = "";
 	if (mp_u64(o, "addr", &addr) != 0)
 		return -1;
-	struct ch_func *p = grow(tr->funcs, &tr->cap_funcs, tr->nfuncs, sizeof(*p));
+	struct ch_func *p = trace_grow(tr->funcs, &tr->cap_funcs, tr->nfuncs, sizeof(*p));
 	if (!p)
 		return tr->oom = -1;
 	tr->funcs = p;
@@ -149,7 +138,7 @@ static int add_task(struct ch_trace *tr, const msgpack_object *o)
 	uint64_t id, fn, t;
 	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "fn", &fn) != 0 || mp_u64(o, "t", &t) != 0)
 		return -1;
-	struct ch_task *p = grow(tr->tasks, &tr->cap_tasks, tr->ntasks, sizeof(*p));
+	struct ch_task *p = trace_grow(tr->tasks, &tr->cap_tasks, tr->ntasks, sizeof(*p));
 	if (!p)
 		return tr->oom = -1;
 	tr->tasks = p;

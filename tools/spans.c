@@ -95,17 +95,6 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return p;
-	size_t c = *cap ? *cap * 2 : 16;
-	void *q = realloc(p, c * size);
-	if (q)
-		*cap = c;
-	return q;
-}
-
 /* ---- lookups ---- */
 
 static int cmp_node(const void *a, const void *b)
@@ -171,7 +160,7 @@ int spans_is_type(const char *type)
 
 static int keep(struct span_model *m, struct node *n)
 {
-	struct node **p = grow(m->kept, &m->capkept, m->nkept, sizeof(*p));
+	struct node **p = trace_grow(m->kept, &m->capkept, m->nkept, sizeof(*p));
 	if (!p)
 		return -1;
 	m->kept = p;
@@ -291,7 +280,7 @@ static int add_cum_stat(struct span_model *m, const struct node *n, const char *
 	if (!c) {
 		if (m->ncums >= NAMES_MAX)
 			return 0;
-		struct cum_stat *p = grow(m->cums, &m->capcums, m->ncums, sizeof(*p));
+		struct cum_stat *p = trace_grow(m->cums, &m->capcums, m->ncums, sizeof(*p));
 		if (!p)
 			return -1;
 		m->cums = p;
@@ -368,7 +357,7 @@ static int load_ctl(struct span_model *m, const msgpack_object *o, uint64_t *las
 	if (mp_str(o, "cmd", e.cmd, sizeof(e.cmd)) != 0 || mp_u64(o, "t", &e.t) != 0)
 		return -1;
 	*last = e.t;
-	struct ctl_event *p = grow(m->ctl, &m->capctl, m->nctl, sizeof(*p));
+	struct ctl_event *p = trace_grow(m->ctl, &m->capctl, m->nctl, sizeof(*p));
 	if (!p)
 		return -1;
 	m->ctl = p;
@@ -438,7 +427,7 @@ void spans_note_stall(struct trace *tr, const msgpack_object *o)
 	struct span_model *m = model(tr);
 	if (!m)
 		return;
-	uint64_t (*p)[2] = grow(m->stall, &m->capstall, m->nstall, sizeof(*p));
+	uint64_t (*p)[2] = trace_grow(m->stall, &m->capstall, m->nstall, sizeof(*p));
 	if (!p)
 		return;
 	m->stall = p;
@@ -704,7 +693,7 @@ static void walk_names(const void *p, VISIT which, void *arg)
 	if (which != postorder && which != leaf)
 		return;
 	struct name_list *l = arg;
-	const struct name_stat **q = grow(l->v, &l->cap, l->n, sizeof(*q));
+	const struct name_stat **q = trace_grow(l->v, &l->cap, l->n, sizeof(*q));
 	if (!q)
 		return;
 	l->v = q;

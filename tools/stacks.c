@@ -28,17 +28,6 @@ struct stack_model {
 	struct symbolizer *sym;
 };
 
-static void *grow(void *p, size_t *cap, size_t n, size_t size)
-{
-	if (n < *cap)
-		return p;
-	size_t c = *cap ? *cap * 2 : 16;
-	void *q = realloc(p, c * size);
-	if (q)
-		*cap = c;
-	return q;
-}
-
 int stacks_is_type(const char *type)
 {
 	return !strcmp(type, "stack") || !strcmp(type, "module") || !strcmp(type, "stall");
@@ -74,7 +63,7 @@ static int load_stack(struct stack_model *m, const msgpack_object *o)
 	memset(&s, 0, sizeof(s));
 	if (mp_u64(o, "id", &s.id) != 0 || !s.id || u64_array(mp_get(o, "frames"), MAX_FRAMES, &s.pcs, &s.n) != 0)
 		return -1;
-	struct trace_stack *p = grow(m->stacks, &m->cap_stacks, m->nstacks, sizeof(*p));
+	struct trace_stack *p = trace_grow(m->stacks, &m->cap_stacks, m->nstacks, sizeof(*p));
 	if (!p) {
 		free(s.pcs);
 		return -1;
@@ -114,7 +103,7 @@ static int load_stall(struct stack_model *m, const msgpack_object *o, uint64_t *
 	mp_u64(o, "blocked", &s.blocked_ns);
 	if (mp_u64(o, "sampled", &s.sampled) != 0 || s.sampled < s.nsamples)
 		s.sampled = s.nsamples;
-	struct stall *p = grow(m->stalls, &m->cap_stalls, m->nstalls, sizeof(*p));
+	struct stall *p = trace_grow(m->stalls, &m->cap_stalls, m->nstalls, sizeof(*p));
 	if (!p) {
 		free(s.samples);
 		return -1;

@@ -16,6 +16,17 @@
 /* read size; the unpacker's buffer grows only while one record needs more */
 #define CHUNK (64 * 1024)
 
+void *trace_grow(void *p, size_t *cap, size_t n, size_t size)
+{
+	if (n < *cap)
+		return p;
+	size_t c = *cap ? *cap * 2 : 16;
+	void *q = realloc(p, c * size);
+	if (q)
+		*cap = c;
+	return q;
+}
+
 const msgpack_object *mp_get(const msgpack_object *map, const char *key)
 {
 	if (map->type != MSGPACK_OBJECT_MAP)

@@ -69,6 +69,10 @@ int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size
 int trace_load(const char *path, struct trace *tr, char *err, size_t errlen);
 void trace_free(struct trace *tr);
 
+/* Room for one more element in a growable array: returns P (or its
+ * reallocation, with *cap doubled) when n < capacity, NULL when out of memory. */
+void *trace_grow(void *p, size_t *cap, size_t n, size_t size);
+
 /* msgpack map helpers */
 const msgpack_object *mp_get(const msgpack_object *map, const char *key);
 int mp_str(const msgpack_object *map, const char *key, char *out, size_t len);
