@@ -367,18 +367,25 @@ static void push(struct as_span_ctx *c, int kind, const char *name)
 		c->span = id;
 }
 
-static void begin(int kind, const char *name)
+/* The context a new frame goes on, or NULL when none may: the shim is off,
+ * or the stack is full (the frame is then counted as lost). */
+static struct as_span_ctx *ctx_for_push(void)
 {
 	if (!CMM_LOAD_SHARED(as_live) || as_tls.internal)
-		return;
+		return NULL;
 	struct as_span_ctx *c = ctx_get(1);
-	if (!c)
-		return;
-	if (c->depth == SPAN_DEPTH) {
+	if (c && c->depth == SPAN_DEPTH) {
 		c->lost++;
-		return;
+		return NULL;
 	}
-	push(c, kind, name ? name : "");
+	return c;
+}
+
+static void begin(int kind, const char *name)
+{
+	struct as_span_ctx *c = ctx_for_push();
+	if (c)
+		push(c, kind, name ? name : "");
 }
 
 /* End the top frame of C. */
@@ -458,15 +465,9 @@ static void as_api_request_end(void)
 
 static void as_api_cumulative_begin(const char *name)
 {
-	if (!CMM_LOAD_SHARED(as_live) || as_tls.internal)
-		return;
-	struct as_span_ctx *c = ctx_get(1);
+	struct as_span_ctx *c = ctx_for_push();
 	if (!c)
 		return;
-	if (c->depth == SPAN_DEPTH) {
-		c->lost++;
-		return;
-	}
 	struct span_frame *f = &c->f[c->depth++];
 	f->kind = FRAME_CUMULATIVE;
 	f->id = 0;
