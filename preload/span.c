@@ -428,11 +428,17 @@ static void as_api_request_begin(const char *id)
 	begin(FRAME_REQUEST, id);
 }
 
-static void as_api_span_end(void)
+/* The context whose frames an end applies to, or NULL (shim off, none). */
+static struct as_span_ctx *ctx_for_end(void)
 {
 	if (!CMM_LOAD_SHARED(as_live) || as_tls.internal)
-		return;
-	struct as_span_ctx *c = ctx_get(0);
+		return NULL;
+	return ctx_get(0);
+}
+
+static void as_api_span_end(void)
+{
+	struct as_span_ctx *c = ctx_for_end();
 	if (!c)
 		return;
 	if (c->lost) {
@@ -447,9 +453,7 @@ static void as_api_span_end(void)
 
 static void as_api_request_end(void)
 {
-	if (!CMM_LOAD_SHARED(as_live) || as_tls.internal)
-		return;
-	struct as_span_ctx *c = ctx_get(0);
+	struct as_span_ctx *c = ctx_for_end();
 	if (!c)
 		return;
 	unsigned i = c->depth;

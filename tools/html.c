@@ -539,6 +539,18 @@ static int sites_build(struct trace *tr, struct sites *s)
 	return 0;
 }
 
+/* a site's frames as JSON strings, "function file:line" each */
+static void frames_json(FILE *f, const struct site_stack *st)
+{
+	for (size_t k = 0; k < st->n; k++) {
+		char text[1024];
+		site_frame_text(&st->frames[k], text, sizeof(text));
+		if (k)
+			fputc(',', f);
+		hstr(f, text);
+	}
+}
+
 static void sites_json(FILE *f, struct trace *tr, const struct sites *s)
 {
 	fputc('[', f);
@@ -554,13 +566,7 @@ static void sites_json(FILE *f, struct trace *tr, const struct sites *s)
 		hstr(f, m->label);
 		fprintf(f, ",\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"max_ns\":%" PRIu64 ",\"frames\":[",
 			m->count, m->total_ns, m->max_ns);
-		for (size_t k = 0; k < st.n; k++) {
-			char text[1024];
-			site_frame_text(&st.frames[k], text, sizeof(text));
-			if (k)
-				fputc(',', f);
-			hstr(f, text);
-		}
+		frames_json(f, &st);
 		fputs("]}", f);
 	}
 	fputc(']', f);
@@ -673,13 +679,7 @@ static void stalls_json(FILE *f, struct trace *tr, const struct tl *tl)
 		fputs(i ? ",{\"label\":" : "{\"label\":", f);
 		hstr(f, label);
 		fputs(",\"frames\":[", f);
-		for (size_t j = 0; j < st.n; j++) {
-			char text[1024];
-			site_frame_text(&st.frames[j], text, sizeof(text));
-			if (j)
-				fputc(',', f);
-			hstr(f, text);
-		}
+		frames_json(f, &st);
 		fputs("]}", f);
 	}
 	fputs("]}", f);
