@@ -274,10 +274,14 @@ def test_two_processes_in_one_page(tmp_path, browser):
     cards = browser.eval(CARD)
     assert cards["loops"] == "2"
     assert cards["iterations"] == str(sum(t["iterations"] for r in reps for t in loop_threads(r)))
-    assert cards["blocking"] == "2"          # one usleep in each process
+    # one usleep in each process (a loaded machine may add a preempted call:
+    # the page must show what the traces hold)
+    assert all("usleep" in [b["call"] for b in r["blocking"]] for r in reps)
+    nblocks = sum(len(r["blocking"]) for r in reps)
+    assert cards["blocking"] == str(nblocks)
     pids = browser.eval("[...document.querySelectorAll('#threads-table tbody tr')].map(r => +r.cells[0].textContent)")
     assert sorted(set(pids)) == sorted(r["pid"] for r in reps)
-    assert browser.eval(TIMELINE)["rows"] == "2" and browser.eval(TIMELINE)["drawnBlocks"] == "2"
+    assert browser.eval(TIMELINE)["rows"] == "2" and browser.eval(TIMELINE)["drawnBlocks"] == str(nblocks)
 
 
 def test_many_loop_threads_share_the_page_budget(tmp_path, browser):
