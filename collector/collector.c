@@ -1,6 +1,6 @@
 /* collector.c — drains every thread's ring and appends msgpack to the trace.
  *
- * One background thread per process.  It wakes every DRAIN_MS (or when asked
+ * One background thread per process.  It wakes every drain_ms (or when asked
  * for the final flush), walks the RCU registry, copies records out of each
  * ring and converts ticks to ns since start.  The file is opened only while
  * writing (O_APPEND, checked to be the same inode we created), so a program
@@ -29,7 +29,6 @@
 #include <urcu/rculist.h>
 #include <urcu/uatomic.h>
 
-#define DRAIN_MS 20
 #define WRITE_BYTES (1u << 20)
 
 static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
@@ -43,6 +42,7 @@ static int wake_word;            /* futex: bumped to wake the collector */
 static int final_state;          /* 0 none, 1 requested, 2 done (futex) */
 static const char *final_reason;
 static uint64_t last_write_ns;
+static uint64_t last_overhead_ns;
 static msgpack_sbuffer sbuf;
 static msgpack_packer pk;
 static int ctl_disabled;         /* asyncshim ctl PID disable */
@@ -148,7 +148,7 @@ static void pack_header(void)
 	clock_gettime(CLOCK_REALTIME, &rt);
 	uint64_t since = as_mono_ns() - as_mono0;
 
-	msgpack_pack_map(&pk, 10);
+	msgpack_pack_map(&pk, 11);
 	pack_kv_str("type", "header");
 	pack_kv_u64("format", AS_TRACE_FORMAT);
 	pack_kv_i64("pid", getpid());
@@ -165,6 +165,7 @@ static void pack_header(void)
 	}
 	pack_kv_u64("start_unix_ns", (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec - since);
 	pack_kv_str("clock", as_use_tsc ? "tsc" : "monotonic");
+	pack_kv_str("rings", as_shm_prefix[0] ? as_shm_prefix : NULL);
 	pack_kv_str("options_string", as_cfg.raw);
 	pack_str("options");
 	msgpack_pack_map(&pk, 10);
@@ -219,6 +220,7 @@ static int create_file(void)
 			trace_dev = st.st_dev;
 			trace_ino = st.st_ino;
 			trace_fd = keep_high(fd);
+			as_shm_init(pid, trace_ino);
 			return 0;
 		}
 		if (errno != EEXIST)
@@ -286,12 +288,36 @@ int as_trace_create(void)
 	return write_out();
 }
 
+static void collect_final(const char *reason);
+
+/* asyncshim recover (preload/shm.c): append what a killed process's rings
+ * hold to its trace, with the end record it never wrote. */
+int as_collector_recover(const char *path)
+{
+	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	struct stat st;
+	if (fd < 0 || fstat(fd, &st) != 0) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	snprintf(trace_path, sizeof(trace_path), "%s", path);
+	trace_dev = st.st_dev;
+	trace_ino = st.st_ino;
+	trace_fd = fd;
+	trace_ok = 1;
+	msgpack_sbuffer_init(&sbuf);
+	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	collect_final("killed");
+	return trace_ok ? 0 : -1;
+}
+
 /* ---- draining ---- */
 
 static void pack_thread(struct as_thread *t, int exited)
 {
 	char name[32] = "";
-	if (exited) {
+	if (exited || as_recovering) {
 		memcpy(name, t->name, sizeof(t->name));
 		name[sizeof(t->name)] = '\0';
 	} else {
@@ -300,6 +326,7 @@ static void pack_thread(struct as_thread *t, int exited)
 		ssize_t n = read_file(path, name, sizeof(name) - 1);
 		name[n > 0 ? n : 0] = '\0';
 		name[strcspn(name, "\n")] = '\0';
+		memcpy(t->name, name, sizeof(t->name) - 1);  /* for asyncshim recover */
 	}
 	msgpack_pack_map(&pk, 6);
 	pack_kv_str("type", "thread");
@@ -398,11 +425,18 @@ static void flight_note_iter(struct as_thread *t, const struct as_record *r)
 		flight_note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
 }
 
+static void publish_tail(struct as_thread *t)
+{
+	cmm_smp_mb();
+	CMM_STORE_SHARED(t->tail, t->c_drained);
+}
+
 static void drain_thread(struct as_thread *t)
 {
 	uint64_t head = CMM_LOAD_SHARED(t->head);
 	cmm_smp_rmb();
-	uint64_t tail = t->tail, iters = 0;
+	/* a drain not yet followed by finish_drain has taken up to c_drained */
+	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail, iters = 0;
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
 
 	if (!t->c_announced) {
@@ -450,18 +484,21 @@ static void drain_thread(struct as_thread *t)
 			break;
 		}
 	}
-	cmm_smp_mb();
-	CMM_STORE_SHARED(t->tail, head);
+	t->c_drained = head;
+	if (!as_shm_prefix[0])
+		publish_tail(t);
 }
 
-/* Drain everything; reclaim rings of threads that exited, after a grace
- * period so no reader can still hold them. */
+/* Drain everything into the packer.  With shared rings the tails move only
+ * once that is written (finish_drain). */
 static void drain_all(int final)
 {
-	struct as_thread *t, *tmp, *reclaim = NULL;
+	struct as_thread *t;
 
-	clock_refine();
-	as_modules_pack_new(&pk);
+	if (!as_recovering) {
+		clock_refine();
+		as_modules_pack_new(&pk);
+	}
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node) {
 		int dead = CMM_LOAD_SHARED(t->dead);
@@ -471,7 +508,22 @@ static void drain_all(int final)
 			pack_thread(t, dead);
 	}
 	rcu_read_unlock();
+}
 
+/* After a write: publish the tails (shared rings), then reclaim rings of
+ * threads that exited, after a grace period so no reader can still hold
+ * them. */
+static void finish_drain(void)
+{
+	struct as_thread *t, *tmp, *reclaim = NULL;
+
+	if (as_shm_prefix[0]) {
+		rcu_read_lock();
+		cds_list_for_each_entry_rcu(t, &as_threads, node)
+			publish_tail(t);
+		rcu_read_unlock();
+		as_shm_sync(as_stacks_count());
+	}
 	as_registry_lock();
 	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
 		if (CMM_LOAD_SHARED(t->dead) && t->tail == CMM_LOAD_SHARED(t->head)) {
@@ -487,6 +539,7 @@ static void drain_all(int final)
 		synchronize_rcu();
 		for (t = reclaim; t; t = tmp) {
 			tmp = t->c_reclaim_next;
+			as_shm_ring_done(t);
 			as_thread_free(t);
 		}
 	}
@@ -498,7 +551,8 @@ static void pack_end(const char *reason)
 	msgpack_pack_map(&pk, 3);
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
-	pack_kv_u64("duration_ns", as_mono_ns() - as_mono0);
+	/* recovering: the last moment the dead process's rings show */
+	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
 }
 
 /* Flight mode: what was packed goes to the window instead of the file. */
@@ -615,6 +669,7 @@ static void ctl_apply(unsigned cmds)
 		as_overhead_pack(&pk);
 		write_out();
 	}
+	finish_drain();
 	as_collector_unlock();
 }
 
@@ -629,11 +684,17 @@ static void collect_once(void)
 			flight_auto++;
 			flight_dump(flight_trigger, flight_trigger_ns, "flight");
 		}
-	} else if (sbuf.size >= WRITE_BYTES ||
+	} else if (sbuf.size >= WRITE_BYTES || as_shm_prefix[0] ||
 		   (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
-		as_overhead_pack(&pk);
+		/* shared rings: every drain, so a ring's tail never waits long
+		 * for the write that lets it move */
+		if (!as_shm_prefix[0] || now - last_overhead_ns >= (uint64_t)as_cfg.flush_ms * 1000000u) {
+			as_overhead_pack(&pk);
+			last_overhead_ns = now;
+		}
 		write_out();
 	}
+	finish_drain();
 	as_collector_unlock();
 }
 
@@ -644,9 +705,12 @@ static void collect_final(const char *reason)
 	CMM_STORE_SHARED(as_live, 0);
 	drain_all(1);
 	if (!as_cfg.flight) {
-		as_overhead_pack(&pk);
+		if (!as_recovering)
+			as_overhead_pack(&pk);
 		pack_end(reason);
 		write_out();
+		finish_drain();
+		as_shm_done();
 	} else if (flight_due) {        /* still recording after a trigger */
 		flight_dump(flight_trigger, flight_trigger_ns, reason);
 	} else if (as_cfg.flight_exit) {
@@ -679,7 +743,7 @@ static void *collector_main(void *arg)
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_overhead_start();
-	struct timespec ts = { 0, DRAIN_MS * 1000000L };
+	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
 	for (;;) {
 		int w = CMM_LOAD_SHARED(wake_word);
 		if (CMM_LOAD_SHARED(final_state) == 1)
@@ -771,6 +835,9 @@ void as_collector_after_fork_child(void)
 	struct as_thread *t, *tmp;
 	struct as_thread *self = as_tls.t;
 
+	as_shm_after_fork_child();
+	if (self)               /* off the parent's shared ring before touching it */
+		self = as_thread_fork_child(self);
 	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
 		if (t == self)
 			continue;
@@ -784,6 +851,7 @@ void as_collector_after_fork_child(void)
 		self->dropped = 0;
 		self->iter_start = 0;
 		self->c_announced = 0;
+		self->c_drained = 0;
 		self->sample_pending = 0;
 		as_stall_reset(self);
 	}
@@ -796,8 +864,11 @@ void as_collector_after_fork_child(void)
 	as_overhead_reset();
 	flight_due = 0;
 	flight_auto = 0;
-	if (!CMM_LOAD_SHARED(as_live))
+	if (!CMM_LOAD_SHARED(as_live)) {
+		if (self)
+			as_thread_fork_child(self);
 		return;
+	}
 	as_mono0 = as_mono_ns();
 	if (as_use_tsc)
 		as_tsc0 = __rdtsc();
@@ -805,7 +876,10 @@ void as_collector_after_fork_child(void)
 	if (trace_fd >= 0)
 		close(trace_fd);        /* the parent's file, inherited */
 	trace_fd = -1;
-	if (as_trace_create() != 0 || as_collector_start() != 0) {
+	int ok = as_trace_create() == 0;
+	if (self)
+		as_thread_fork_child(self);    /* into the child's own shared ring */
+	if (!ok || as_collector_start() != 0) {
 		CMM_STORE_SHARED(as_active, 0);
 		CMM_STORE_SHARED(as_live, 0);
 	}

@@ -39,8 +39,9 @@ struct stack_key {
 };
 
 static struct cds_lfht *table;
-static struct stack_node **by_id;      /* by_id[id - 1] */
+static struct stack_node **by_id;      /* by_id[id - 1 - id_base] */
 static uint32_t nstacks, cap_ids;
+static uint32_t id_base;               /* ids a killed process already wrote */
 static int file_gen;
 
 static uint64_t ticks_ns(uint64_t ticks)
@@ -96,7 +97,7 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n)
 	if (!s)
 		return 0;
 	cds_lfht_node_init(&s->node);
-	s->id = nstacks + 1;
+	s->id = id_base + nstacks + 1;
 	s->n = n;
 	s->gen = file_gen - 1;
 	memcpy(s->pcs, pcs, n * sizeof(uint64_t));
@@ -117,9 +118,9 @@ static void pack_str(msgpack_packer *pk, const char *s)
 /* Write stack ID if this file has not got it yet. */
 static void pack_stack(msgpack_packer *pk, uint32_t id)
 {
-	if (!id || id > nstacks || by_id[id - 1]->gen == file_gen)
+	if (id <= id_base || id > id_base + nstacks || by_id[id - 1 - id_base]->gen == file_gen)
 		return;
-	struct stack_node *s = by_id[id - 1];
+	struct stack_node *s = by_id[id - 1 - id_base];
 	msgpack_pack_map(pk, 3);
 	pack_str(pk, "type");
 	pack_str(pk, "stack");
@@ -130,6 +131,18 @@ static void pack_stack(msgpack_packer *pk, uint32_t id)
 	for (uint32_t i = 0; i < s->n; i++)
 		msgpack_pack_uint64(pk, s->pcs[i]);
 	s->gen = file_gen;
+}
+
+/* How many ids are taken (for asyncshim recover, preload/shm.c). */
+uint32_t as_stacks_count(void)
+{
+	return id_base + nstacks;
+}
+
+/* Recovering a killed process's rings: its trace has ids 1..N already. */
+void as_stacks_continue(uint32_t n)
+{
+	id_base = n;
 }
 
 void as_stacks_new_file(msgpack_packer *pk)
@@ -164,9 +177,9 @@ uint32_t as_stack_of(msgpack_packer *pk, struct as_thread *t, uint64_t i)
 
 size_t as_stack_ips(uint32_t id, uint64_t *ips, size_t max)
 {
-	if (!id || id > nstacks)
+	if (id <= id_base || id > id_base + nstacks)
 		return 0;
-	const struct stack_node *s = by_id[id - 1];
+	const struct stack_node *s = by_id[id - 1 - id_base];
 	size_t n = s->n < max ? s->n : max;
 	memcpy(ips, s->pcs, n * sizeof(uint64_t));
 	return n;

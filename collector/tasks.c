@@ -72,7 +72,8 @@ static void pack_func(msgpack_packer *pk, uintptr_t addr)
 	uint64_t offset = addr;
 	static char exe[PATH_MAX];
 	memset(&in, 0, sizeof(in));
-	if (addr && dladdr((void *)addr, &in)) {
+	/* a recovery runs in another process: its addresses mean nothing here */
+	if (addr && !as_recovering && dladdr((void *)addr, &in)) {
 		module = in.dli_fname;
 		offset = addr - (uintptr_t)in.dli_fbase;
 		if (in.dli_sname && (uintptr_t)in.dli_saddr == addr)

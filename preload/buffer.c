@@ -74,8 +74,10 @@ struct as_thread *as_thread_register(void)
 	uint64_t cap = ring_capacity();
 	size_t size = sizeof(struct as_thread) + cap * sizeof(struct as_record);
 	size = (size + 4095) & ~(size_t)4095;
-	struct as_thread *t = mmap(NULL, size, PROT_READ | PROT_WRITE,
-				   MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	pid_t tid = as_gettid();
+	struct as_thread *t = as_shm_ring(size, tid);
+	if (!t)
+		t = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED) {
 		as_tls.internal = 1;    /* no memory: this thread goes unrecorded */
 		as_tls.busy = 0;
@@ -84,7 +86,8 @@ struct as_thread *as_thread_register(void)
 	}
 	t->map_size = size;
 	t->cap = cap;
-	t->tid = as_gettid();
+	t->tid = tid;
+	prctl(PR_GET_NAME, t->name, 0, 0, 0);  /* for asyncshim recover; updated when drained */
 	as_stack_thread_init(t);
 	as_registry_lock();
 	cds_list_add_tail_rcu(&t->node, &as_threads);
@@ -100,4 +103,37 @@ struct as_thread *as_thread_register(void)
 void as_thread_free(struct as_thread *t)
 {
 	munmap(t, t->map_size);
+}
+
+/* A fork child's own ring, OLD, is the parent's shared file (or a private
+ * copy of anonymous memory): move it to a ring of the child's own, header
+ * and all, and unmap the old one.  Single-threaded (atfork child). */
+struct as_thread *as_thread_fork_child(struct as_thread *old)
+{
+	struct as_thread *t = as_shm_ring(old->map_size, old->tid);
+	if (!t) {
+		if (!old->shm_tid)
+			return old;     /* already the child's own memory */
+		t = mmap(NULL, old->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (t == MAP_FAILED) {  /* never write the parent's file: stop here */
+			cds_list_del(&old->node);
+			munmap(old, old->map_size);
+			as_tls.t = NULL;
+			as_tls.loop = 0;
+			as_tls.internal = 1;
+			if (exit_key_ok)
+				pthread_setspecific(exit_key, NULL);
+			return NULL;
+		}
+	}
+	pid_t shm_tid = t->shm_tid;
+	memcpy(t, old, sizeof(*t));
+	t->shm_tid = shm_tid;
+	cds_list_del(&old->node);
+	cds_list_add_tail(&t->node, &as_threads);
+	as_tls.t = t;
+	if (exit_key_ok)
+		pthread_setspecific(exit_key, t);
+	munmap(old, old->map_size);
+	return t;
 }

@@ -62,17 +62,21 @@ void as_warn(const char *fmt, ...)
 	errno = saved;
 }
 
-/* dlsym(RTLD_NEXT) can itself run code that reaches a hook; the guard makes
- * such a nested lookup return NULL instead of recursing (callers fall back). */
+/* dlsym(RTLD_NEXT) can itself run code that reaches a hook (an interposed
+ * dlsym or malloc calling write, say), which then resolves its own real
+ * function: that nested lookup is allowed, a few levels deep; only a lookup
+ * that keeps recursing gets NULL.  The depth is written through volatile
+ * stores: for a plain static, GCC drops the store before dlsym(), as if no
+ * call could come back here (it did, and the guard never worked). */
 AS_NO_TSAN void *as_resolve(const char *name)
 {
-	if (resolving)
+	if (CMM_LOAD_SHARED(resolving) >= 8)
 		return NULL;
-	resolving = 1;
+	CMM_STORE_SHARED(resolving, resolving + 1);
 	int saved = errno;
 	void *p = dlsym(RTLD_NEXT, name);
 	errno = saved;
-	resolving = 0;
+	CMM_STORE_SHARED(resolving, resolving - 1);
 	return p;
 }
 
@@ -331,6 +335,10 @@ __attribute__((constructor)) static void as_init(void)
 {
 	char err[256];
 	const char *env = getenv("ASYNCSHIM_OPTIONS");
+	const char *recover = getenv("ASYNCSHIM_RECOVER");
+
+	if (recover)    /* a helper process of asyncshim recover: only that */
+		_exit(as_recover(recover, getenv("ASYNCSHIM_RECOVER_TRACE")));
 
 	strcpy(as_cfg.out, "./asyncshim");
 	as_cfg.block_ms = 10;
@@ -340,6 +348,7 @@ __attribute__((constructor)) static void as_init(void)
 	as_cfg.buffer_kb = 1024;
 	as_cfg.enabled = 1;
 	as_cfg.flush_ms = 1000;
+	as_cfg.drain_ms = 20;
 	as_cfg.follow_exec = 1;
 	as_cfg.exitcode = 66;
 	as_cfg.flight_mb = 16;

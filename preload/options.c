@@ -70,6 +70,7 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "buffer_kb", &cfg->buffer_kb, 4, 4u << 20 },
 		{ "enabled", &cfg->enabled, 0, 1 },
 		{ "flush_ms", &cfg->flush_ms, 0, 3600000 },
+		{ "drain_ms", &cfg->drain_ms, 1, 3600000 },
 		{ "follow_exec", &cfg->follow_exec, 0, 1 },
 		{ "gate", &cfg->gate, 0, 1 },
 		{ "exitcode", &cfg->exitcode, 1, 255 },

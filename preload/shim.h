@@ -63,6 +63,7 @@ struct as_thread {
 	char name[16];                 /* filled at exit; live threads: /proc */
 	size_t map_size;
 	uint64_t cap;                  /* ring capacity, power of two */
+	pid_t shm_tid;                 /* nonzero: mapped from PREFIX.shm_tid (preload/shm.c) */
 
 	/* producer */
 	uint64_t iter_start;           /* ticks; 0 = not inside an iteration */
@@ -84,6 +85,7 @@ struct as_thread {
 	/* collector-private */
 	int c_announced;               /* thread record written */
 	struct as_thread *c_reclaim_next; /* exited, unlinked, awaiting a grace period */
+	uint64_t c_drained;            /* drained up to here; becomes tail once written */
 	uint64_t c_blocked;            /* ns of blocking calls in the open iteration */
 	uint64_t c_sample_iter;        /* iteration start (ticks) of c_samples */
 	uint64_t c_sample_ns;          /* time their handlers took */
@@ -126,6 +128,7 @@ struct as_config {
 	unsigned buffer_kb;
 	unsigned enabled;
 	unsigned flush_ms;
+	unsigned drain_ms;      /* how often the collector empties the rings */
 	unsigned follow_exec;
 	unsigned gate;          /* in-process gate (preload/gate.c) */
 	unsigned exitcode;      /* the gate's exit status */
@@ -307,6 +310,33 @@ static inline AS_HOT void as_wait_end(struct as_thread *t)
 	if (AS_UNLIKELY(CMM_LOAD_SHARED(as_wd_parked)))
 		as_watchdog_wake();
 }
+
+/* ---- rings that survive SIGKILL (preload/shm.c) ---- */
+struct as_shm_proc {
+	uint64_t magic;                /* written last */
+	uint32_t version, thread_size; /* sizeof(struct as_thread) of the writer */
+	pid_t pid;
+	int use_tsc;
+	uint64_t tsc0, mono0;
+	double ns_per_tick;
+	uint32_t nstacks;              /* stack ids already in the trace */
+	struct as_config cfg;
+};
+extern char as_shm_prefix[128];
+extern int as_recovering;
+extern uint64_t as_recover_end;        /* ticks: the latest moment the recovered rings show */
+void as_shm_init(pid_t pid, ino_t trace_ino);
+void as_shm_sync(uint32_t nstacks);
+struct as_thread *as_shm_ring(size_t size, pid_t tid);
+void as_shm_ring_done(struct as_thread *t);
+void as_shm_done(void);
+void as_shm_after_fork_child(void);
+void as_shm_chown(uid_t euid);
+int as_recover(const char *prefix, const char *trace);
+int as_collector_recover(const char *trace);
+uint32_t as_stacks_count(void);
+void as_stacks_continue(uint32_t n);
+struct as_thread *as_thread_fork_child(struct as_thread *old);
 
 /* ---- collector (collector/collector.c) ---- */
 int as_collector_start(void);

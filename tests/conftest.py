@@ -109,6 +109,42 @@ class Server:
         return self.proc.returncode
 
 
+def _shm_rings():
+    try:
+        return {f for f in os.listdir("/dev/shm") if f.startswith("asyncshim.")}
+    except OSError:
+        return set()
+
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+    except OSError:
+        return False
+
+
+@pytest.fixture(autouse=True)
+def shm_hygiene():
+    """Rings a test's killed processes left in /dev/shm (servers killed at
+    teardown, SIGKILL tests that do not recover) are removed, so runs do not
+    fill the machine's memory."""
+    before = _shm_rings()
+    yield
+    for f in _shm_rings() - before:
+        if not _alive(int(f.split(".")[1])):
+            try:
+                os.unlink(os.path.join("/dev/shm", f))
+            except OSError:
+                pass
+
+
 @pytest.fixture
 def servers():
     started = []

@@ -54,14 +54,15 @@ def test_late_blocking_call_writes_one_trace_in_bounded_memory(tmp_path):
     assert len(its) < BUSY / 2
     # and the window after it (flight_after_ms, 100 ms by default)
     assert [s for s, e in its if s >= b["t"] + b["dur"]]
-    # flight mode's memory beyond normal mode's (which writes as it goes)
-    # stays within flight_mb and a little, although the run made several
-    # times flight_mb of events
+    # flight mode's memory beyond normal mode's (which writes as it goes,
+    # after every 20 ms drain) stays within flight_mb and a little (one
+    # drain's packing, the unpacker that splits it, allocator slack: ~2.5 MiB
+    # measured), although the run made several times flight_mb of events
     (thread,) = [r for r in recs if r["type"] == "thread"]
     assert thread["dropped"] == 0
     grew_kb = peak_kb(p.stdout) - peak_kb(normal.stdout)
     print("flight mode peak RSS beyond normal mode: %d kB" % grew_kb)
-    assert grew_kb < (2 + 2) * 1024, grew_kb
+    assert grew_kb < (2 + 3) * 1024, grew_kb
     assert fl["kept_bytes"] + fl["dropped_bytes"] > 3 * (4 << 20), fl
     # a normal trace for the tools
     tr = report(path)["traces"][0]

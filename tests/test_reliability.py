@@ -10,8 +10,8 @@ import urllib.request
 
 import pytest
 
-from conftest import (LIB, PROGS, Server, free_port, loop_threads, one_trace, prog, records,
-                      report, run_shim, shim_env, traces)
+from conftest import (ASAN_TOOL, LIB, PROGS, TOOL, Server, free_port, loop_threads, one_trace, prog,
+                      records, report, run_shim, shim_env, traces)
 
 
 def calls(tr):
@@ -34,6 +34,8 @@ def test_fork_while_other_threads_record(tmp_path):
     rep = report(*paths)["traces"]
     assert all(t["complete"] for t in rep)
     assert sum(1 for t in rep if len(loop_threads(t)) == 1 and loop_threads(t)[0]["iterations"] == 2) >= 100
+    # every process's shared rings (preload/shm.c) went with its clean end
+    assert all(shm_files(t["pid"]) == [] for t in rep)
 
 
 NGINX_CONF = """
@@ -76,6 +78,8 @@ def test_prefork_nginx_master_and_workers_each_write_a_trace(tmp_path, servers):
     workers = [t for t in rep if t["ppid"] == s.proc.pid and loop_threads(t)]
     assert len(master) == 1 and len(workers) == 2, [(t["pid"], t["ppid"]) for t in rep]
     assert all(t["complete"] for t in rep)
+    # workers made their files as root and removed them as www-data
+    assert all(shm_files(t["pid"]) == [] for t in rep)
     assert sum(loop_threads(w)[0]["iterations"] for w in workers) >= 50
     assert all(w["blocking"] == [] for w in workers)
 
@@ -193,6 +197,21 @@ def test_hooks_in_other_libraries_constructors(tmp_path, order):
     assert tr["complete"] and "usleep" in calls(tr)
 
 
+def test_hooks_reentered_from_inside_dlsym(tmp_path):
+    # an interposed dlsym (preloaded after the shim) calls the function it is
+    # asked for: the shim's hook runs inside the dlsym resolving that hook
+    wrap = os.path.join(PROGS, "libdlsym_wrap.so")
+    env = shim_env("block_ms=20", {"LD_PRELOAD": f"{LIB}:{wrap}", "DLSYM_WRAP_REPORT": "1"})
+    p = subprocess.run([prog("crash"), "none"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0, p.stderr
+    reentered = int(p.stderr.split("dlsym_wrap reentered=")[1].split()[0])
+    assert reentered >= 5       # read, write, open, nanosleep, epoll_wait, usleep
+    tr = report(one_trace(tmp_path))["traces"][0]
+    # (the wrapper's own epoll_wait, inside dlsym, made the thread a loop earlier)
+    assert tr["complete"] and calls(tr) == ["usleep"] and loop_threads(tr)[0]["iterations"] >= 3
+
+
 def test_exit_via__exit(tmp_path):
     p = run_shim([prog("crash"), "_exit"], tmp_path, check=False)
     assert p.returncode == 4
@@ -240,15 +259,103 @@ def test_programs_own_crash_handler_still_runs(tmp_path):
     assert calls(report(one_trace(tmp_path))["traces"][0]) == ["usleep"]
 
 
-def test_sigkill_keeps_what_was_flushed(tmp_path):
-    p = subprocess.Popen([prog("crash"), "kill"], cwd=tmp_path, env=shim_env("flush_ms=50"),
+def shm_files(pid):
+    return sorted(f for f in os.listdir("/dev/shm") if f.startswith(f"asyncshim.{pid}."))
+
+
+def recover(path, tool=TOOL):
+    return subprocess.run([tool, "recover", path], capture_output=True, text=True, timeout=60)
+
+
+def test_sigkill_recover_finishes_the_trace(tmp_path):
+    # drain_ms: the collector never drains before the kill, so every event
+    # is still in the ring in /dev/shm when SIGKILL arrives
+    p = subprocess.Popen([prog("crash"), "kill"], cwd=tmp_path, env=shim_env("drain_ms=3600000"),
                          stdout=subprocess.PIPE)
     assert p.stdout.readline().strip() == b"ready"
-    time.sleep(0.3)
     p.kill()
     p.wait()
-    tr = report(one_trace(tmp_path))["traces"][0]
-    assert not tr["complete"] and calls(tr) == ["usleep"]
+    path = one_trace(tmp_path)
+    files = shm_files(p.pid)
+    assert len(files) == 2 and f"asyncshim.{p.pid}.{os.stat(path).st_ino}.proc" in files, files
+    for f in files:
+        assert os.stat(f"/dev/shm/{f}").st_mode & 0o777 == 0o600
+    before = report(path)["traces"][0]
+    assert not before["complete"] and calls(before) == [] and loop_threads(before) == []
+
+    r = recover(path, ASAN_TOOL)
+    assert r.returncode == 0 and "1 ring recovered" in r.stderr, r.stderr
+    assert shm_files(p.pid) == []
+    tr = report(path)["traces"][0]
+    assert end_reason(path) == "killed"
+    assert calls(tr) == ["usleep"] and tr["blocking"][0]["duration_ms"] >= 29
+    assert tr["blocking"][0]["stack"][0]["function"] == "loop_with_one_block"
+    (loop,) = loop_threads(tr)
+    assert loop["iterations"] == 3 and loop["name"] == "crash"     # 4 waits
+    # a second time: nothing left, and it says so
+    r = recover(path)
+    assert r.returncode == 0 and "nothing to recover" in r.stderr
+
+
+def test_sigkill_midstream_loses_nothing(tmp_path):
+    # default drain period: the kill lands between two drains; what was
+    # written plus what the rings held is everything the program did
+    counts = tmp_path / "counts"
+    p = subprocess.Popen([prog("kill_counter"), str(counts)], cwd=tmp_path,
+                         env=shim_env("block_ms=10:stall_ms=3600000"), stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    time.sleep(0.5)
+    p.kill()
+    p.wait()
+    waits, blocks = (int.from_bytes(counts.read_bytes()[i:i + 8], "little") for i in (0, 8))
+    path = one_trace(tmp_path)
+    assert recover(path).returncode == 0
+    assert shm_files(p.pid) == []
+    tr = report(path)["traces"][0]
+    (loop,) = loop_threads(tr)
+    assert tr["dropped_events"] == 0
+    # the kill may fall between a wait's return and the program's count of
+    # it, or between a wait's entry (which records the iteration) and its return
+    assert waits - 2 <= loop["iterations"] <= waits, (waits, loop["iterations"])
+    assert blocks <= len(calls(tr)) <= blocks + 1 and set(calls(tr)) == {"usleep"}
+
+
+def test_run_recovers_a_killed_program_by_itself(tmp_path):
+    p = subprocess.Popen([TOOL, "run", "-o", str(tmp_path / "t"), "--", prog("crash"), "kill"], cwd=tmp_path,
+                         env=shim_env("drain_ms=3600000", {"LD_PRELOAD": ""}), stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    (path,) = [str(x) for x in tmp_path.glob("t.*.msgpack")]
+    pid = int(os.path.basename(path).split(".")[1])
+    os.kill(pid, signal.SIGKILL)
+    _, err = p.communicate(timeout=30)
+    assert p.returncode == 128 + signal.SIGKILL
+    assert "1 ring recovered" in err.decode()
+    assert end_reason(path) == "killed" and shm_files(pid) == []
+    assert calls(report(path)["traces"][0]) == ["usleep"]
+
+
+def test_recover_refuses_what_it_cannot_recover(tmp_path):
+    p = subprocess.Popen([prog("crash"), "kill"], cwd=tmp_path, env=shim_env("drain_ms=3600000"),
+                         stdout=subprocess.PIPE)
+    try:
+        assert p.stdout.readline().strip() == b"ready"
+        r = recover(one_trace(tmp_path), ASAN_TOOL)
+        assert r.returncode == 2 and "still running" in r.stderr
+    finally:
+        p.kill()
+        p.wait()
+    assert recover(one_trace(tmp_path)).returncode == 0
+    # a complete trace, a file that is not a trace, a missing file
+    done = tmp_path / "done"
+    done.mkdir()
+    run_shim([prog("crash"), "none"], done)
+    r = recover(one_trace(done), ASAN_TOOL)
+    assert r.returncode == 0 and "nothing to recover" in r.stderr
+    (tmp_path / "junk").write_bytes(b"\x00not msgpack at all")
+    for bad in (str(tmp_path / "junk"), str(tmp_path / "missing")):
+        r = recover(bad, ASAN_TOOL)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
 
 
 # ---- 8. overload ----

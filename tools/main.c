@@ -14,6 +14,7 @@ static const struct {
 	{ "check", cmd_check, "check [--max-block-ms N] [--max-blocking N] [--max-lag-p99-ms N] [--max-stall-ms N]\n"
 	  "          [--suppress FILE]... [--junit FILE] TRACE...  pass/fail for CI (exit 1 on violations)" },
 	{ "diff", cmd_diff, "diff [--tolerance PCT] [--json] BASE NEW          lag and blocking regressions (exit 1)" },
+	{ "recover", cmd_recover, "recover TRACE...                               finish the trace of a killed process" },
 	{ "dump", cmd_dump, "dump TRACE                                     every record as one JSON line" },
 	{ "export", cmd_export, "export --format chrome|folded [-o FILE] TRACE...  Perfetto / chrome://tracing JSON" },
 	{ "ctl", cmd_ctl, "ctl PID enable|disable|clear|dump                recording on/off, drop, write now (running process)" },

@@ -17,7 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int find_library(char *out, size_t len)
+int find_library(char *out, size_t len)
 {
 	char self[PATH_MAX];
 	ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
@@ -25,8 +25,9 @@ static int find_library(char *out, size_t len)
 		return -1;
 	self[n] = '\0';
 	const char *dir = dirname(self);
-	const char *candidates[] = { "%s/libasyncshim.so", "%s/../lib/libasyncshim.so" };
-	for (size_t i = 0; i < 2; i++) {
+	/* installed, in build/, and build/asan/'s tools using build/'s library */
+	const char *candidates[] = { "%s/libasyncshim.so", "%s/../lib/libasyncshim.so", "%s/../libasyncshim.so" };
+	for (size_t i = 0; i < 3; i++) {
 		snprintf(out, len, candidates[i], dir);
 		if (access(out, R_OK) == 0)
 			return 0;
@@ -42,6 +43,22 @@ static int valid_uint(const char *s)
 		if (*s < '0' || *s > '9')
 			return 0;
 	return 1;
+}
+
+/* The program was killed (SIGKILL): finish its traces from its rings
+ * (asyncshim recover), PREFIX.<pid>.msgpack and those of exec'd images. */
+static void recover_killed(const char *lib, const char *prefix, pid_t pid)
+{
+	char path[PATH_MAX + 64];
+	for (int n = 0; n < 100; n++) {
+		if (n == 0)
+			snprintf(path, sizeof(path), "%s.%d.msgpack", prefix, (int)pid);
+		else
+			snprintf(path, sizeof(path), "%s.%d.%d.msgpack", prefix, (int)pid, n);
+		if (access(path, F_OK) != 0)
+			break;
+		recover_trace(lib, path, 1);
+	}
 }
 
 /* Trace files are PREFIX.<pid>[.<n>].msgpack; list those modified since start. */
@@ -134,6 +151,8 @@ int cmd_run(int argc, char **argv)
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
+	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
+		recover_killed(lib, out, pid);
 	print_traces(out, start);
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
