@@ -461,11 +461,13 @@ def bench_memory():
     # what each thread adds and not that buffer filling up
     rounds = 2
     short_s, long_s = (0.6, 1.5) if QUICK else (1.0, 4.0)
-    added = {"1": [], "9": [], "long": [], "1s0": [], "9s0": []}
+    added = {"1": [], "9": [], "long": [], "1s0": [], "9s0": [], "1ns": [], "9ns": []}
     for rnd in range(rounds):
         for key, (n, secs, opts) in (("1", (1, short_s, None)), ("9", (9, short_s, None)),
                                      ("long", (1, long_s, None)), ("1s0", (1, short_s, "stacks=0")),
-                                     ("9s0", (9, short_s, "stacks=0"))):
+                                     ("9s0", (9, short_s, "stacks=0")),
+                                     ("1ns", (1, short_s, "stall_ms=3600000")),
+                                     ("9ns", (9, short_s, "stall_ms=3600000"))):
             b = rss_run("bare", n, secs)
             s = rss_run("shim", n, secs, opts)
             added[key].append(s - b)
@@ -475,8 +477,12 @@ def bench_memory():
     row("memory", "resident bytes added per loop thread (default buffer_kb=1024, ring written through)",
         "%.0f (%.1f KiB)" % (per_thread, per_thread / 1024), "<= buffer + 4 KiB = %d" % limit,
         per_thread <= limit)
+    per_thread_ns = med([(a9 - a1) / 8 for a1, a9 in zip(added["1ns"], added["9ns"])])
+    row("memory", "... the same for threads never stall-sampled (stall_ms=3600000; nine spinning threads "
+        "on two cores stall by preemption, and each sample's unwinding touches its thread's stack deeper)",
+        "%.0f (%.1f KiB)" % (per_thread_ns, per_thread_ns / 1024), "<= %d" % limit, per_thread_ns <= limit)
     per_thread0 = med([(a9 - a1) / 8 for a1, a9 in zip(added["1s0"], added["9s0"])])
-    row("memory", "... the same with stacks=0 (no libunwind per-thread state)",
+    row("memory", "... the same with stacks=0 (no stacks, no stall watchdog)",
         "%.0f (%.1f KiB)" % (per_thread0, per_thread0 / 1024), "<= %d" % limit, per_thread0 <= limit)
     row("memory", "resident bytes added in total, 1 loop thread, %.0f s run" % short_s,
         "%.0f (%.1f MiB)" % (med(added["1"]), med(added["1"]) / 2**20), "bounded")

@@ -88,7 +88,6 @@ struct as_thread *as_thread_register(void)
 	t->cap = cap;
 	t->tid = tid;
 	prctl(PR_GET_NAME, t->name, 0, 0, 0);  /* for asyncshim recover; updated when drained */
-	as_stack_thread_init(t);
 	as_registry_lock();
 	cds_list_add_tail_rcu(&t->node, &as_threads);
 	as_registry_unlock();

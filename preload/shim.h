@@ -360,7 +360,6 @@ void as_gate_after_fork_child(void);
  * hooks/dl.c, collector/stacks.c, collector/modules.c) ---- */
 #define AS_STACK_MAX 256                /* stack_depth limit */
 void as_stack_init(void);
-void as_stack_thread_init(struct as_thread *t);
 struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);

@@ -37,7 +37,7 @@
 #define STR(x) STR_(x)
 
 static struct {
-	int (*backtrace)(void **, int);
+	__typeof__(unw_tdep_getcontext) *getcontext;
 	__typeof__(unw_init_local2) *init_local2;
 	__typeof__(unw_step) *step;
 	__typeof__(unw_get_reg) *get_reg;
@@ -69,6 +69,8 @@ static int in_self(uintptr_t pc)
 	return pc >= self_lo && pc < self_hi;
 }
 
+static unsigned capture_here(uint64_t *out, unsigned depth);
+
 /* Once, in the constructor (single-threaded): load libunwind and unwind
  * once, so its one-time set-up never runs inside a signal handler. */
 void as_stack_init(void)
@@ -81,90 +83,68 @@ void as_stack_init(void)
 		as_warn("asyncshim: cannot load libunwind.so.8; findings will have no stacks");
 		return;
 	}
-	uw.backtrace = (int (*)(void **, int))dlsym(h, "unw_backtrace");
+	uw.getcontext = (__typeof__(uw.getcontext))dlsym(h, STR(unw_tdep_getcontext));
 	uw.init_local2 = (__typeof__(uw.init_local2))dlsym(h, STR(unw_init_local2));
 	uw.step = (__typeof__(uw.step))dlsym(h, STR(unw_step));
 	uw.get_reg = (__typeof__(uw.get_reg))dlsym(h, STR(unw_get_reg));
-	if (!uw.backtrace || !uw.init_local2 || !uw.step || !uw.get_reg) {
+	if (!uw.getcontext || !uw.init_local2 || !uw.step || !uw.get_reg) {
 		as_warn("asyncshim: libunwind.so.8 lacks unw_init_local2; findings will have no stacks");
 		return;
 	}
-	void *pcs[4];
-	uw.backtrace(pcs, 4);
 	uw_ok = 1;
+	uint64_t pcs[4];
+	capture_here(pcs, 4);   /* libunwind's one-time set-up, here */
 }
 
-/* Per loop thread, at registration (not in a signal handler): the first
- * unw_backtrace of a thread sets up libunwind's per-thread trace cache and
- * the thread's block of libunwind's dynamic TLS, which may malloc. */
-void as_stack_thread_init(struct as_thread *t)
-{
-	(void)t;
-	if (uw_ok) {
-		void *pcs[4];
-		uw.backtrace(pcs, 4);
-	}
-}
-
-/* The stack of the current call: drop libunwind's and our own frames on
- * top; the first frame left is the return address into the caller of the
- * hook, made exact by -1. */
-static unsigned capture_here(uint64_t *out, unsigned depth)
-{
-	void *pcs[AS_STACK_MAX + 8];
-	int n = uw.backtrace(pcs, (int)depth + 8), i = 0;
-	while (i < n && i < 3 && !in_self((uintptr_t)pcs[i]))
-		i++;                    /* unw_backtrace itself */
-	while (i < n && in_self((uintptr_t)pcs[i]))
-		i++;
-	if (i >= n)
-		return 0;
-	unsigned k = 0;
-	for (; i < n && k < depth; i++)
-		out[k++] = (uint64_t)(uintptr_t)pcs[i];
-	out[0] -= 1;
-	return k;
-}
-
-/* The stack interrupted by a signal, from its context: frame 0 is the
- * interrupted pc, exact.  unw_step on a local cursor is async-signal-safe
- * (libunwind blocks signals around its global cache's lock: two syscalls
- * per frame, tens of microseconds a stack). */
-static unsigned capture_context(uint64_t *out, unsigned depth, void *ucontext)
+/* Walk the stack of CTX, after skipping the frames of our own code on top
+ * when SKIP_SELF.
+ *
+ * Why unw_step and not unw_backtrace: unw_backtrace is faster (a
+ * per-thread cache of frame layouts) but that cache costs 256 KiB on
+ * every thread that ever captures, and setting it up may malloc, so it
+ * would have to be set up on every loop thread in advance, outside signal
+ * handlers.  unw_step on a local cursor allocates nothing per thread and is
+ * async-signal-safe (libunwind blocks signals around its global cache's
+ * lock): tens of microseconds a stack, paid only by blocking calls and
+ * stall samples.  The sample handler never runs while its thread is inside
+ * libunwind (as_tls.busy is set around every capture). */
+static unsigned walk(uint64_t *out, unsigned depth, unw_context_t *ctx, int flags, int skip_self)
 {
 	unw_cursor_t c;
 	unsigned k = 0;
-	if (uw.init_local2(&c, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME) < 0)
+	if (uw.init_local2(&c, ctx, flags) < 0)
 		return 0;
 	do {
 		unw_word_t ip;
 		if (uw.get_reg(&c, UNW_REG_IP, &ip) < 0 || ip == 0)
 			break;
+		if (skip_self && in_self(ip))
+			continue;
+		skip_self = 0;
 		out[k++] = ip;
 	} while (k < depth && uw.step(&c) > 0);
 	return k;
 }
 
-/* The fast way: unw_backtrace walks through the signal frame with the
- * thread's own trace cache (set up outside any handler by
- * as_stack_thread_init; no lock, no syscall once warm) and the
- * interrupted pc shows up right after the handler's own frames.  The
- * handler never runs while its thread is inside libunwind (as_tls.busy is
- * set around every capture), so the per-thread cache is never re-entered. */
+/* The stack of the current call, without our own frames on top: the first
+ * frame left is the return address into the caller of the hook, made exact
+ * by -1. */
+static unsigned capture_here(uint64_t *out, unsigned depth)
+{
+	unw_context_t ctx;
+	if (uw.getcontext(&ctx) != 0)
+		return 0;
+	unsigned k = walk(out, depth, &ctx, 0, 1);
+	if (k)
+		out[0] -= 1;
+	return k;
+}
+
+/* The stack interrupted by a signal, from its context: frame 0 is the
+ * interrupted pc, exact. */
 static unsigned capture_signal(uint64_t *out, unsigned depth, void *ucontext)
 {
-	uintptr_t pc = (uintptr_t)((ucontext_t *)ucontext)->uc_mcontext.gregs[REG_RIP];
-	void *pcs[AS_STACK_MAX + 16];
-	int n = uw.backtrace(pcs, (int)depth + 16);
-	for (int i = 0; i < n && i < 16; i++) {
-		if ((uintptr_t)pcs[i] != pc)
-			continue;
-		unsigned k = 0;
-		for (; i < n && k < depth; i++)
-			out[k++] = (uint64_t)(uintptr_t)pcs[i];
-		return k;
-	}
-	return capture_context(out, depth, ucontext);
+	return walk(out, depth, (unw_context_t *)ucontext, UNW_INIT_SIGNAL_FRAME, 0);
 }
 
 /* Reserve a record followed by the FRAMES of the current stack (of the
