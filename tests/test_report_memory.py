@@ -162,7 +162,7 @@ def test_sites_sum_every_call_and_sample(grown, reports):
             if top.get(s):
                 samples[top[s]] += 1
     for tr in (reports["--list 25"], everything, report_json(path, "--list", "0")):
-        got = {(s["call"], s["site"]["function"] if s["site"] else None): [s["count"], ns(s["total_ms"]), ns(s["max_ms"])]
+        got = {(s["call"], s["site"] and s["site"]["function"]): [s["count"], ns(s["total_ms"]), ns(s["max_ms"])]
                for s in tr["blocking_sites"]}
         assert got == want
         assert {s["site"]["function"]: (s["samples"], s["stalls"]) for s in tr["stall_sites"]} == \
@@ -225,7 +225,8 @@ def test_memory_does_not_grow_with_the_trace(tmp_path):
         assert tr["blocking_total"] == copies[mb] * summary["blocks"] and len(tr["blocking"]) == 1000
         assert tr["stalls_total"] == copies[mb] * summary["stalls"] and len(tr["stalls"]) == 1000
         os.unlink(big)
-    print(f"report max RSS: {rss[20]} KiB at 20 MiB ({copies[20]} copies), {rss[80]} KiB at 80 MiB ({copies[80]} copies)")
+    print(f"report max RSS: {rss[20]} KiB at 20 MiB ({copies[20]} copies), "
+          f"{rss[80]} KiB at 80 MiB ({copies[80]} copies)")
     # the 80 MiB trace has four times the blocking calls and stalls; keeping each
     # (about 100 bytes) would add some 10 MiB
     assert copies[80] >= 3.5 * copies[20]

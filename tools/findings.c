@@ -336,7 +336,8 @@ int findings_stall(struct trace *tr, const msgpack_object *o, uint64_t seq, uint
 		free(s.samples);
 		return -1;
 	}
-	int r = keep_offer((void **)&f->stalls, &f->nstalls, &f->cap_stalls, tr->keep, sizeof(s), stall_before, &s, &out);
+	int r = keep_offer((void **)&f->stalls, &f->nstalls, &f->cap_stalls, tr->keep, sizeof(s), stall_before, &s,
+			   &out);
 	if (r < 0) {
 		free(s.samples);
 		return -1;

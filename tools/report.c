@@ -110,7 +110,8 @@ static void json_trace(FILE *f, const struct trace *tr)
 		json_blocking(f, tr, &tr->blocks[idx[i]]);
 	}
 	free(idx);
-	fprintf(f, "],\"blocking_total\":%" PRIu64 ",\"blocking_listed\":%zu,\"blocking_total_ms\":", tr->blocks_total, n);
+	fprintf(f, "],\"blocking_total\":%" PRIu64 ",\"blocking_listed\":%zu,\"blocking_total_ms\":",
+		tr->blocks_total, n);
 	json_ms(f, tr->blocked_ns);
 	fputc(',', f);
 	stacks_json(f, tr, top_sites, list_max);
@@ -154,8 +155,8 @@ static void text_trace(FILE *f, const struct trace *tr)
 	size_t *idx, n = trace_listed_blocks(tr, list_max, &idx);
 	if (!idx)
 		n = 0;
-	fprintf(f, "\nblocking calls on loop threads (>= %" PRIu64 " ms): %" PRIu64 ", %.1f ms in total\n", tr->block_ms,
-		tr->blocks_total, ms(tr->blocked_ns));
+	fprintf(f, "\nblocking calls on loop threads (>= %" PRIu64 " ms): %" PRIu64 ", %.1f ms in total\n",
+		tr->block_ms, tr->blocks_total, ms(tr->blocked_ns));
 	if (n)
 		fprintf(f, "  %10s  %-8s %-16s %-16s %5s %-7s %12s\n", "at ms", "tid", "thread", "call", "fd",
 			"kind", "duration ms");
@@ -176,6 +177,19 @@ static void text_trace(FILE *f, const struct trace *tr)
 	spans_text(f, tr);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
+}
+
+/* --list N: a count, 0 included */
+static int parse_list(const char *s)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end || v > 1ul << 30)
+		return -1;
+	list_max = v;
+	return 0;
 }
 
 #define REPORT_USAGE "usage: asyncshim report [--json] [--html FILE] [--top N] [--list N | --all] TRACE..."
@@ -201,8 +215,7 @@ int cmd_report(int argc, char **argv)
 			json = 1;
 		else if (c == 't' && (top_sites = strtoul(optarg, &end, 10)) > 0 && !*end && optarg[0] != '-')
 			continue;
-		else if (c == 'l' && optarg[0] >= '0' && optarg[0] <= '9' && (list_max = strtoul(optarg, &end, 10)) < 1u << 30 &&
-			 !*end)
+		else if (c == 'l' && parse_list(optarg) == 0)
 			continue;
 		else if (c == 'a')
 			list_max = TRACE_KEEP_ALL;

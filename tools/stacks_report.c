@@ -324,8 +324,8 @@ void stacks_text(FILE *f, const struct trace *tr, size_t top, size_t list)
 	size_t n = trace_listed_stalls(tr, list, &idx);
 	if (!idx)
 		n = 0;
-	fprintf(f, "\nstalls on loop threads (>= %" PRIu64 " ms busy without a blocking call): %" PRIu64 ", %.1f ms in total\n",
-		tr->stall_ms, tr->stalls_total, ms(tr->stalled_ns));
+	fprintf(f, "\nstalls on loop threads (>= %" PRIu64 " ms busy without a blocking call): %" PRIu64
+		   ", %.1f ms in total\n", tr->stall_ms, tr->stalls_total, ms(tr->stalled_ns));
 	if (n)
 		fprintf(f, "  %10s  %-8s %-16s %11s %13s %8s\n", "at ms", "tid", "thread", "stalled ms", "iteration ms",
 			"samples");
@@ -336,7 +336,8 @@ void stacks_text(FILE *f, const struct trace *tr, size_t top, size_t list)
 	}
 	free(idx);
 	if (tr->stalls_total > n)
-		fprintf(f, "  ... %" PRIu64 " more stalls not listed, none longer than those above (--all to list every one)\n", tr->stalls_total - n);
+		fprintf(f, "  ... %" PRIu64 " more stalls not listed, none longer than those above "
+			   "(--all to list every one)\n", tr->stalls_total - n);
 
 	stall_sites(tr, &ss);
 	if (ss.n) {
