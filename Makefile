@@ -120,7 +120,7 @@ $(BUILD)/tsan/libasyncshim.so: $(SHIM_SRC) $(HEADERS) | deps
 # FUZZ_SECONDS (default 600), `make test` for about a minute.
 FUZZ_SECONDS ?= 600
 FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c tools/tasks.c tools/stacks.c tools/symbolize.c \
-	tools/spans.c
+	tools/spans.c tools/findings.c
 $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	clang $(TOOL_CFLAGS) -Wno-unused-command-line-argument -O1 -fsanitize=fuzzer,address,undefined \
@@ -129,7 +129,7 @@ $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 fuzz: all progs $(BUILD)/fuzz/fuzz_trace
 	FUZZ_SECONDS=$(FUZZ_SECONDS) /usr/bin/python3 -m pytest -q tests/test_fuzz.py
 
-test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace $(BUILD)/tsan/libasyncshim.so
+test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace $(BUILD)/tsan/libasyncshim.so $(BUILD)/bench/bigtrace
 	@./scripts/deps.sh test
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 

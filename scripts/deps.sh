@@ -5,8 +5,8 @@
 set -e
 build="gcc clang libclang-rt-14-dev make pkg-config liburcu-dev libmsgpack-dev libunwind-dev libdw-dev libelf-dev xxd"
 test="$build python3 python3-msgpack python3-pytest python3-pytest-timeout redis-server redis-tools
-      memcached nginx-light libuv1-dev libevent-dev procps chromium python3-websocket libc6-dbg binutils"
-bench="$test hyperfine strace valgrind linux-perf time"
+      memcached nginx-light libuv1-dev libevent-dev procps chromium python3-websocket libc6-dbg binutils time"
+bench="$test hyperfine strace valgrind linux-perf"
 case "${1:-build}" in
 	build) want=$build ;;
 	test) want=$test ;;

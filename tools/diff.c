@@ -17,6 +17,7 @@
  *     call name and the first frames of the project's own code (not by
  *     address or tid, which change from run to run). */
 #include "cli.h"
+#include "findings.h"
 #include "json.h"
 #include "sites.h"
 #include "stacks.h"
@@ -54,6 +55,7 @@ struct site_row {
 	char site[768];
 	struct site_stack stack;        /* of the longest call, for --json */
 	uint64_t count[2], total_ns[2], max_ns[2];
+	uint64_t max_first[2];          /* record number of the first call of max_ns */
 	int regressed;
 	const char *reason;
 };
@@ -145,11 +147,16 @@ static int add_loops(struct diff *d, int side)
 
 /* ---- aggregating call sites ---- */
 
+/* From the sums per call, fd kind and stack (every call, in the order first
+ * seen: rows come in the order of their first call).  A row's stack is that
+ * of its first call of the longest duration, BASE before NEW. */
 static int add_sites(struct diff *d, int side)
 {
 	struct trace *tr = &d->tr[side];
-	for (size_t i = 0; i < tr->nblocks; i++) {
-		const struct blocking *b = &tr->blocks[i];
+	struct block_site *const *raw;
+	size_t n = trace_block_sites(tr, &raw);
+	for (size_t i = 0; i < n; i++) {
+		const struct block_site *b = raw[i];
 		struct site_stack st;
 		char site[768];
 		site_stack(tr, b->stack, &st);
@@ -168,23 +175,25 @@ static int add_sites(struct diff *d, int side)
 			snprintf(row->call, sizeof(row->call), "%s", b->call);
 			snprintf(row->site, sizeof(row->site), "%s", site);
 		}
-		if (b->dur_ns > row->max_ns[NEW] && b->dur_ns > row->max_ns[BASE])
+		int best = b->max_ns > row->max_ns[side] ||
+			   (b->max_ns == row->max_ns[side] && b->max_first < row->max_first[side]);
+		if (best)
+			row->max_first[side] = b->max_first;
+		/* BASE's calls came first: NEW's stack only when longer than all of BASE's */
+		if (best && b->max_ns > (side == NEW ? row->max_ns[BASE] : 0))
 			row->stack = st;
-		row->count[side]++;
-		row->total_ns[side] += b->dur_ns;
-		if (b->dur_ns > row->max_ns[side])
-			row->max_ns[side] = b->dur_ns;
+		row->count[side] += b->count;
+		row->total_ns[side] += b->total_ns;
+		if (b->max_ns > row->max_ns[side])
+			row->max_ns[side] = b->max_ns;
 	}
 	return 0;
 }
 
 static void add_stalls(struct diff *d, int side)
 {
-	const struct stall *st;
-	size_t n = trace_stalls(&d->tr[side], &st);
-	d->stalls[side].count = n;
-	for (size_t i = 0; i < n; i++)
-		d->stalls[side].total_ns += st[i].dur_ns;
+	d->stalls[side].count = d->tr[side].stalls_total;
+	d->stalls[side].total_ns = d->tr[side].stalled_ns;
 }
 
 /* ---- judging ---- */
@@ -432,7 +441,8 @@ int cmd_diff(int argc, char **argv)
 	int rc = 0, loaded = 0;
 	char err[512];
 	for (; rc == 0 && loaded < 2; loaded++) {
-		if (trace_load(argv[optind + loaded], &d.tr[loaded], err, sizeof(err)) != 0) {
+		/* sums per site are all it needs: no call kept one by one */
+		if (trace_load_keep(argv[optind + loaded], &d.tr[loaded], 0, err, sizeof(err)) != 0) {
 			fprintf(stderr, "asyncshim diff: %s: %s\n", argv[optind + loaded], err);
 			rc = 2;
 		}

@@ -9,6 +9,7 @@
  * module+0xoffset without symbols.  Lines are merged across all traces and
  * sorted, so the output does not depend on the order of events. */
 #include "export.h"
+#include "findings.h"
 #include "stacks.h"
 #include "trace.h"
 
@@ -89,29 +90,30 @@ static int add(struct lines *ls, const char *text, uint64_t ns)
 	return 0;
 }
 
+/* From the sums per call and stack, and per sample stack (every blocking
+ * call and stall counts; none is kept one by one). */
 static int add_trace(struct lines *ls, const struct trace *tr)
 {
 	static char buf[65536];
-	for (size_t i = 0; i < tr->nblocks; i++) {
-		const struct blocking *b = &tr->blocks[i];
+	struct block_site *const *bs;
+	struct stall_share *const *sh;
+	size_t n = trace_block_sites(tr, &bs);
+	for (size_t i = 0; i < n; i++) {
 		size_t used;
-		stack_text(tr, b->stack, buf, sizeof(buf));
+		stack_text(tr, bs[i]->stack, buf, sizeof(buf));
 		used = strlen(buf);
 		put_sep(buf, sizeof(buf), &used);
-		put(buf, sizeof(buf), &used, b->call);
-		if (add(ls, buf, b->dur_ns) != 0)
+		put(buf, sizeof(buf), &used, bs[i]->call);
+		if (add(ls, buf, bs[i]->total_ns) != 0)
 			return -1;
 	}
-	const struct stall *st;
-	size_t n = trace_stalls(tr, &st);
+	if (trace_unsampled_ns(tr) && add(ls, "[unsampled stall]", trace_unsampled_ns(tr)) != 0)
+		return -1;
+	n = trace_stall_shares(tr, &sh);
 	for (size_t i = 0; i < n; i++) {
-		if (!st[i].nsamples && add(ls, "[unsampled stall]", st[i].dur_ns) != 0)
+		stack_text(tr, sh[i]->stack, buf, sizeof(buf));
+		if (add(ls, buf, sh[i]->ns) != 0)
 			return -1;
-		for (uint32_t j = 0; j < st[i].nsamples; j++) {
-			stack_text(tr, st[i].samples[j], buf, sizeof(buf));
-			if (add(ls, buf, st[i].dur_ns / st[i].nsamples) != 0)
-				return -1;
-		}
 	}
 	return 0;
 }
@@ -128,7 +130,7 @@ int export_folded(FILE *out, char **paths, int npaths, char *err, size_t errlen)
 	for (int i = 0; i < npaths && rc == 0; i++) {
 		struct trace tr;
 		char why[256];
-		if (trace_load(paths[i], &tr, why, sizeof(why)) != 0) {
+		if (trace_load_keep(paths[i], &tr, 0, why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s: %s", paths[i], why);
 			rc = -1;
 		} else if (add_trace(&ls, &tr) != 0) {

@@ -8,6 +8,7 @@
  * size and speed for a thousand or a billion iterations.  Budgets are per
  * trace, so many loop threads do not multiply the page either. */
 #include "html.h"
+#include "findings.h"
 #include "sites.h"
 #include "tasks.h"
 
@@ -24,7 +25,7 @@
 #define BUCKETS_MIN 1024         /* ... at least this many */
 #define BUCKETS_MAX 16384        /* ... and at most this many each */
 #define SLOW_MAX 20000           /* slowest iterations kept individually per bucketed thread */
-#define BLOCKS_MAX 20000         /* blocking calls drawn individually per trace (the longest) */
+#define BLOCKS_MAX HTML_BLOCKS_KEPT /* blocking calls drawn individually per trace (the longest) */
 #define SITES_MAX 100            /* blocking call sites in the table */
 #define TASK_RUNS_MAX 50000      /* task runs (the longest) and task ends drawn per trace */
 #define STALLS_MAX 20000         /* stalls drawn per trace (the longest) */
@@ -412,11 +413,12 @@ static void timeline_json(FILE *f, const struct tl *tl)
 /* ---- blocking call sites ---- */
 
 static const struct trace *sort_tr;
+static struct block_site *const *sort_raw;
 static const struct site *sort_sites;
 
 static int by_raw_site(const void *a, const void *b)
 {
-	const struct blocking *x = &sort_tr->blocks[*(const size_t *)a], *y = &sort_tr->blocks[*(const size_t *)b];
+	const struct block_site *x = sort_raw[*(const size_t *)a], *y = sort_raw[*(const size_t *)b];
 	int c;
 	if (x->stack != y->stack)
 		return x->stack < y->stack ? -1 : 1;
@@ -453,7 +455,7 @@ static int by_duration(const void *a, const void *b)
 struct sites {
 	struct site *raw, *merged;
 	size_t nraw, nmerged;
-	size_t *site_of;             /* block index -> merged site */
+	size_t *site_of;             /* findings' site (block_site.index) -> merged site */
 };
 
 static void sites_free(struct sites *s)
@@ -465,10 +467,12 @@ static void sites_free(struct sites *s)
 
 /* Group blocking calls by call, fd kind and call site (the stack's own
  * frames, so stacks that differ only below main are one site), largest
- * total time first. */
+ * total time first, from the sums findings.c keeps per stack, call and fd
+ * kind (every call counts, also those not kept one by one). */
 static int sites_build(struct trace *tr, struct sites *s)
 {
-	size_t n = tr->nblocks;
+	struct block_site *const *bs;
+	size_t n = trace_block_sites(tr, &bs);
 	size_t *idx = malloc((n ? n : 1) * sizeof(*idx)), *raw_of = malloc((n ? n : 1) * sizeof(*raw_of));
 	memset(s, 0, sizeof(*s));
 	s->raw = calloc(n ? n : 1, sizeof(*s->raw));
@@ -480,25 +484,21 @@ static int sites_build(struct trace *tr, struct sites *s)
 	}
 	for (size_t i = 0; i < n; i++)
 		idx[i] = i;
-	sort_tr = tr;
+	sort_raw = bs;
 	qsort(idx, n, sizeof(*idx), by_raw_site);
 	for (size_t i = 0; i < n; i++) {
-		const struct blocking *b = &tr->blocks[idx[i]];
-		if (!i || by_raw_site(&idx[i - 1], &idx[i]) != 0) {
-			struct site *r = &s->raw[s->nraw++];
-			struct site_stack st;
-			snprintf(r->call, sizeof(r->call), "%s", b->call);
-			snprintf(r->fd_kind, sizeof(r->fd_kind), "%s", b->fd_kind);
-			r->stack = b->stack;
-			site_stack(tr, b->stack, &st);
-			site_label(&st, r->label, sizeof(r->label));
-		}
-		struct site *r = &s->raw[s->nraw - 1];
-		r->count++;
-		r->total_ns += b->dur_ns;
-		if (b->dur_ns > r->max_ns)
-			r->max_ns = b->dur_ns;
-		raw_of[idx[i]] = s->nraw - 1;
+		const struct block_site *b = bs[idx[i]];
+		struct site *r = &s->raw[s->nraw++];
+		struct site_stack st;
+		snprintf(r->call, sizeof(r->call), "%s", b->call);
+		snprintf(r->fd_kind, sizeof(r->fd_kind), "%s", b->fd_kind);
+		r->stack = b->stack;
+		site_stack(tr, b->stack, &st);
+		site_label(&st, r->label, sizeof(r->label));
+		r->count = b->count;
+		r->total_ns = b->total_ns;
+		r->max_ns = b->max_ns;
+		raw_of[b->index] = s->nraw - 1;
 	}
 	/* merge raw sites with the same key */
 	s->merged = calloc(s->nraw ? s->nraw : 1, sizeof(*s->merged));
@@ -582,12 +582,13 @@ static int blocks_json(FILE *f, const struct trace *tr, const struct sites *s)
 	for (size_t i = 0; i < n; i++)
 		idx[i] = i;
 	sort_tr = tr;
-	if (n > BLOCKS_MAX)
+	if (tr->blocks_total > BLOCKS_MAX)     /* only the longest are kept: longest first */
 		qsort(idx, n, sizeof(*idx), by_duration);
 	fputc('[', f);
 	for (size_t i = 0; i < shown; i++) {
 		const struct blocking *b = &tr->blocks[idx[i]];
-		size_t site = s->site_of[idx[i]];
+		const struct block_site *raw = trace_block_site_of(tr, b);
+		size_t site = raw ? s->site_of[raw->index] : SIZE_MAX;
 		fprintf(f, "%s[%" PRId64 ",%" PRIu64 ",%" PRIu64 ",%ld]", i ? "," : "", b->tid, b->t_ns, b->dur_ns,
 			site < SITES_MAX ? (long)site : -1L);
 	}
@@ -739,8 +740,7 @@ static int trace_json(FILE *f, struct trace *tr, struct tl *tl, char *err, size_
 	}
 	for (size_t i = 0; i < tr->nthreads; i++)
 		dropped += tr->threads[i].dropped;
-	for (size_t i = 0; i < tr->nblocks; i++)
-		blocked += tr->blocks[i].dur_ns;
+	blocked = tr->blocked_ns;
 	fputs("{\"path\":", f);
 	hstr(f, tr->path);
 	fprintf(f, ",\"pid\":%" PRId64 ",\"start_unix_ns\":%" PRIu64 ",\"exe\":", tr->pid, tr->start_unix_ns);
@@ -751,8 +751,8 @@ static int trace_json(FILE *f, struct trace *tr, struct tl *tl, char *err, size_
 	fprintf(f, ",\"block_ms\":%" PRIu64 ",\"dropped\":%" PRIu64 ",\"records\":%" PRIu64 ",\"threads\":",
 		tr->block_ms, dropped, tr->records);
 	threads_json(f, tr);
-	fprintf(f, ",\"blocking\":{\"count\":%zu,\"total_ns\":%" PRIu64 ",\"sites\":%zu,\"shown\":%zu}",
-		tr->nblocks, blocked, s.nmerged, tr->nblocks < BLOCKS_MAX ? tr->nblocks : (size_t)BLOCKS_MAX);
+	fprintf(f, ",\"blocking\":{\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"sites\":%zu,\"shown\":%zu}",
+		tr->blocks_total, blocked, s.nmerged, tr->nblocks < BLOCKS_MAX ? tr->nblocks : (size_t)BLOCKS_MAX);
 	fputs(",\"sites\":", f);
 	sites_json(f, tr, &s);
 	fputs(",\"blocks\":", f);

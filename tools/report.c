@@ -1,5 +1,10 @@
-/* report.c — `asyncshim report [--json] TRACE...` */
+/* report.c — `asyncshim report [--json] TRACE...`
+ *
+ * Blocking calls and stalls are listed one by one up to --list N (the
+ * longest, in the order recorded), so a trace of any size is read in
+ * bounded memory; counts, totals and sites count every one. */
 #include "cli.h"
+#include "findings.h"
 #include "html.h"
 #include "json.h"
 #include "stacks.h"
@@ -56,6 +61,7 @@ static void json_thread(FILE *f, const struct thread_info *t)
 }
 
 static size_t top_sites = 10;     /* --top */
+static size_t list_max = 1000;    /* --list, --all: blocking calls and stalls listed */
 
 void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b)
 {
@@ -95,13 +101,20 @@ static void json_trace(FILE *f, const struct trace *tr)
 		json_thread(f, &tr->threads[i]);
 	}
 	fputs("],\"blocking\":[", f);
-	for (size_t i = 0; i < tr->nblocks; i++) {
+	size_t *idx, n = trace_listed_blocks(tr, list_max, &idx);
+	if (!idx)
+		n = 0;
+	for (size_t i = 0; i < n; i++) {
 		if (i)
 			fputc(',', f);
-		json_blocking(f, tr, &tr->blocks[i]);
+		json_blocking(f, tr, &tr->blocks[idx[i]]);
 	}
-	fputs("],", f);
-	stacks_json(f, tr, top_sites);
+	free(idx);
+	fprintf(f, "],\"blocking_total\":%" PRIu64 ",\"blocking_listed\":%zu,\"blocking_total_ms\":",
+		tr->blocks_total, n);
+	json_ms(f, tr->blocked_ns);
+	fputc(',', f);
+	stacks_json(f, tr, top_sites, list_max);
 	fputc(',', f);
 	tasks_json(f, tr->tasks);
 	fputc(',', f);
@@ -139,28 +152,47 @@ static void text_trace(FILE *f, const struct trace *tr)
 				ms(hist_percentile(h, 95)), ms(hist_percentile(h, 99)), ms(h->max));
 		}
 	}
-	uint64_t total = 0;
-	for (size_t i = 0; i < tr->nblocks; i++)
-		total += tr->blocks[i].dur_ns;
-	fprintf(f, "\nblocking calls on loop threads (>= %" PRIu64 " ms): %zu, %.1f ms in total\n", tr->block_ms,
-		tr->nblocks, ms(total));
-	if (tr->nblocks)
+	size_t *idx, n = trace_listed_blocks(tr, list_max, &idx);
+	if (!idx)
+		n = 0;
+	fprintf(f, "\nblocking calls on loop threads (>= %" PRIu64 " ms): %" PRIu64 ", %.1f ms in total\n",
+		tr->block_ms, tr->blocks_total, ms(tr->blocked_ns));
+	if (n)
 		fprintf(f, "  %10s  %-8s %-16s %-16s %5s %-7s %12s\n", "at ms", "tid", "thread", "call", "fd",
 			"kind", "duration ms");
-	for (size_t i = 0; i < tr->nblocks; i++) {
-		const struct blocking *b = &tr->blocks[i];
+	for (size_t i = 0; i < n; i++) {
+		const struct blocking *b = &tr->blocks[idx[i]];
 		char fd[16] = "-";
 		if (b->fd >= 0)
 			snprintf(fd, sizeof(fd), "%d", b->fd);
 		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f\n", ms(b->t_ns), b->tid,
 			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns));
 	}
-	stacks_text(f, tr, top_sites);
+	free(idx);
+	if (tr->blocks_total > n)
+		fprintf(f, "  ... %" PRIu64 " more blocking calls not listed, none longer than those above "
+			   "(--all to list every one)\n", tr->blocks_total - n);
+	stacks_text(f, tr, top_sites, list_max);
 	tasks_text(f, tr->tasks, tr->block_ms);
 	spans_text(f, tr);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
 }
+
+/* --list N: a count, 0 included */
+static int parse_list(const char *s)
+{
+	char *end;
+	if (*s < '0' || *s > '9')
+		return -1;
+	unsigned long v = strtoul(s, &end, 10);
+	if (*end || v > 1ul << 30)
+		return -1;
+	list_max = v;
+	return 0;
+}
+
+#define REPORT_USAGE "usage: asyncshim report [--json] [--html FILE] [--top N] [--list N | --all] TRACE..."
 
 int cmd_report(int argc, char **argv)
 {
@@ -168,30 +200,39 @@ int cmd_report(int argc, char **argv)
 		{ "json", no_argument, NULL, 'j' },
 		{ "html", required_argument, NULL, 'H' },
 		{ "top", required_argument, NULL, 't' },
+		{ "list", required_argument, NULL, 'l' },
+		{ "all", no_argument, NULL, 'a' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int json = 0, c;
 	const char *html = NULL;
 	optind = 1;
-	while ((c = getopt_long(argc, argv, "jH:t:h", longopts, NULL)) != -1) {
+	list_max = 1000;
+	while ((c = getopt_long(argc, argv, "jH:t:l:ah", longopts, NULL)) != -1) {
 		char *end;
 		if (c == 'j')
 			json = 1;
 		else if (c == 't' && (top_sites = strtoul(optarg, &end, 10)) > 0 && !*end && optarg[0] != '-')
 			continue;
+		else if (c == 'l' && parse_list(optarg) == 0)
+			continue;
+		else if (c == 'a')
+			list_max = TRACE_KEEP_ALL;
 		else if (c == 'H')
 			html = optarg;
 		else
-			return usage_error("report", "usage: asyncshim report [--json] [--html FILE] [--top N] TRACE...");
+			return usage_error("report", REPORT_USAGE);
 	}
 	if (optind >= argc)
-		return usage_error("report", "usage: asyncshim report [--json] [--html FILE] [--top N] TRACE...");
+		return usage_error("report", REPORT_USAGE);
+	/* the page draws more of the longest blocking calls than are listed */
+	size_t keep = html && list_max < HTML_BLOCKS_KEPT ? HTML_BLOCKS_KEPT : list_max;
 	struct trace *trs = calloc((size_t)(argc - optind), sizeof(*trs));
 	int n = 0, rc = 0;
 	for (int i = optind; i < argc; i++, n++) {
 		char err[256];
-		if (trace_load(argv[i], &trs[n], err, sizeof(err)) != 0) {
+		if (trace_load_keep(argv[i], &trs[n], keep, err, sizeof(err)) != 0) {
 			fprintf(stderr, "asyncshim report: %s: %s\n", argv[i], err);
 			rc = 2;
 			n++;

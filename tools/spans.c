@@ -6,7 +6,7 @@
  * were made in.  Spans are kept in detail (tree, metadata, a request's
  * blocking calls) up to KEEP_MAX, in the order they began; later ones only
  * count in the statistics by name, and are forgotten when they end unless a
- * finding names them.  Lookups by id use glibc's tsearch trees.  A span
+ * finding the report holds names them (spans_hold).  Lookups by id use glibc's tsearch trees.  A span
  * whose begin is not in the trace (a flight-recorder window starts after
  * it) is ignored; one that never ends is reported as unfinished, lasting to
  * the end of the trace. */
@@ -39,14 +39,15 @@ struct meta {
 struct node {
 	uint64_t id, parent_id;
 	int64_t tid;
-	int kind, ended, kept, pinned;
+	int kind, ended, kept;
+	uint64_t pins;                          /* findings held that name it */
 	char name[64];
 	uint64_t t, end;
 	uint64_t count, total, min, max;        /* cumulative */
 	uint64_t lag;                           /* requests: longest overlapping iteration */
 	struct meta *meta;
 	uint32_t nmeta;
-	size_t *blocks;                         /* requests: indices into tr->blocks */
+	struct blocking *blocks;                /* requests: their blocking calls */
 	uint32_t nblocks, capblocks;
 	struct node *parent, *first, *last, *next;
 };
@@ -77,8 +78,6 @@ struct span_model {
 	size_t nnames;
 	struct cum_stat *cums;
 	size_t ncums, capcums;
-	uint64_t (*stall)[2];                   /* span, request per stall */
-	size_t nstall, capstall;
 	int have_overhead;
 	uint64_t ov_calls, ov_records, ov_stacks, ov_stacks_ns, ov_sampling, ov_other, ov_cpu, ov_loop, ov_busy;
 	double ov_call_ns, ov_record_ns;
@@ -234,7 +233,7 @@ static int load_end(struct span_model *m, const msgpack_object *o, uint64_t *las
 	struct name_stat *s = n->kind == K_REQUEST ? NULL : name_stat(m, n->kind, n->name);
 	if (hist_add(s ? &s->h : &m->req_h, n->end - n->t) != 0)
 		return -1;
-	if (!n->kept && !n->pinned)
+	if (!n->kept && !n->pins)
 		forget(m, n);
 	return 0;
 }
@@ -399,49 +398,45 @@ int spans_load(struct trace *tr, const char *type, const msgpack_object *o, uint
 	return load_flight(m, o, last_ns);
 }
 
-void spans_note_block(struct trace *tr, size_t index)
+/* A finding held in the report pins the spans it names (DELTA 1), or lets
+ * them go (-1): a span no one names is forgotten once it ended. */
+static void pin(struct span_model *m, uint64_t id, int delta)
+{
+	struct node *n = find(m, id);
+	if (!n)
+		return;
+	if (delta > 0) {
+		n->pins++;
+		return;
+	}
+	if (n->pins && !--n->pins && n->ended && !n->kept)
+		forget(m, n);
+}
+
+void spans_hold(struct trace *tr, uint64_t span, uint64_t request, int delta)
+{
+	if (!tr->spans)
+		return;
+	pin(tr->spans, span, delta);
+	pin(tr->spans, request, delta);
+}
+
+void spans_note_block(struct trace *tr, const struct blocking *b)
 {
 	struct span_model *m = tr->spans;
-	const struct blocking *b = &tr->blocks[index];
-	struct node *s = find(m, b->span), *r = find(m, b->request);
-	if (s)
-		s->pinned = 1;
-	if (!r)
-		return;
-	r->pinned = 1;
-	if (!r->kept || r->nblocks >= 100000)
+	struct node *r = find(m, b->request);
+	if (!r || !r->kept || r->nblocks >= 100000)
 		return;
 	if (r->nblocks == r->capblocks) {
 		uint32_t cap = r->capblocks ? r->capblocks * 2 : 4;
-		size_t *p = realloc(r->blocks, cap * sizeof(*p));
+		struct blocking *p = realloc(r->blocks, cap * sizeof(*p));
 		if (!p)
 			return;
 		r->blocks = p;
 		r->capblocks = cap;
 	}
-	r->blocks[r->nblocks++] = index;
-}
-
-void spans_note_stall(struct trace *tr, const msgpack_object *o)
-{
-	struct span_model *m = model(tr);
-	if (!m)
-		return;
-	uint64_t (*p)[2] = trace_grow(m->stall, &m->capstall, m->nstall, sizeof(*p));
-	if (!p)
-		return;
-	m->stall = p;
-	uint64_t s = 0, r = 0;
-	mp_u64(o, "span", &s);
-	mp_u64(o, "request", &r);
-	struct node *ns = find(m, s), *nr = find(m, r);
-	if (ns)
-		ns->pinned = 1;
-	if (nr)
-		nr->pinned = 1;
-	m->stall[m->nstall][0] = s;
-	m->stall[m->nstall][1] = r;
-	m->nstall++;
+	r->blocks[r->nblocks++] = *b;
+	spans_hold(tr, b->span, b->request, 1);         /* for as long as the request */
 }
 
 /* ---- the lag each request suffered ----
@@ -564,7 +559,6 @@ void spans_free(struct span_model *m)
 	hist_free(&m->req_h);
 	free(m->kept);
 	free(m->cums);
-	free(m->stall);
 	free(m->ctl);
 	free(m);
 }
@@ -584,15 +578,6 @@ void spans_json_attr(FILE *f, const struct trace *tr, uint64_t span, uint64_t re
 	json_str(f, s ? s->name : NULL);
 	fputs(",\"request\":", f);
 	json_str(f, r ? r->name : NULL);
-}
-
-void spans_json_stall_attr(FILE *f, const struct trace *tr, size_t i)
-{
-	const struct span_model *m = tr->spans;
-	if (m && i < m->nstall)
-		spans_json_attr(f, tr, m->stall[i][0], m->stall[i][1]);
-	else
-		spans_json_attr(f, tr, 0, 0);
 }
 
 /* ---- JSON ---- */
@@ -676,7 +661,7 @@ static void json_request(FILE *f, const struct trace *tr, const struct node *n, 
 	for (uint32_t i = 0; i < n->nblocks; i++) {
 		if (i)
 			fputc(',', f);
-		blocking(f, tr, &tr->blocks[n->blocks[i]]);
+		blocking(f, tr, &n->blocks[i]);
 	}
 	fputs("],\"spans\":", f);
 	json_children(f, n, 1);
@@ -874,7 +859,7 @@ static void text_node(FILE *f, const struct trace *tr, const struct node *n, int
 		if (r->kind != K_REQUEST)
 			continue;
 		for (uint32_t i = 0; i < r->nblocks; i++) {
-			const struct blocking *b = &tr->blocks[r->blocks[i]];
+			const struct blocking *b = &r->blocks[i];
 			if (b->span == n->id || (n == r && !find(tr->spans, b->span)))
 				fprintf(f, "  [blocking %s %.1f ms]", b->call, ms(b->dur_ns));
 		}
@@ -909,7 +894,7 @@ static void text_requests(FILE *f, const struct trace *tr)
 	for (size_t i = 0; i < n && i < TEXT_TOP; i++) {
 		uint64_t blocked = 0;
 		for (uint32_t j = 0; j < v[i]->nblocks; j++)
-			blocked += tr->blocks[v[i]->blocks[j]].dur_ns;
+			blocked += v[i]->blocks[j].dur_ns;
 		fprintf(f, "  %-24s %-8" PRId64 " %10.1f %12.3f %9.3f  %u (%.1f ms)\n", v[i]->name, v[i]->tid,
 			ms(v[i]->t), ms(v[i]->end - v[i]->t), ms(v[i]->lag), v[i]->nblocks, ms(blocked));
 	}

@@ -20,20 +20,20 @@ int spans_is_type(const char *type);
 /* Load one record; *last_ns gets the latest time it mentions. */
 int spans_load(struct trace *tr, const char *type, const msgpack_object *o, uint64_t *last_ns);
 
-/* tr->blocks[index] was just loaded / a stall record was: keep the names
- * of the span and request they were made in. */
-void spans_note_block(struct trace *tr, size_t index);
-void spans_note_stall(struct trace *tr, const msgpack_object *o);
+/* A blocking call was just loaded: a request kept in detail lists it. */
+struct blocking;
+void spans_note_block(struct trace *tr, const struct blocking *b);
+/* A finding the report holds (DELTA 1) or no longer holds (-1) keeps the
+ * names of the span and request it was made in. */
+void spans_hold(struct trace *tr, uint64_t span, uint64_t request, int delta);
 
 /* Once the trace is loaded: the lag of each request (reads the trace's
  * iterations again).  0, or -1 with a reason. */
 int spans_finish(struct trace *tr, char *err, size_t errlen);
 void spans_free(struct span_model *m);
 
-/* `,"span":...,"request":...` for a blocking call (ids from its record) or
- * for stall number I (in the order of trace_stalls). */
+/* `,"span":...,"request":...` for a blocking call or a stall (ids from its record). */
 void spans_json_attr(FILE *f, const struct trace *tr, uint64_t span, uint64_t request);
-void spans_json_stall_attr(FILE *f, const struct trace *tr, size_t i);
 /* The name of span ID ("" when unknown). */
 const char *spans_name(const struct trace *tr, uint64_t id);
 
@@ -41,7 +41,6 @@ const char *spans_name(const struct trace *tr, uint64_t id);
  * "cumulative":[...],"spans_omitted":N,"overhead":{...}|null,"ctl":[...],
  * "flight":{...}|null` (no braces around, no leading comma), and text.
  * BLOCKING writes one blocking call (report.c's json_blocking). */
-struct blocking;
 typedef void (*spans_blocking_fn)(FILE *f, const struct trace *tr, const struct blocking *b);
 void spans_json(FILE *f, const struct trace *tr, spans_blocking_fn blocking);
 void spans_text(FILE *f, const struct trace *tr);

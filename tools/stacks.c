@@ -1,5 +1,6 @@
-/* stacks.c — the stack model of a trace: "stack", "module" and "stall"
- * records (docs/trace-format.md), symbolized on first use. */
+/* stacks.c — the stack model of a trace: "stack" and "module" records
+ * (docs/trace-format.md), symbolized on first use; "stall" records are
+ * parsed here and kept by findings.c. */
 #include "stacks.h"
 #include "symbolize.h"
 
@@ -23,8 +24,6 @@ struct stack_model {
 	struct trace_stack *stacks;
 	size_t nstacks, cap_stacks;
 	int sorted;
-	struct stall *stalls;
-	size_t nstalls, cap_stalls;
 	struct symbolizer *sym;
 };
 
@@ -91,26 +90,19 @@ static int load_module(struct stack_model *m, const msgpack_object *o)
 	return 0;
 }
 
-static int load_stall(struct stack_model *m, const msgpack_object *o, uint64_t *last_ns)
+int stacks_parse_stall(const msgpack_object *o, struct stall *s)
 {
-	struct stall s;
-	memset(&s, 0, sizeof(s));
-	if (mp_i64(o, "tid", &s.tid) != 0 || mp_u64(o, "t", &s.t_ns) != 0 || mp_u64(o, "dur", &s.dur_ns) != 0 ||
-	    u64_array(mp_get(o, "samples"), MAX_SAMPLES, &s.samples, &s.nsamples) != 0)
+	memset(s, 0, sizeof(*s));
+	if (mp_i64(o, "tid", &s->tid) != 0 || mp_u64(o, "t", &s->t_ns) != 0 || mp_u64(o, "dur", &s->dur_ns) != 0 ||
+	    u64_array(mp_get(o, "samples"), MAX_SAMPLES, &s->samples, &s->nsamples) != 0)
 		return -1;
-	if (mp_u64(o, "iteration", &s.iter_ns) != 0 || s.iter_ns < s.dur_ns)
-		s.iter_ns = s.dur_ns;
-	mp_u64(o, "blocked", &s.blocked_ns);
-	if (mp_u64(o, "sampled", &s.sampled) != 0 || s.sampled < s.nsamples)
-		s.sampled = s.nsamples;
-	struct stall *p = trace_grow(m->stalls, &m->cap_stalls, m->nstalls, sizeof(*p));
-	if (!p) {
-		free(s.samples);
-		return -1;
-	}
-	m->stalls = p;
-	m->stalls[m->nstalls++] = s;
-	*last_ns = s.t_ns + s.iter_ns;
+	if (mp_u64(o, "iteration", &s->iter_ns) != 0 || s->iter_ns < s->dur_ns)
+		s->iter_ns = s->dur_ns;
+	mp_u64(o, "blocked", &s->blocked_ns);
+	if (mp_u64(o, "sampled", &s->sampled) != 0 || s->sampled < s->nsamples)
+		s->sampled = s->nsamples;
+	mp_u64(o, "span", &s->span);
+	mp_u64(o, "request", &s->request);
 	return 0;
 }
 
@@ -123,7 +115,10 @@ int stacks_load(struct stack_model **mp, const char *type, const msgpack_object 
 		return load_stack(*mp, o);
 	if (!strcmp(type, "module"))
 		return load_module(*mp, o);
-	return load_stall(*mp, o, last_ns);
+	struct stall st;                /* trace.c gives stalls to findings.c */
+	int rc = stacks_parse_stall(o, &st);
+	free(st.samples);
+	return rc;
 }
 
 void stacks_free(struct stack_model *m)
@@ -135,10 +130,7 @@ void stacks_free(struct stack_model *m)
 		free(m->stacks[i].frames);
 		free(m->stacks[i].offsets);
 	}
-	for (size_t i = 0; i < m->nstalls; i++)
-		free(m->stalls[i].samples);
 	free(m->stacks);
-	free(m->stalls);
 	sym_free(m->sym);
 	free(m);
 }
@@ -209,12 +201,6 @@ size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame
 	if (hidden)
 		*hidden = s ? s->hidden : 0;
 	return s ? s->n : 0;
-}
-
-size_t trace_stalls(const struct trace *tr, const struct stall **stalls)
-{
-	*stalls = tr->stacks ? tr->stacks->stalls : NULL;
-	return tr->stacks ? tr->stacks->nstalls : 0;
 }
 
 /* The function whose code starts at ADDR (a task's entry function,

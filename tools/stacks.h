@@ -23,6 +23,8 @@ struct stall {
 	uint64_t sampled;       /* samples taken; the first ones are in samples[] */
 	uint64_t *samples;      /* stack ids */
 	uint32_t nsamples;
+	uint64_t span, request; /* at its first sample, 0 = none (spans.h) */
+	uint64_t seq;           /* record number: the order recorded */
 };
 
 /* Does this record type belong to the stack model? */
@@ -34,13 +36,17 @@ int stacks_load(struct stack_model **m, const char *type, const msgpack_object *
 
 void stacks_free(struct stack_model *m);
 
+/* A "stall" record into *s (samples malloc'd); 0, or -1 if corrupt. */
+int stacks_parse_stall(const msgpack_object *o, struct stall *s);
+
 /* The frames of stack ID, innermost first, symbolized on first use; n = 0
  * for id 0 or an id the trace does not hold.  Owned by the model.  *hidden
  * (if not NULL) gets how many leading frames are the shim's own. */
 size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame **frames,
 		    const uint64_t **offsets, size_t *hidden);
 
-/* The stalls of a trace, in the order recorded. */
+/* The stalls of a trace kept one by one (all, or the longest: findings.h),
+ * in the order recorded. */
 size_t trace_stalls(const struct trace *tr, const struct stall **stalls);
 
 /* The function whose code starts at ADDR (task entry points, callbacks),
@@ -49,9 +55,10 @@ const char *stacks_function_at(const struct trace *tr, uint64_t addr);
 
 /* Report sections (stacks_report.c): `"stalls":[...],"blocking_sites":[...],
  * "stall_sites":[...]` without braces or commas around, and the text form
- * (after the blocking calls).  TOP: sites shown. */
+ * (after the blocking calls).  TOP: sites shown; LIST: stalls listed (the
+ * longest). */
 void stacks_json_frames(FILE *f, const struct trace *tr, uint64_t id);
-void stacks_json(FILE *f, const struct trace *tr, size_t top);
-void stacks_text(FILE *f, const struct trace *tr, size_t top);
+void stacks_json(FILE *f, const struct trace *tr, size_t top, size_t list);
+void stacks_text(FILE *f, const struct trace *tr, size_t top, size_t list);
 
 #endif

@@ -6,7 +6,10 @@
  * program (the shim's own frames on top are hidden): its function, file and
  * line, or module+offset without symbols.  A stall's samples are grouped by
  * their top frame the same way; each sample stands for an equal share of the
- * stall's time (stalled ms are estimates, sample counts are exact). */
+ * stall's time (stalled ms are estimates, sample counts are exact).  Sites
+ * come from the sums findings.c keeps of every finding; the stalls listed
+ * one by one are the longest it kept. */
+#include "findings.h"
 #include "json.h"
 #include "stacks.h"
 #include "spans.h"
@@ -90,25 +93,6 @@ static void text_stack(FILE *f, const struct trace *tr, uint64_t id, const char 
 		fprintf(f, "%s   ... %zu more\n", indent, n - hidden - SHOWN_FRAMES);
 }
 
-/* The top frame of a stack as a grouping key; 0 when it has none. */
-static int top_key(const struct trace *tr, uint64_t id, char *key, size_t len, const struct site_frame **top,
-		   uint64_t *top_off)
-{
-	const struct site_frame *fr;
-	const uint64_t *off;
-	size_t hidden, n = stack_frames(tr, id, &fr, &off, &hidden);
-	if (n <= hidden)
-		return 0;
-	*top = &fr[hidden];
-	*top_off = off[hidden];
-	if (fr[hidden].function)
-		snprintf(key, len, "%s|%s|%d", fr[hidden].function, fr[hidden].file ? fr[hidden].file : "",
-			 fr[hidden].line);
-	else
-		snprintf(key, len, "%s+%" PRIx64, fr[hidden].module ? fr[hidden].module : "", off[hidden]);
-	return 1;
-}
-
 /* ---- aggregation by top frame ---- */
 
 struct site {
@@ -118,8 +102,8 @@ struct site {
 	uint64_t top_off;
 	uint64_t count, total_ns, max_ns;
 	uint64_t stalls;                /* stall sites: stalls it was sampled in */
-	size_t last_stall;
 	uint64_t stack;                 /* the longest one's, or the first sample's */
+	uint64_t last, max_last;        /* blocking sites: record numbers of its last call, and of max_ns */
 };
 
 struct sites {
@@ -144,7 +128,6 @@ static struct site *site_get(struct sites *s, const char *call, const char *key)
 	memset(x, 0, sizeof(*x));
 	snprintf(x->key, sizeof(x->key), "%s", key);
 	x->call = call;
-	x->last_stall = SIZE_MAX;
 	return x;
 }
 
@@ -154,25 +137,35 @@ static int by_total(const void *a, const void *b)
 	return x->total_ns < y->total_ns ? 1 : x->total_ns > y->total_ns ? -1 : 0;
 }
 
+/* Blocking calls by call and top frame, from the sums per call, fd kind and
+ * stack (in the order first seen, so the sites come in the order they
+ * would reading the calls one by one): the stack shown is that of the
+ * site's last call of its longest duration. */
 static void blocking_sites(const struct trace *tr, struct sites *out)
 {
+	struct block_site *const *raw;
+	size_t nraw = trace_block_sites(tr, &raw);
 	memset(out, 0, sizeof(*out));
-	for (size_t i = 0; i < tr->nblocks; i++) {
-		const struct blocking *b = &tr->blocks[i];
+	for (size_t i = 0; i < nraw; i++) {
+		const struct block_site *r = raw[i];
 		char key[1200] = "";
 		const struct site_frame *top = NULL;
 		uint64_t off = 0;
-		top_key(tr, b->stack, key, sizeof(key), &top, &off);
-		struct site *s = site_get(out, b->call, key);
+		findings_top_key(tr, r->stack, key, sizeof(key), &top, &off);
+		struct site *s = site_get(out, r->call, key);
 		if (!s)
 			continue;
-		s->top = top;
-		s->top_off = off;
-		s->count++;
-		s->total_ns += b->dur_ns;
-		if (b->dur_ns >= s->max_ns) {
-			s->max_ns = b->dur_ns;
-			s->stack = b->stack;
+		if (r->last >= s->last) {       /* the frame of its last call */
+			s->last = r->last;
+			s->top = top;
+			s->top_off = off;
+		}
+		s->count += r->count;
+		s->total_ns += r->total_ns;
+		if (r->max_ns > s->max_ns || (r->max_ns == s->max_ns && r->max_last >= s->max_last)) {
+			s->max_ns = r->max_ns;
+			s->max_last = r->max_last;
+			s->stack = r->stack;
 		}
 	}
 	if (out->n)
@@ -181,30 +174,22 @@ static void blocking_sites(const struct trace *tr, struct sites *out)
 
 static void stall_sites(const struct trace *tr, struct sites *out)
 {
-	const struct stall *st;
-	size_t n = trace_stalls(tr, &st);
+	struct stall_site *const *v;
+	size_t n = trace_stall_sites(tr, &v);
 	memset(out, 0, sizeof(*out));
+	out->v = calloc(n ? n : 1, sizeof(*out->v));
+	if (!out->v)
+		return;
+	out->n = out->cap = n;
 	for (size_t i = 0; i < n; i++) {
-		for (uint32_t j = 0; j < st[i].nsamples; j++) {
-			char key[1200];
-			const struct site_frame *top;
-			uint64_t off;
-			if (!top_key(tr, st[i].samples[j], key, sizeof(key), &top, &off))
-				continue;
-			struct site *s = site_get(out, NULL, key);
-			if (!s)
-				continue;
-			if (!s->count)
-				s->stack = st[i].samples[j];
-			s->top = top;
-			s->top_off = off;
-			s->count++;
-			s->total_ns += st[i].dur_ns / st[i].nsamples;
-			if (s->last_stall != i) {
-				s->last_stall = i;
-				s->stalls++;
-			}
-		}
+		struct site *s = &out->v[i];
+		snprintf(s->key, sizeof(s->key), "%s", v[i]->key);
+		s->top = v[i]->top;
+		s->top_off = v[i]->top_off;
+		s->count = v[i]->samples;
+		s->total_ns = v[i]->total_ns;
+		s->stalls = v[i]->stalls;
+		s->stack = v[i]->stack;
 	}
 	if (out->n)
 		qsort(out->v, out->n, sizeof(*out->v), by_total);
@@ -237,29 +222,38 @@ static void json_site_frame(FILE *f, const struct site *s)
 		fputs("null", f);
 }
 
-void stacks_json(FILE *f, const struct trace *tr, size_t top)
+void stacks_json(FILE *f, const struct trace *tr, size_t top, size_t list)
 {
 	const struct stall *st;
-	size_t n = trace_stalls(tr, &st);
+	size_t *idx;
+	trace_stalls(tr, &st);
+	size_t n = trace_listed_stalls(tr, list, &idx);
+	if (!idx)
+		n = 0;
 	fputs("\"stalls\":[", f);
-	for (size_t i = 0; i < n; i++) {
-		fprintf(f, "%s{\"tid\":%" PRId64 ",\"at_ms\":", i ? "," : "", st[i].tid);
-		json_ms(f, st[i].t_ns);
+	for (size_t k = 0; k < n; k++) {
+		const struct stall *s = &st[idx[k]];
+		fprintf(f, "%s{\"tid\":%" PRId64 ",\"at_ms\":", k ? "," : "", s->tid);
+		json_ms(f, s->t_ns);
 		fputs(",\"duration_ms\":", f);
-		json_ms(f, st[i].dur_ns);
+		json_ms(f, s->dur_ns);
 		fputs(",\"iteration_ms\":", f);
-		json_ms(f, st[i].iter_ns);
+		json_ms(f, s->iter_ns);
 		fputs(",\"blocked_ms\":", f);
-		json_ms(f, st[i].blocked_ns);
-		fprintf(f, ",\"samples\":%" PRIu64 ",\"stack\":", st[i].sampled);
-		stacks_json_frames(f, tr, stall_stack(&st[i]));
-		spans_json_stall_attr(f, tr, i);     /* "span", "request" */
+		json_ms(f, s->blocked_ns);
+		fprintf(f, ",\"samples\":%" PRIu64 ",\"stack\":", s->sampled);
+		stacks_json_frames(f, tr, stall_stack(s));
+		spans_json_attr(f, tr, s->span, s->request);
 		fputc('}', f);
 	}
+	free(idx);
+	fprintf(f, "],\"stalls_total\":%" PRIu64 ",\"stalls_listed\":%zu,\"stalls_total_ms\":", tr->stalls_total, n);
+	json_ms(f, tr->stalled_ns);
+	fputc(',', f);
 	struct sites bs, ss;
 	blocking_sites(tr, &bs);
 	stall_sites(tr, &ss);
-	fputs("],\"blocking_sites\":[", f);
+	fputs("\"blocking_sites\":[", f);
 	for (size_t i = 0; i < bs.n && i < top; i++) {
 		fputs(i ? ",{\"call\":" : "{\"call\":", f);
 		json_str(f, bs.v[i].call);
@@ -307,7 +301,7 @@ static void site_text(const struct site *s, char *buf, size_t len)
 		snprintf(buf, len, "(no stack)");
 }
 
-void stacks_text(FILE *f, const struct trace *tr, size_t top)
+void stacks_text(FILE *f, const struct trace *tr, size_t top, size_t list)
 {
 	struct sites bs, ss;
 	blocking_sites(tr, &bs);
@@ -325,18 +319,25 @@ void stacks_text(FILE *f, const struct trace *tr, size_t top)
 	}
 
 	const struct stall *st;
-	size_t n = trace_stalls(tr, &st);
-	uint64_t total = 0;
-	for (size_t i = 0; i < n; i++)
-		total += st[i].dur_ns;
-	fprintf(f, "\nstalls on loop threads (>= %" PRIu64 " ms busy without a blocking call): %zu, %.1f ms in total\n",
-		tr->stall_ms, n, ms(total));
+	size_t *idx;
+	trace_stalls(tr, &st);
+	size_t n = trace_listed_stalls(tr, list, &idx);
+	if (!idx)
+		n = 0;
+	fprintf(f, "\nstalls on loop threads (>= %" PRIu64 " ms busy without a blocking call): %" PRIu64
+		   ", %.1f ms in total\n", tr->stall_ms, tr->stalls_total, ms(tr->stalled_ns));
 	if (n)
 		fprintf(f, "  %10s  %-8s %-16s %11s %13s %8s\n", "at ms", "tid", "thread", "stalled ms", "iteration ms",
 			"samples");
-	for (size_t i = 0; i < n; i++)
-		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %11.1f %13.1f %8" PRIu64 "\n", ms(st[i].t_ns), st[i].tid,
-			thread_name(tr, st[i].tid), ms(st[i].dur_ns), ms(st[i].iter_ns), st[i].sampled);
+	for (size_t k = 0; k < n; k++) {
+		const struct stall *s = &st[idx[k]];
+		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %11.1f %13.1f %8" PRIu64 "\n", ms(s->t_ns), s->tid,
+			thread_name(tr, s->tid), ms(s->dur_ns), ms(s->iter_ns), s->sampled);
+	}
+	free(idx);
+	if (tr->stalls_total > n)
+		fprintf(f, "  ... %" PRIu64 " more stalls not listed, none longer than those above "
+			   "(--all to list every one)\n", tr->stalls_total - n);
 
 	stall_sites(tr, &ss);
 	if (ss.n) {

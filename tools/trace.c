@@ -1,5 +1,6 @@
 /* trace.c — stream a trace file through msgpack-c's unpacker. */
 #include "trace.h"
+#include "findings.h"
 #include "tasks.h"
 #include "stacks.h"
 #include "spans.h"
@@ -278,16 +279,9 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 	mp_u64(o, "stack", &b.stack);
 	mp_u64(o, "span", &b.span);
 	mp_u64(o, "request", &b.request);
-	if (tr->nblocks == tr->cap_blocks) {
-		size_t cap = tr->cap_blocks ? tr->cap_blocks * 2 : 16;
-		struct blocking *p = realloc(tr->blocks, cap * sizeof(*p));
-		if (!p)
-			return -1;
-		tr->blocks = p;
-		tr->cap_blocks = cap;
-	}
-	tr->blocks[tr->nblocks++] = b;
-	spans_note_block(tr, tr->nblocks - 1);
+	b.seq = tr->records;
+	if (findings_block(tr, &b) != 0)
+		return -1;
 	if (!thread_get(tr, b.tid))
 		return -1;
 	see_time(tr, b.t_ns + b.dur_ns);
@@ -324,12 +318,14 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		rc = load_block(tr, o);
 	else if (!strcmp(type, "end"))
 		rc = load_end(tr, o);
-	else if (stacks_is_type(type)) {
+	else if (!strcmp(type, "stall")) {
+		uint64_t last;
+		rc = findings_stall(tr, o, tr->records, &last);
+		see_time(tr, last);
+	} else if (stacks_is_type(type)) {
 		uint64_t last;
 		rc = stacks_load(&tr->stacks, type, o, &last);
 		see_time(tr, last);
-		if (rc == 0 && !strcmp(type, "stall"))
-			spans_note_stall(tr, o);
 	} else if (spans_is_type(type)) {
 		uint64_t last;
 		rc = spans_load(tr, type, o, &last);
@@ -347,9 +343,19 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 
 int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
 {
+	return trace_load_keep(path, tr, TRACE_KEEP_ALL, err, errlen);
+}
+
+int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, size_t errlen)
+{
 	memset(tr, 0, sizeof(*tr));
 	tr->path = path;
+	tr->keep = keep;
 	int rc = trace_stream(path, load_visit, tr, err, errlen);
+	if (rc == 0 && findings_finish(tr) != 0) {
+		snprintf(err, errlen, "out of memory");
+		rc = -1;
+	}
 	if (rc == 0)
 		tasks_finish(tr->tasks, tr);
 	if (rc == 0)
@@ -363,6 +369,7 @@ void trace_free(struct trace *tr)
 		hist_free(&tr->threads[i].lag);
 	free(tr->threads);
 	free(tr->blocks);
+	findings_free(tr);
 	tasks_free(tr->tasks);
 	stacks_free(tr->stacks);
 	spans_free(tr->spans);

@@ -1,9 +1,10 @@
 /* trace.h — reading asyncshim traces (msgpack streams) into a summary model.
  *
  * The reader streams the file through msgpack-c's unpacker and keeps only
- * aggregates per thread (lag histograms with exact min/max/count/sum), plus
- * the individual findings (blocking calls), so memory does not grow with the
- * number of iterations. */
+ * aggregates per thread (lag histograms with exact min/max/count/sum), exact
+ * totals and per-site sums of the findings, and the findings themselves one
+ * by one up to a bound (findings.h), so memory does not grow with the number
+ * of iterations, nor (with trace_load_keep) of blocking calls and stalls. */
 #ifndef ASYNCSHIM_TRACE_H
 #define ASYNCSHIM_TRACE_H
 
@@ -32,11 +33,15 @@ struct blocking {
 	uint64_t t_ns, dur_ns;
 	uint64_t stack;
 	uint64_t span, request;  /* ids of the span and request it was made in, 0 = none (spans.h) */
+	uint64_t seq;           /* record number: the order recorded */
 };
 
 struct task_model;
 struct stack_model;
 struct span_model;
+struct findings;
+
+#define TRACE_KEEP_ALL SIZE_MAX
 
 struct trace {
 	const char *path;
@@ -50,8 +55,12 @@ struct trace {
 	char end_reason[32];
 	struct thread_info *threads;
 	size_t nthreads, cap_threads;
-	struct blocking *blocks;
+	struct blocking *blocks;    /* the longest tr->keep blocking calls, in the order recorded */
 	size_t nblocks, cap_blocks;
+	size_t keep;                /* blocking calls and stalls kept one by one, TRACE_KEEP_ALL: all */
+	uint64_t blocks_total, blocked_ns;  /* every blocking call: count, time */
+	uint64_t stalls_total, stalled_ns;  /* every stall */
+	struct findings *findings;  /* per-site sums, stalls (findings.h) */
 	uint64_t records;
 	struct task_model *tasks;   /* tasks and slow callbacks (tasks.h), NULL if none */
 	struct stack_model *stacks; /* stacks, modules, stalls (stacks.h), NULL if none */
@@ -67,6 +76,9 @@ typedef int (*trace_visit_fn)(const msgpack_object *obj, uint64_t index, void *c
 int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen);
 
 int trace_load(const char *path, struct trace *tr, char *err, size_t errlen);
+/* The same keeping only the KEEP longest blocking calls and stalls one by
+ * one (totals and per-site sums still count every one). */
+int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, size_t errlen);
 void trace_free(struct trace *tr);
 
 /* Room for one more element in a growable array: returns P (or its

@@ -1,5 +1,6 @@
 /* fuzz_trace.c — libFuzzer target for the trace reader: every input is fed
- * to trace_load() (the model every command builds) and to trace_stream()
+ * to trace_load() (the model every command builds), to trace_load_keep()
+ * keeping only the 2 longest findings (the report's), and to trace_stream()
  * with the dump visitor (msgpack -> JSON).  Inputs go through a memfd so
  * the reader's real file path is exercised. */
 #include <stdint.h>
@@ -33,6 +34,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	char err[256];
 	struct trace tr;
 	trace_load(path, &tr, err, sizeof(err));
+	trace_free(&tr);
+	trace_load_keep(path, &tr, 2, err, sizeof(err));     /* the report's bounded model: evictions */
 	trace_free(&tr);
 	trace_stream(path, dump_visit, NULL, err, sizeof(err));
 	return 0;
