@@ -37,6 +37,8 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
  * because nothing after it calls into libc. */
 #define AS_WAIT(fam, waits, type, call, fd, expr)                         \
 	do {                                                              \
+		if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active)))             \
+			return expr;    /* enabled=0, ctl disable: the real page only */ \
 		struct as_thread *t_ = loop_wait(fam, waits);             \
 		if (!t_) {                                                \
 			if (as_me()->family == FAMILY_EPOLL && fam == FAMILY_POLL) \

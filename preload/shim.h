@@ -259,8 +259,8 @@ void *as_resolve(const char *name);
 #define AS_TIMED_CALL(type, call, fd, expr)                                   \
 	do {                                                                  \
 		struct as_tls *me_;                                           \
-		if (AS_LIKELY(!(me_ = as_me())->loop || me_->busy ||          \
-			      !CMM_LOAD_SHARED(as_active)))                   \
+		if (AS_LIKELY(!CMM_LOAD_SHARED(as_active) ||                  \
+			      !(me_ = as_me())->loop || me_->busy))           \
 			return expr;                                          \
 		int tsc_ = as_use_tsc;                                        \
 		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
