@@ -399,9 +399,9 @@ static void sleep_ns(uint64_t ns)
 
 /* Looks in a row that must find the loops quiet before the watchdog parks
  * (20-30 ms after the last iteration at the default stall_ms).  Not more:
- * each look is a wake-up of the watchdog, which on this project's VMs costs
- * about what a park and its wake do (docs/performance.md), so a longer wait
- * would only make loops with pauses cost more. */
+ * each look is a wake-up of the watchdog, and a park with its wake costs
+ * about two of them plus the loop's futex wake (docs/performance.md), so a
+ * longer wait would only make loops with pauses cost more. */
 #define QUIET_LOOKS 2
 
 static void *watchdog_main(void *arg)
