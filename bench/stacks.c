@@ -10,8 +10,9 @@
  *                     stalled thread pays for one sample.
  *   healthy N         N loop iterations (an always-ready eventfd, a little
  *                     work each); prints ns per iteration.
- *   ticks S           a loop on a 1 ms timer for S seconds; prints the CPU
- *                     time of the process and of the watchdog.
+ *   ticks S [US]      a loop on a timer (1 ms, or US us) for S seconds; prints
+ *                     the CPU time of the process and of the watchdog, and
+ *                     how many times the watchdog woke.
  *   race S            a stall of S seconds that waits 10 us (nanosleep, then
  *                     ppoll, alternately) between 100 us bursts of work;
  *                     prints how many of each saw EINTR. */
@@ -54,12 +55,13 @@ static int cmp_u64(const void *a, const void *b)
 }
 
 /* CPU time of the shim's watchdog thread, from schedstat (ns); 0 if none. */
-static uint64_t watchdog_cpu_ns(void)
+/* /proc/self/task/TID/NAME of the shim's watchdog thread, or NULL */
+static FILE *watchdog_file(const char *name)
 {
 	DIR *d = opendir("/proc/self/task");
 	struct dirent *e;
-	uint64_t v = 0;
-	while (d && (e = readdir(d))) {
+	FILE *found = NULL;
+	while (d && !found && (e = readdir(d))) {
 		char path[300], buf[64] = "";
 		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
 		FILE *f = fopen(path, "r");
@@ -67,17 +69,38 @@ static uint64_t watchdog_cpu_ns(void)
 			continue;
 		int wd = fgets(buf, sizeof(buf), f) && !strncmp(buf, "asyncshim-wd", 12);
 		fclose(f);
-		if (!wd)
-			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/schedstat", e->d_name);
-		if ((f = fopen(path, "r"))) {
-			if (fscanf(f, "%lu", (unsigned long *)&v) != 1)
-				v = 0;
-			fclose(f);
-		}
+		snprintf(path, sizeof(path), "/proc/self/task/%s/%s", e->d_name, name);
+		if (wd)
+			found = fopen(path, "r");
 	}
 	if (d)
 		closedir(d);
+	return found;
+}
+
+static uint64_t watchdog_cpu_ns(void)
+{
+	uint64_t v = 0;
+	FILE *f = watchdog_file("schedstat");
+	if (f) {
+		if (fscanf(f, "%lu", (unsigned long *)&v) != 1)
+			v = 0;
+		fclose(f);
+	}
+	return v;
+}
+
+/* each voluntary context switch is one sleep the watchdog woke from */
+static long watchdog_wakeups(void)
+{
+	char line[256];
+	long v = 0;
+	FILE *f = watchdog_file("status");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "voluntary_ctxt_switches:", 24))
+			v = atol(line + 24);
+	if (f)
+		fclose(f);
 	return v;
 }
 
@@ -138,17 +161,18 @@ static int healthy(long n)
 	return 0;
 }
 
-static int ticks(int seconds)
+static int ticks(int seconds, long period_us)
 {
 	int tfd = timerfd_create(CLOCK_MONOTONIC, 0);
-	struct itimerspec its = { { 0, 1000000L }, { 0, 1000000L } };
+	struct timespec period = { period_us / 1000000, period_us % 1000000 * 1000 };
+	struct itimerspec its = { period, period };
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = tfd };
 	timerfd_settime(tfd, 0, &its, NULL);
 	epoll_ctl(ep, EPOLL_CTL_ADD, tfd, &ev);
 	struct rusage r0, r1;
 	getrusage(RUSAGE_SELF, &r0);
 	uint64_t wd0 = watchdog_cpu_ns(), end = ns(CLOCK_MONOTONIC) + (uint64_t)seconds * 1000000000u;
-	long n = 0;
+	long n = 0, wake0 = watchdog_wakeups();
 	while (ns(CLOCK_MONOTONIC) < end) {
 		uint64_t x;
 		if (epoll_wait(ep, &ev, 1, -1) == 1 && read(tfd, &x, sizeof(x)) == sizeof(x))
@@ -158,8 +182,8 @@ static int ticks(int seconds)
 	getrusage(RUSAGE_SELF, &r1);
 	double cpu = (double)(r1.ru_utime.tv_sec - r0.ru_utime.tv_sec + r1.ru_stime.tv_sec - r0.ru_stime.tv_sec) * 1e9 +
 		     (double)(r1.ru_utime.tv_usec - r0.ru_utime.tv_usec + r1.ru_stime.tv_usec - r0.ru_stime.tv_usec) * 1e3;
-	printf("ticks %ld\nprocess_cpu_ns %.0f\nwatchdog_cpu_ns %lu\n", n, cpu,
-	       (unsigned long)(watchdog_cpu_ns() - wd0));
+	printf("ticks %ld\nprocess_cpu_ns %.0f\nwatchdog_cpu_ns %lu\nwatchdog_wakeups %ld\n", n, cpu,
+	       (unsigned long)(watchdog_cpu_ns() - wd0), watchdog_wakeups() - wake0);
 	return 0;
 }
 
@@ -261,7 +285,7 @@ int main(int argc, char **argv)
 	if (!strcmp(argv[1], "healthy"))
 		return healthy(atol(argv[2]));
 	if (!strcmp(argv[1], "ticks"))
-		return ticks(atoi(argv[2]));
+		return ticks(atoi(argv[2]), argc > 3 ? atol(argv[3]) : 1000);
 	if (!strcmp(argv[1], "race"))
 		return race(atoi(argv[2]));
 	return 2;

@@ -12,7 +12,8 @@ docs/performance.md, "Stacks and stalls".
   watchdog thread's CPU time per sample;
 - a healthy loop (iterations back to back, about 1 us of work each): ns per
   iteration with the watchdog (stacks=1) and without (stacks=0);
-- a loop on a 1 ms timer: the watchdog's CPU time per second;
+- a loop on a 1 ms timer: the watchdog's CPU time per second; on timers of
+  1 to 200 ms: how often the watchdog wakes;
 - the race: EINTR seen by a stalled loop that waits 10 us between bursts of
   work, against the samples taken: nanosleep (the shim resumes it) and ppoll
   (it does not).
@@ -122,6 +123,19 @@ def ticks():
         "%.1f / %.1f ms/s" % (med(cpu_on), med(cpu_off)), "")
 
 
+def wakeups():
+    """how often the watchdog wakes for a loop with pauses: it looks every
+    stall_ms while loops iterate and parks once two looks found them quiet"""
+    periods = (1, 5, 20, 50, 200)
+    per = {p: [] for p in periods}
+    for _ in range(max(1, ROUNDS // 2)):
+        for p in periods:
+            vals = once(["ticks", "1" if QUICK else "3", str(p * 1000)], "stacks=1")[0]
+            per[p].append(vals["watchdog_wakeups"] / (1 if QUICK else 3))
+    row("timer loop of %s ms: watchdog wake-ups per second" % " / ".join(str(p) for p in periods),
+        " / ".join("%.0f" % med(per[p]) for p in periods), "")
+
+
 def race():
     n = {"sleeps": 0, "eintr": 0, "polls": 0, "poll_eintr": 0}
     samples = 0
@@ -145,6 +159,7 @@ def main():
     sampling()
     healthy()
     ticks()
+    wakeups()
     race()
     return 0
 

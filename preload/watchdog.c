@@ -27,12 +27,20 @@
  *   installs a handler, ours takes over its mask and SA_RESTART/SA_NODEFER/
  *   SA_ONSTACK flags, so its EINTR semantics stay its own.
  *
- * Costing nothing on healthy loops: the watchdog looks every stall_ms only
- * while some loop is inside an iteration; when it finds every loop in its
- * wait it parks on a futex with no timeout.  The next iteration to start
- * wakes it (as_wait_end: one load of as_wd_parked, a futex wake only when
- * parked); woken, it stays up for stall_ms before it may park again, so a
- * loop pays at most one futex wake per stall_ms, and an idle process none.
+ * Costing nothing on healthy loops: while loops iterate, the watchdog looks
+ * every stall_ms (sooner when an iteration is due): a pass over the thread
+ * list, no syscall unless a thread is stalled.  Once QUIET_LOOKS looks in a
+ * row found the loops quiet (none inside an iteration, none finished one
+ * since the look before: their rings' heads did not move), it parks on a
+ * futex with no timeout, so an idle process costs no wake-up at all.  The
+ * next iteration to start wakes it (as_wait_end: one load of as_wd_parked,
+ * a futex wake only when parked).  It waits for quiet because a park costs
+ * the loop: the membarrier below interrupts every CPU running the process,
+ * then the loop thread pays the futex wake.  Parking whenever one look
+ * found every loop in its wait made a busy server (redis is in epoll_wait
+ * at most looks) pay that up to 100 times a second; now a loop that
+ * iterates more often than every QUIET_LOOKS looks never pays it, and one
+ * with longer pauses pays it once per pause.
  * The loop side has no fence: parking stores as_wd_parked, then membarrier() makes every running thread's
  * iter_start store visible before the watchdog looks again (a thread that
  * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
@@ -316,8 +324,9 @@ static void sample(struct as_thread *t)
 
 /* One pass over the loop threads: sample the stalled ones.  Returns whether
  * any loop is inside an iteration; *next gets the earliest time (ticks) one
- * of them is due. */
-static int scan(uint64_t now, uint64_t stall, uint64_t *next)
+ * of them is due, *done a sum that moves whenever a loop finishes an
+ * iteration (its record is pushed or dropped). */
+static int scan(uint64_t now, uint64_t stall, uint64_t *next, uint64_t *done)
 {
 	struct as_thread *t;
 	int busy = 0;
@@ -325,6 +334,7 @@ static int scan(uint64_t now, uint64_t stall, uint64_t *next)
 	cds_list_for_each_entry_rcu(t, &as_threads, node) {
 		if (!CMM_LOAD_SHARED(t->is_loop) || CMM_LOAD_SHARED(t->dead))
 			continue;
+		*done += CMM_LOAD_SHARED(t->head) + CMM_LOAD_SHARED(t->dropped);
 		uint64_t start = CMM_LOAD_SHARED(t->iter_start);
 		if (!start)
 			continue;
@@ -356,9 +366,8 @@ static int any_iteration(void)
 	return any;
 }
 
-/* Sleep until a loop thread starts an iteration (see the top comment).
- * Returns whether it slept. */
-static int park(void)
+/* Sleep until a loop thread starts an iteration (see the top comment). */
+static void park(void)
 {
 	CMM_STORE_SHARED(as_wd_parked, 1);
 	if (!use_membarrier || syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) {
@@ -371,7 +380,6 @@ static int park(void)
 		futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
 	}
 	uatomic_set(&as_wd_parked, 0);
-	return idle;
 }
 
 void as_watchdog_wake(void)
@@ -389,11 +397,20 @@ static void sleep_ns(uint64_t ns)
 	futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 0, &ts);   /* only a timeout ends it */
 }
 
+/* Looks in a row that must find the loops quiet before the watchdog parks
+ * (20-30 ms after the last iteration at the default stall_ms).  Not more:
+ * each look is a wake-up of the watchdog, and a park with its wake costs
+ * about two of them plus the loop's futex wake (docs/performance.md), so a
+ * longer wait would only make loops with pauses cost more. */
+#define QUIET_LOOKS 2
+
 static void *watchdog_main(void *arg)
 {
 	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
+	uint64_t seen = 0;
+	unsigned quiet = 0;
 	for (;;) {
 		uint64_t stall_ns = (uint64_t)as_cfg.stall_ms * 1000000u;
 		if (!CMM_LOAD_SHARED(as_active)) {
@@ -401,15 +418,18 @@ static void *watchdog_main(void *arg)
 			continue;
 		}
 		double npt = CMM_LOAD_SHARED(as_ns_per_tick);
-		uint64_t stall = (uint64_t)((double)stall_ns / npt), now = as_now(), next = now + stall;
-		if (!scan(now, stall, &next)) {
-			/* woken by an iteration start: nothing can be due for
-			 * stall_ms, and parking again at once would cost the loop
-			 * a futex wake per iteration */
-			if (park())
-				sleep_ns(stall_ns);
-			continue;
+		uint64_t stall = (uint64_t)((double)stall_ns / npt), now = as_now(), next = now + stall, done = 0;
+		int busy = scan(now, stall, &next, &done);
+		/* not reset by a park: one that ends with nothing done (its
+		 * timeout without membarrier) parks again at the next look */
+		quiet = busy || done != seen ? 0 : quiet + 1;
+		seen = done;
+		if (quiet >= QUIET_LOOKS) {
+			park();
+			continue;       /* woken by an iteration start: look at it */
 		}
+		/* to the first one due; with every loop in its wait, none is
+		 * due before stall_ms */
 		uint64_t wait = (uint64_t)((double)(next - now) * npt);
 		sleep_ns(wait < 1000000u ? 1000000u : wait);
 	}
