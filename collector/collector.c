@@ -832,18 +832,12 @@ void as_collector_resume(void)
  * other thread's ring, reset ours, open our own file, restart collecting. */
 void as_collector_after_fork_child(void)
 {
-	struct as_thread *t, *tmp;
 	struct as_thread *self = as_tls.t;
 
 	as_shm_after_fork_child();
+	as_rings_after_fork_child(self);
 	if (self)               /* off the parent's shared ring before touching it */
 		self = as_thread_fork_child(self);
-	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
-		if (t == self)
-			continue;
-		cds_list_del(&t->node);
-		as_thread_free(t);
-	}
 	if (self) {
 		self->tid = as_gettid();
 		self->wpos = self->head = self->tail = self->tail_seen = 0;
@@ -864,11 +858,8 @@ void as_collector_after_fork_child(void)
 	as_overhead_reset();
 	flight_due = 0;
 	flight_auto = 0;
-	if (!CMM_LOAD_SHARED(as_live)) {
-		if (self)
-			as_thread_fork_child(self);
+	if (!CMM_LOAD_SHARED(as_live))
 		return;
-	}
 	as_mono0 = as_mono_ns();
 	if (as_use_tsc)
 		as_tsc0 = __rdtsc();
@@ -877,8 +868,10 @@ void as_collector_after_fork_child(void)
 		close(trace_fd);        /* the parent's file, inherited */
 	trace_fd = -1;
 	int ok = as_trace_create() == 0;
-	if (self)
-		as_thread_fork_child(self);    /* into the child's own shared ring */
+	if (self) {             /* into the child's own shared ring */
+		cds_list_del(&self->node);
+		as_thread_fork_child(self);
+	}
 	if (!ok || as_collector_start() != 0) {
 		CMM_STORE_SHARED(as_active, 0);
 		CMM_STORE_SHARED(as_live, 0);

@@ -8,6 +8,7 @@
 #include "shim.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
@@ -104,18 +105,59 @@ void as_thread_free(struct as_thread *t)
 	munmap(t, t->map_size);
 }
 
+/* Every ring at fork time, taken by the parent with the registry locked.
+ * The child must not walk the registry: its nodes live in the rings, and
+ * shared rings keep changing under the child as the parent goes on. */
+static struct as_thread **fork_rings;
+static size_t fork_nrings, fork_cap;
+
+void as_rings_before_fork(void)
+{
+	struct as_thread *t;
+	size_t n = 0;
+	cds_list_for_each_entry(t, &as_threads, node)
+		n++;
+	if (n > fork_cap) {
+		struct as_thread **p = realloc(fork_rings, n * sizeof(*p));
+		if (p) {
+			fork_rings = p;
+			fork_cap = n;
+		}
+	}
+	fork_nrings = 0;
+	cds_list_for_each_entry(t, &as_threads, node) {
+		if (fork_nrings == fork_cap)
+			break;          /* no memory: those stay mapped in the child */
+		fork_rings[fork_nrings++] = t;
+	}
+}
+
+/* The child: forget the parent's registry (without writing into it) and
+ * unmap its rings, all but KEEP. */
+void as_rings_after_fork_child(struct as_thread *keep)
+{
+	CDS_INIT_LIST_HEAD(&as_threads);
+	for (size_t i = 0; i < fork_nrings; i++)
+		if (fork_rings[i] != keep)
+			munmap(fork_rings[i], fork_rings[i]->map_size);
+	fork_nrings = 0;
+}
+
 /* A fork child's own ring, OLD, is the parent's shared file (or a private
  * copy of anonymous memory): move it to a ring of the child's own, header
- * and all, and unmap the old one.  Single-threaded (atfork child). */
+ * and all, put that on the (child's) registry and unmap the old one.
+ * OLD is not on the registry; a shared OLD is never written.
+ * Single-threaded (atfork child). */
 struct as_thread *as_thread_fork_child(struct as_thread *old)
 {
 	struct as_thread *t = as_shm_ring(old->map_size, old->tid);
 	if (!t) {
-		if (!old->shm_tid)
-			return old;     /* already the child's own memory */
+		if (!old->shm_tid) {    /* already the child's own memory */
+			cds_list_add_tail(&old->node, &as_threads);
+			return old;
+		}
 		t = mmap(NULL, old->map_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		if (t == MAP_FAILED) {  /* never write the parent's file: stop here */
-			cds_list_del(&old->node);
 			munmap(old, old->map_size);
 			as_tls.t = NULL;
 			as_tls.loop = 0;
@@ -128,7 +170,6 @@ struct as_thread *as_thread_fork_child(struct as_thread *old)
 	pid_t shm_tid = t->shm_tid;
 	memcpy(t, old, sizeof(*t));
 	t->shm_tid = shm_tid;
-	cds_list_del(&old->node);
 	cds_list_add_tail(&t->node, &as_threads);
 	as_tls.t = t;
 	if (exit_key_ok)

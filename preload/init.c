@@ -253,6 +253,7 @@ static void before_fork(void)
 {
 	as_collector_lock();
 	as_registry_lock();
+	as_rings_before_fork();
 	urcu_bp_before_fork();
 }
 

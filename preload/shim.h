@@ -337,6 +337,8 @@ int as_collector_recover(const char *trace);
 uint32_t as_stacks_count(void);
 void as_stacks_continue(uint32_t n);
 struct as_thread *as_thread_fork_child(struct as_thread *old);
+void as_rings_before_fork(void);
+void as_rings_after_fork_child(struct as_thread *keep);
 
 /* ---- collector (collector/collector.c) ---- */
 int as_collector_start(void);
