@@ -1,9 +1,10 @@
 /* buffer.c — per-thread record rings and the registry the collector walks.
  *
  * A thread gets its ring the first time it does something worth recording
- * (today: its first loop wait).  That one-time registration mmaps the ring
- * and takes the registry mutex; every later record is a plain store into
- * the thread's own ring.  The registry is an RCU list (urcu-bp) so the
+ * (today: its first loop wait).  That one-time registration maps the ring
+ * (a file in /dev/shm, so a SIGKILL leaves it behind: preload/shm.c; else
+ * anonymous memory) and takes the registry mutex; every later record is a
+ * plain store into the thread's own ring.  The registry is an RCU list (urcu-bp) so the
  * collector walks it without ever blocking a producer. */
 #include "shim.h"
 
