@@ -55,7 +55,8 @@ def test_fuzz_trace_reader(tmp_path):
     p = subprocess.run([FUZZER, f"-max_total_time={secs}", "-rss_limit_mb=2048", "-timeout=10",
                         "-print_final_stats=1", f"-artifact_prefix={tmp_path}/", "-max_len=65536",
                         str(corpus), str(seed)],
-                       capture_output=True, text=True, timeout=secs + 120, cwd=tmp_path, env=env)
+                       capture_output=True, text=True, errors="replace", timeout=secs + 120, cwd=tmp_path,
+                       env=env)     # the target's messages may quote the input's bytes
     crashes = [f for f in os.listdir(tmp_path) if f.startswith(("crash-", "leak-", "timeout-", "oom-"))]
     assert p.returncode == 0 and not crashes, p.stderr[-3000:]
     runs = int(re.search(r"stat::number_of_executed_units:\s*(\d+)", p.stderr).group(1))
