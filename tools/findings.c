@@ -135,7 +135,7 @@ static int keep_offer(void **vp, size_t *n, size_t *cap, size_t max, size_t size
 
 /* ---- blocking calls ---- */
 
-static int cmp_bsite(const void *a, const void *b)
+int block_site_cmp(const void *a, const void *b)
 {
 	const struct block_site *x = a, *y = b;
 	int c;
@@ -158,7 +158,7 @@ static struct block_site *bsite_get(struct findings *f, const struct blocking *b
 {
 	struct block_site key;
 	bsite_key(&key, b);
-	void **p = tfind(&key, &f->bsite_tree, cmp_bsite);
+	void **p = tfind(&key, &f->bsite_tree, block_site_cmp);
 	if (p)
 		return *p;
 	struct block_site **v = trace_grow(f->bsites, &f->cap_bsites, f->nbsites, sizeof(*v));
@@ -169,7 +169,7 @@ static struct block_site *bsite_get(struct findings *f, const struct blocking *b
 		*s = key;
 		s->index = f->nbsites;
 	}
-	if (!v || !s || !tsearch(s, &f->bsite_tree, cmp_bsite)) {
+	if (!v || !s || !tsearch(s, &f->bsite_tree, block_site_cmp)) {
 		free(s);
 		return NULL;
 	}
@@ -424,7 +424,7 @@ const struct block_site *trace_block_site_of(const struct trace *tr, const struc
 {
 	struct block_site key;
 	bsite_key(&key, b);
-	void *const *p = tr->findings ? tfind(&key, &tr->findings->bsite_tree, cmp_bsite) : NULL;
+	void *const *p = tr->findings ? tfind(&key, &tr->findings->bsite_tree, block_site_cmp) : NULL;
 	return p ? *p : NULL;
 }
 

@@ -57,6 +57,8 @@ void findings_free(struct trace *tr);
 
 /* Sites and shares, in the order first seen. */
 size_t trace_block_sites(const struct trace *tr, struct block_site *const **v);
+/* Site order: stack id, then call, then fd kind (what makes a site). */
+int block_site_cmp(const void *a, const void *b);
 const struct block_site *trace_block_site_of(const struct trace *tr, const struct blocking *b);
 size_t trace_stall_sites(const struct trace *tr, struct stall_site *const **v);
 size_t trace_stall_shares(const struct trace *tr, struct stall_share *const **v);

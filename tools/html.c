@@ -418,13 +418,7 @@ static const struct site *sort_sites;
 
 static int by_raw_site(const void *a, const void *b)
 {
-	const struct block_site *x = sort_raw[*(const size_t *)a], *y = sort_raw[*(const size_t *)b];
-	int c;
-	if (x->stack != y->stack)
-		return x->stack < y->stack ? -1 : 1;
-	if ((c = strcmp(x->call, y->call)))
-		return c;
-	return strcmp(x->fd_kind, y->fd_kind);
+	return block_site_cmp(sort_raw[*(const size_t *)a], sort_raw[*(const size_t *)b]);
 }
 
 static int by_site_key(const void *a, const void *b)
