@@ -600,6 +600,18 @@ static void json_meta(FILE *f, const struct node *n)
 
 static void json_children(FILE *f, const struct node *n, int depth);
 
+/* TOTAL, then ,"min_ms", ,"max_ms" and ,"avg_ms" of COUNT spans (ns in, ms out). */
+static void json_spread(FILE *f, uint64_t total, uint64_t min, uint64_t max, uint64_t count)
+{
+	json_ms(f, total);
+	fputs(",\"min_ms\":", f);
+	json_ms(f, min);
+	fputs(",\"max_ms\":", f);
+	json_ms(f, max);
+	fputs(",\"avg_ms\":", f);
+	json_ms(f, count ? total / count : 0);
+}
+
 static void json_node(FILE *f, const struct node *n, int depth)
 {
 	fputs("{\"name\":", f);
@@ -610,13 +622,7 @@ static void json_node(FILE *f, const struct node *n, int depth)
 	json_ms(f, n->kind == K_CUMULATIVE ? n->total : n->end - n->t);
 	if (n->kind == K_CUMULATIVE) {
 		fprintf(f, ",\"cumulative\":true,\"count\":%" PRIu64 ",\"total_ms\":", n->count);
-		json_ms(f, n->total);
-		fputs(",\"min_ms\":", f);
-		json_ms(f, n->min);
-		fputs(",\"max_ms\":", f);
-		json_ms(f, n->max);
-		fputs(",\"avg_ms\":", f);
-		json_ms(f, n->total / n->count);
+		json_spread(f, n->total, n->min, n->max, n->count);
 	}
 	if (!n->ended)
 		fputs(",\"unfinished\":true", f);
@@ -790,13 +796,7 @@ void spans_json(FILE *f, const struct trace *tr, spans_blocking_fn blocking)
 		fputs(",\"parent\":", f);
 		json_str(f, c->parent[0] ? c->parent : NULL);
 		fprintf(f, ",\"entries\":%" PRIu64 ",\"count\":%" PRIu64 ",\"total_ms\":", c->entries, c->count);
-		json_ms(f, c->total);
-		fputs(",\"min_ms\":", f);
-		json_ms(f, c->min);
-		fputs(",\"max_ms\":", f);
-		json_ms(f, c->max);
-		fputs(",\"avg_ms\":", f);
-		json_ms(f, c->count ? c->total / c->count : 0);
+		json_spread(f, c->total, c->min, c->max, c->count);
 		fputc('}', f);
 	}
 	fprintf(f, "],\"spans_omitted\":%" PRIu64 ",\"overhead\":", m ? m->omitted : 0);
