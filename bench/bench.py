@@ -111,9 +111,13 @@ def fresh_dir():
 
 # ---------------------------------------------------------------- calls
 
-CALL_ROWS = ["read:plain", "write:plain", "read:loop", "write:loop", "epoll:loop"]
-CALL_NAMES = {"read": "read() on an empty non-blocking pipe (EAGAIN)",
-              "write": "write() of 1 byte to /dev/null",
+CALL_ROWS = ["read:plain", "write:plain", "read:loop", "write:loop", "epoll:loop", "readb:loop"]
+# The shim times only calls on fds that can block (preload/fds.c): a
+# non-blocking pipe's read is passed straight on, /dev/null (opened
+# blocking) and a blocking pipe are timed.
+CALL_NAMES = {"read": "read() on an empty non-blocking pipe (EAGAIN; not timed, the fd cannot block)",
+              "readb": "read() of 0 bytes from a blocking pipe (timed)",
+              "write": "write() of 1 byte to /dev/null (timed: opened blocking)",
               "epoll": "epoll_wait(), timeout 0"}
 
 
@@ -170,11 +174,13 @@ def bench_calls():
     log("calls: per-call overhead, syscall stubbed")
     sout, shooked, sdropped = calls_rounds(True, 0.15 if QUICK else 0.25)
     targets = {"loop": (25, "<= 25 ns (stretch <= 10)"), "plain": (5, "<= 5 ns"), "off": (3, "<= 3 ns")}
-    for op in ("read", "write", "epoll"):
+    for op in ("read", "readb", "write", "epoll"):
         name = CALL_NAMES[op]
         for mode, cfg, label in (("loop", "shim", "loop thread"), ("plain", "shim", "non-loop thread"),
                                  ("plain", "off", "enabled=0")):
             r = "%s:%s" % (op, mode)
+            if op == "readb" and mode != "loop":
+                continue               # the same path as read's off the loop
             if op == "epoll" and mode == "plain":
                 if cfg == "shim":
                     row("per call", "%s, %s" % (name, label),
@@ -576,7 +582,8 @@ def bench_instructions():
         row("instructions", "callgrind", "valgrind not installed", "")
         return
     log("instructions: callgrind instruction counts per hooked call")
-    cases = [("read() on a loop thread", "shim", "read:loop", "read"),
+    cases = [("read() on a loop thread, non-blocking pipe (not timed)", "shim", "read:loop", "read"),
+             ("read() on a loop thread, blocking pipe (timed)", "shim", "readb:loop", "read"),
              ("read() on a non-loop thread", "shim", "read:plain", "read"),
              ("read() with enabled=0", "off", "read:plain", "read"),
              ("epoll_wait() on a loop thread (the wait pair)", "shim", "epoll:loop", "epoll_wait")]

@@ -1,7 +1,9 @@
 /* calls.c — what one interposed call costs, measured inside one process.
  *
  *   calls SECONDS THREADS ROW...      ROW = OP:MODE
- *   OP   read  (1 byte from an empty non-blocking pipe: EAGAIN)
+ *   OP   read  (1 byte from an empty non-blocking pipe: EAGAIN; the shim
+ *              does not time it, as the fd cannot block)
+ *        readb (0 bytes from a blocking pipe: the shim times it)
  *        write (1 byte to /dev/null)
  *        epoll (epoll_wait on an empty epoll fd, timeout 0)
  *   MODE plain: a thread that never waited in a loop wait
@@ -39,7 +41,7 @@
 #define STUB_FD 900              /* bench/libstub.c answers fds >= this */
 #define MAX_BLOCKS 100000
 
-enum op { OP_READ, OP_WRITE, OP_EPOLL };
+enum op { OP_READ, OP_WRITE, OP_EPOLL, OP_READB };
 
 typedef ssize_t (*read_fn)(int, void *, size_t);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
@@ -90,6 +92,10 @@ static __attribute__((noinline)) double block(const struct fns *f, enum op op, l
 		for (long i = 0; i < k; i++)
 			f->read(fd, &c, 1);
 		break;
+	case OP_READB:
+		for (long i = 0; i < k; i++)
+			f->read(fd, &c, 0);
+		break;
 	case OP_WRITE:
 		for (long i = 0; i < k; i++)
 			f->write(fd, &c, 1);
@@ -119,18 +125,26 @@ static double median(double *v, int n)
 static void *work(void *arg)
 {
 	struct worker *w = arg;
-	int p[2], ep = epoll_create1(EPOLL_CLOEXEC), dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	int p[2], b[2], ep = epoll_create1(EPOLL_CLOEXEC), dn = open("/dev/null", O_WRONLY | O_CLOEXEC);
 	struct epoll_event ev;
-	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0 || ep < 0 || dn < 0) {
+	if (pipe2(p, O_NONBLOCK | O_CLOEXEC) != 0 || pipe2(b, O_CLOEXEC) != 0 || ep < 0 || dn < 0) {
 		perror("calls: setup");
 		exit(1);
 	}
 	w->tid = (pid_t)syscall(SYS_gettid);
 	if (w->loop)
 		hooked.epoll_wait(ep, &ev, 1, 0);      /* now a loop thread */
-	int fd = w->op == OP_READ ? p[0] : w->op == OP_WRITE ? dn : ep;
-	if (stub)
-		fd = STUB_FD + (int)w->op;
+	int fd = w->op == OP_READ ? p[0] : w->op == OP_READB ? b[0] : w->op == OP_WRITE ? dn : ep;
+	if (stub) {
+		/* the stub's fd takes the pipe's mode (the shim follows dup2);
+		 * left open at the end, as other threads may still use it */
+		int from = fd, stubfd = STUB_FD + (int)w->op;
+		fd = (w->op == OP_READ || w->op == OP_READB) ? dup2(from, stubfd) : stubfd;
+		if (fd < 0) {
+			perror("calls: dup2");
+			exit(1);
+		}
+	}
 
 	/* block size: about BENCH_BLOCK_US (100) us of direct calls */
 	long k = 64;
@@ -159,6 +173,8 @@ static void *work(void *arg)
 	}
 	close(p[0]);
 	close(p[1]);
+	close(b[0]);
+	close(b[1]);
 	close(ep);
 	close(dn);
 	return NULL;
@@ -176,6 +192,8 @@ static int parse_row(const char *s, enum op *op, int *loop)
 		*op = OP_WRITE;
 	else if (n == 5 && !strncmp(s, "epoll", 5))
 		*op = OP_EPOLL;
+	else if (n == 5 && !strncmp(s, "readb", 5))
+		*op = OP_READB;
 	else
 		return -1;
 	if (!strcmp(c + 1, "loop"))
@@ -189,7 +207,7 @@ static int parse_row(const char *s, enum op *op, int *loop)
 
 static void run_row(const char *spec, int nthreads)
 {
-	static const char *const names[] = { "read", "write", "epoll" };
+	static const char *const names[] = { "read", "write", "epoll", "readb" };
 	struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
 	enum op op;
 	int loop;

@@ -18,6 +18,29 @@ static inline mode_t mode_arg(int flags, va_list ap)
 	return (flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE ? (mode_t)va_arg(ap, int) : 0;
 }
 
+/* The timed calls; the hooks below wrap them to take the new fd out of the
+ * map of fds that cannot block (preload/fds.c): the number may have been a
+ * non-blocking socket's, closed by a call no hook sees. */
+static inline int open_timed(const char *path, int flags, mode_t mode)
+{
+	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real_open(path, flags, mode));
+}
+
+static inline int open_2_timed(const char *path, int flags)
+{
+	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real___open_2(path, flags));
+}
+
+static inline int openat_timed(int dirfd, const char *path, int flags, mode_t mode)
+{
+	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real_openat(dirfd, path, flags, mode));
+}
+
+static inline int openat_2_timed(int dirfd, const char *path, int flags)
+{
+	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real___openat_2(dirfd, path, flags));
+}
+
 AS_EXPORT int open(const char *path, int flags, ...)
 {
 	va_list ap;
@@ -25,14 +48,14 @@ AS_EXPORT int open(const char *path, int flags, ...)
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
 	AS_RESOLVE(open);
-	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real_open(path, flags, mode));
+	return as_fd_note(open_timed(path, flags, mode), 0, 0);
 }
 AS_EXPORT int open64(const char *, int, ...) __attribute__((alias("open")));
 
 AS_EXPORT int __open_2(const char *path, int flags)
 {
 	AS_RESOLVE(__open_2);
-	AS_TIMED_CALL(int, AS_CALL_OPEN, -1, real___open_2(path, flags));
+	return as_fd_note(open_2_timed(path, flags), 0, 0);
 }
 AS_EXPORT int __open64_2(const char *, int) __attribute__((alias("__open_2")));
 
@@ -43,14 +66,14 @@ AS_EXPORT int openat(int dirfd, const char *path, int flags, ...)
 	mode_t mode = mode_arg(flags, ap);
 	va_end(ap);
 	AS_RESOLVE(openat);
-	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real_openat(dirfd, path, flags, mode));
+	return as_fd_note(openat_timed(dirfd, path, flags, mode), 0, 0);
 }
 AS_EXPORT int openat64(int, const char *, int, ...) __attribute__((alias("openat")));
 
 AS_EXPORT int __openat_2(int dirfd, const char *path, int flags)
 {
 	AS_RESOLVE(__openat_2);
-	AS_TIMED_CALL(int, AS_CALL_OPENAT, -1, real___openat_2(dirfd, path, flags));
+	return as_fd_note(openat_2_timed(dirfd, path, flags), 0, 0);
 }
 AS_EXPORT int __openat64_2(int, const char *, int) __attribute__((alias("__openat_2")));
 

@@ -250,17 +250,42 @@ void *as_resolve(const char *name);
 			CMM_STORE_SHARED(real_##name, as_resolve(#name)); \
 	} while (0)
 
+/* ---- fds that cannot block (preload/fds.c, hooks/fd.c) ----
+ * A call on a socket, pipe, eventfd, timerfd or signalfd in O_NONBLOCK mode
+ * returns EAGAIN instead of waiting, so it can never be a blocking call;
+ * CPU it burns is a stall, which the watchdog samples.  The shim follows
+ * every such fd from its creation (socket, accept, pipe, ...) through
+ * fcntl(F_SETFL), ioctl(FIONBIO), dup and close; an fd it did not see made
+ * (inherited, or made by a call it does not interpose) is never in the
+ * map, so its calls are timed as before.  Calls on mapped fds skip the two
+ * clock reads and tail-jump to the real function (docs/performance.md). */
+#define AS_FD_MAX 65536
+extern uint64_t as_fd_fast[AS_FD_MAX / 64] AS_HIDDEN;
+
+static inline AS_HOT int as_fd_cannot_block(int fd)
+{
+	return (unsigned)fd < AS_FD_MAX && (CMM_LOAD_SHARED(as_fd_fast[(unsigned)fd / 64]) >> ((unsigned)fd % 64) & 1);
+}
+
+/* These keep errno and return FD, so a hook can wrap its result in them. */
+int as_fd_note(int fd, int kind, int nonblock);  /* kind: O_NONBLOCK is honoured */
+int as_fd_copy(int from, int to);
+void as_fd_forget(int fd);
+void as_fd_forget_range(unsigned first, unsigned last);
+void as_fd_set_nonblock(int fd, int nonblock);
+
 /* The body of every non-wait hook: pass straight through unless this is a
- * loop thread with recording on; otherwise time the call and, only when it
- * is already over the threshold, take the slow path (which keeps errno).
+ * loop thread with recording on and the call can block (NONBLOCK false);
+ * otherwise time the call and, only when it is already over the threshold,
+ * take the slow path (which keeps errno).
  * The clock kind and the threshold are read before the call, so after it
  * (when the syscall may have flushed the TLB) the hook touches no memory but
  * its stack: two TSC reads, a subtraction and a compare. */
-#define AS_TIMED_CALL(type, call, fd, expr)                                   \
+#define AS_TIMED_CALL_NB(type, call, fd, nonblock, expr)                      \
 	do {                                                                  \
 		struct as_tls *me_;                                           \
 		if (AS_LIKELY(!CMM_LOAD_SHARED(as_active) ||                  \
-			      !(me_ = as_me())->loop || me_->busy))           \
+			      !(me_ = as_me())->loop || me_->busy || (nonblock))) \
 			return expr;                                          \
 		int tsc_ = as_use_tsc;                                        \
 		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
@@ -272,6 +297,7 @@ void *as_resolve(const char *name);
 			as_blocking(me_->t, call, fd, t0_, t1_);              \
 		return r_;                                                    \
 	} while (0)
+#define AS_TIMED_CALL(type, call, fd, expr) AS_TIMED_CALL_NB(type, call, fd, as_fd_cannot_block(fd), expr)
 
 /* ---- loop waits (used by hooks/wait.c) ---- */
 /* iter_start is read by the watchdog (preload/watchdog.c): 0 while the
