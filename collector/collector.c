@@ -30,6 +30,10 @@
 #include <urcu/uatomic.h>
 
 #define WRITE_BYTES (1u << 20)
+/* With shared rings the collector writes after every drain; a drain of many
+ * busy rings also writes on the way, at this size, so the buffer it packs
+ * into stays small however many loop threads there are. */
+#define DRAIN_BYTES (64u << 10)
 
 static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char trace_path[PATH_MAX + 64];
@@ -248,6 +252,21 @@ static int trace_file_fd(void)
 }
 
 /* Append what is packed so far.  Returns 0 when written (or nothing to do). */
+/* The packer's write callback: msgpack_sbuffer_write, with the copy of
+ * the 1 to 9 bytes most values take done in place instead of by a call to
+ * memcpy (a third of the collector's time per event went to the call). */
+static int sbuf_write(void *data, const char *buf, size_t len)
+{
+	msgpack_sbuffer *sb = data;
+	if (len > 16 || sb->alloc - sb->size < len)
+		return msgpack_sbuffer_write(data, buf, len);
+	char *dst = sb->data + sb->size;
+	for (size_t i = 0; i < len; i++)
+		dst[i] = buf[i];
+	sb->size += len;
+	return 0;
+}
+
 static int write_out(void)
 {
 	if (sbuf.size == 0 || !trace_ok)
@@ -275,7 +294,7 @@ static int write_out(void)
 int as_trace_create(void)
 {
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	msgpack_packer_init(&pk, &sbuf, sbuf_write);
 	if (as_cfg.flight) {    /* files are made when a trace is triggered */
 		as_stacks_new_file(&pk);
 		return 0;
@@ -307,7 +326,7 @@ int as_collector_recover(const char *path)
 	trace_fd = fd;
 	trace_ok = 1;
 	msgpack_sbuffer_init(&sbuf);
-	msgpack_packer_init(&pk, &sbuf, msgpack_sbuffer_write);
+	msgpack_packer_init(&pk, &sbuf, sbuf_write);
 	collect_final("killed");
 	return trace_ok ? 0 : -1;
 }
@@ -345,38 +364,50 @@ static void pack_thread(struct as_thread *t, int exited)
 		msgpack_pack_false(&pk);
 }
 
-static void pack_iters(struct as_thread *t, uint64_t from, uint64_t to, uint64_t n)
+/* What one drain of a ring holds: most drains of a busy loop hold nothing
+ * but iterations, which then take one packing pass instead of five. */
+struct census {
+	uint64_t iters, others;
+	uint64_t first;           /* index of the first iteration */
+	uint64_t busy, longest;   /* ticks: the iterations' sum and maximum */
+};
+
+static struct census take_census(const struct as_thread *t, uint64_t from, uint64_t to)
+{
+	struct census c = {0, 0, to, 0, 0};
+	for (uint64_t i = from; i < to; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if (r->kind != AS_REC_ITER) {
+			c.others++;
+			continue;
+		}
+		if (!c.iters++)
+			c.first = i;
+		c.busy += r->dur;
+		c.longest = r->dur > c.longest ? r->dur : c.longest;
+	}
+	return c;
+}
+
+static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 {
 	msgpack_pack_map(&pk, 4);
 	pack_kv_str("type", "iters");
 	pack_kv_i64("tid", t->tid);
-	uint64_t prev = 0;
-	int first = 1;
+	uint64_t t0 = as_ticks_to_ns(t->ring[c->first & (t->cap - 1)].ts), prev = t0;
 	pack_str("d");
-	msgpack_pack_array(&pk, (size_t)n * 2);
-	for (uint64_t i = from; i < to; i++) {
+	msgpack_pack_array(&pk, (size_t)c->iters * 2);
+	for (uint64_t i = c->first; i < to; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		if (r->kind != AS_REC_ITER)
 			continue;
 		uint64_t start = as_ticks_to_ns(r->ts);
-		if (first) {
-			prev = start;
-			first = 0;
-		}
 		/* starts only move forward; clamp rounding so deltas stay unsigned */
 		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
 		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
 		prev = start >= prev ? start : prev;
 	}
 	pack_str("t0");
-	uint64_t t0 = 0;
-	for (uint64_t i = from; i < to; i++) {
-		const struct as_record *r = &t->ring[i & (t->cap - 1)];
-		if (r->kind == AS_REC_ITER) {
-			t0 = as_ticks_to_ns(r->ts);
-			break;
-		}
-	}
 	msgpack_pack_uint64(&pk, t0);
 }
 
@@ -436,18 +467,24 @@ static void drain_thread(struct as_thread *t)
 	uint64_t head = CMM_LOAD_SHARED(t->head);
 	cmm_smp_rmb();
 	/* a drain not yet followed by finish_drain has taken up to c_drained */
-	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail, iters = 0;
+	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail;
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
 
 	if (!t->c_announced) {
 		pack_thread(t, 0);
 		t->c_announced = 1;
 	}
-	as_overhead_count(t, tail, head);
-	for (uint64_t i = tail; i < head; i++)
-		iters += t->ring[i & (t->cap - 1)].kind == AS_REC_ITER;
-	if (iters)
-		pack_iters(t, tail, head, iters);
+	struct census c = take_census(t, tail, head);
+	as_overhead_count(t, tail, head, c.others ? NULL : &c.busy);
+	if (c.iters)
+		pack_iters(t, head, &c);
+	/* Only iterations, none a stall (so none with a flight trigger): the
+	 * per-record pass below would only reset the stall state after each. */
+	if (!c.others && dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
+		if (c.iters)
+			as_stall_reset(t);
+		goto drained;
+	}
 	as_tasks_drain(&pk, t, tail, head);
 	/* iterations are packed in batches above; everything else one by one */
 	for (uint64_t i = tail; i < head; i++) {
@@ -484,13 +521,26 @@ static void drain_thread(struct as_thread *t)
 			break;
 		}
 	}
+drained:
 	t->c_drained = head;
 	if (!as_shm_prefix[0])
 		publish_tail(t);
 }
 
+/* Shared rings: a ring's tail moves only once what was drained from it is
+ * in the trace, and the stack count with it (preload/shm.c). */
+static void publish_tails(void)
+{
+	struct as_thread *t;
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
+		publish_tail(t);
+	rcu_read_unlock();
+	as_shm_sync(as_stacks_count());
+}
+
 /* Drain everything into the packer.  With shared rings the tails move only
- * once that is written (finish_drain). */
+ * once that is written (here, for a large drain, or finish_drain). */
 static void drain_all(int final)
 {
 	struct as_thread *t;
@@ -506,6 +556,8 @@ static void drain_all(int final)
 		drain_thread(t);
 		if (dead || final)
 			pack_thread(t, dead);
+		if (as_shm_prefix[0] && !as_cfg.flight && trace_ok && sbuf.size >= DRAIN_BYTES && write_out() == 0)
+			publish_tails();
 	}
 	rcu_read_unlock();
 }
@@ -517,13 +569,8 @@ static void finish_drain(void)
 {
 	struct as_thread *t, *tmp, *reclaim = NULL;
 
-	if (as_shm_prefix[0]) {
-		rcu_read_lock();
-		cds_list_for_each_entry_rcu(t, &as_threads, node)
-			publish_tail(t);
-		rcu_read_unlock();
-		as_shm_sync(as_stacks_count());
-	}
+	if (as_shm_prefix[0])
+		publish_tails();
 	as_registry_lock();
 	cds_list_for_each_entry_safe(t, tmp, &as_threads, node) {
 		if (CMM_LOAD_SHARED(t->dead) && t->tail == CMM_LOAD_SHARED(t->head)) {
@@ -742,6 +789,9 @@ static void *collector_main(void *arg)
 	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
+	as_collector_lock();
+	as_fds_private(trace_fd);
+	as_collector_unlock();
 	as_overhead_start();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
 	for (;;) {
@@ -864,8 +914,9 @@ void as_collector_after_fork_child(void)
 	if (as_use_tsc)
 		as_tsc0 = __rdtsc();
 	msgpack_sbuffer_destroy(&sbuf);
-	if (trace_fd >= 0)
-		close(trace_fd);        /* the parent's file, inherited */
+	if (same_file(trace_fd))
+		close(trace_fd);        /* the parent's file, inherited; the number may
+					 * be the program's (the collector's own table) */
 	trace_fd = -1;
 	int ok = as_trace_create() == 0;
 	if (self) {             /* into the child's own shared ring */

@@ -79,18 +79,19 @@ void as_overhead_start(void)
 	if (calibrated++)
 		return;
 	uint64_t limit = UINT64_MAX;
-	call_ns = best_ns(timed_calls, &limit, 20000);
+	call_ns = best_ns(timed_calls, &limit, 2000);
 	size_t cap = 1024, size = sizeof(struct as_thread) + cap * sizeof(struct as_record);
 	struct as_thread *t = aligned_alloc(64, (size + 63) & ~(size_t)63);
 	if (!t)
 		return;
 	memset(t, 0, size);
 	t->cap = cap;
-	record_ns = best_ns(ring_records, t, 20000);
+	record_ns = best_ns(ring_records, t, 2000);
 	free(t);
 }
 
-void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to)
+/* ITERS_BUSY: the records are all iterations, this long together (ticks). */
+void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to, const uint64_t *iters_busy)
 {
 	if (!CMM_LOAD_SHARED(t->is_loop)) {
 		other_records += to - from;
@@ -104,6 +105,11 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to)
 	if (s > t->c_stack_seen) {
 		stack_ticks += s - t->c_stack_seen;
 		t->c_stack_seen = s;
+	}
+	if (iters_busy) {
+		records += to - from;
+		busy_ticks += *iters_busy;
+		return;
 	}
 	for (uint64_t i = from; i < to; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];

@@ -36,7 +36,7 @@ void as_flight_pack_info(msgpack_packer *pk, const char *trigger, uint64_t trigg
 
 /* ---- collector/overhead.c ---- */
 void as_overhead_start(void);           /* on the collector thread, once */
-void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to);
+void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to, const uint64_t *iters_busy);
 void as_overhead_pack(msgpack_packer *pk);
 void as_overhead_reset(void);           /* fork child */
 

@@ -18,6 +18,9 @@
  * make and close fds at the same time); the fast path reads one word. */
 #include "shim.h"
 
+#include <sched.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <urcu/uatomic.h>
 
 uint64_t as_fd_fast[AS_FD_MAX / 64] AS_HOT_DATA;
@@ -39,8 +42,8 @@ static int get_bit(uint64_t *map, unsigned fd)
 
 int as_fd_note(int fd, int kind, int nonblock)
 {
-	if ((unsigned)fd >= AS_FD_MAX)
-		return fd;
+	if ((unsigned)fd >= AS_FD_MAX || as_tls.own_fds)
+		return fd;      /* the map is of the program's table */
 	/* fast off first: the fd is never fast without being of its kind */
 	set_bit(as_fd_fast, (unsigned)fd, 0);
 	set_bit(kind_map, (unsigned)fd, kind);
@@ -87,4 +90,29 @@ void as_fd_set_nonblock(int fd, int nonblock)
 		if (shared & CMM_LOAD_SHARED(as_fd_fast[w]))
 			uatomic_and(&as_fd_fast[w], ~shared);
 	}
+}
+
+/* The shim's own threads (collector, watchdog) take an fd table of their
+ * own, so a program that closes every fd, or dup2()s a file of its own over
+ * every number (daemons do both), can neither close the trace under the
+ * collector nor have a write meant for the trace land in its file: checking
+ * the fd before each write cannot close that race, a table of its own does.
+ * KEEP (the trace's fd, or -1) stays open in the new table; every other fd
+ * of the copy is closed at once, so no file of the program's lives on in
+ * it.  Raw syscalls: these closes are not the program's (hooks/fd.c).
+ * Returns -1 where the kernel refuses (no close_range, a seccomp filter):
+ * the thread then shares the program's table as before. */
+int as_fds_private(int keep)
+{
+	int saved = errno;
+	if (syscall(SYS_close_range, ~0U, ~0U, 0) != 0 || unshare(CLONE_FILES) != 0) {
+		errno = saved;
+		return -1;
+	}
+	if (keep > 0)
+		syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0);
+	syscall(SYS_close_range, keep < 0 ? 0U : (unsigned)keep + 1, ~0U, 0);
+	as_tls.own_fds = 1;
+	errno = saved;
+	return 0;
 }

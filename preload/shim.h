@@ -111,6 +111,7 @@ struct as_tls {
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
 	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
+	int own_fds;          /* a shim thread with an fd table of its own (preload/fds.c) */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
@@ -273,6 +274,7 @@ int as_fd_copy(int from, int to);
 void as_fd_forget(int fd);
 void as_fd_forget_range(unsigned first, unsigned last);
 void as_fd_set_nonblock(int fd, int nonblock);
+int as_fds_private(int keep);
 
 /* The body of every non-wait hook: pass straight through unless this is a
  * loop thread with recording on and the call can block (NONBLOCK false);

@@ -408,6 +408,7 @@ static void *watchdog_main(void *arg)
 {
 	(void)arg;
 	as_tls.internal = 1;
+	as_fds_private(-1);
 	uatomic_inc(&as_shim_threads);
 	uint64_t seen = 0;
 	unsigned quiet = 0;

@@ -1,7 +1,10 @@
 /* daemon.c — does what daemons do at start-up: closes every fd, dup2()s
  * /dev/null over 0-2, chdir("/"), setsid(); then puts a file of its own
- * at a high fd number (where the shim may have kept its trace fd) and runs
- * an epoll loop with one 30 ms blocking call.  argv[1]: the victim file. */
+ * at every fd number up to 4095 (where the shim may keep its trace fd) and
+ * runs an epoll loop of 20 iterations of 10 ms with one 30 ms blocking
+ * call, putting its file at every number again in each iteration, so that
+ * any trace fd the shim opens meanwhile is taken too.  argv[1]: the victim
+ * file. */
 #define _GNU_SOURCE
 #include <fcntl.h>
 #include <stdio.h>
@@ -27,15 +30,16 @@ int main(int argc, char **argv)
 	dup2(null, 2);
 	if (chdir("/") != 0 || setsid() < 0)
 		return 2;
-	/* every number from 3 up to 1023 now holds the victim: whatever fd the
-	 * shim kept is now the program's */
-	for (int fd = 3; fd < 1024; fd++)
-		if (fd != victim)
-			dup2(victim, fd);
+	int top = rl.rlim_cur < 4096 ? (int)rl.rlim_cur : 4096;
 	struct epoll_event ev;
 	int ep = epoll_create1(0);
-	for (int i = 0; i < 4; i++) {
-		epoll_wait(ep, &ev, 1, 2);
+	for (int i = 0; i < 20; i++) {
+		/* every free number from 3 up now holds the victim: whatever fd
+		 * the shim kept or reopened in this table is now the program's */
+		for (int fd = 3; fd < top; fd++)
+			if (fd != victim && fd != ep)
+				dup2(victim, fd);
+		epoll_wait(ep, &ev, 1, 10);
 		if (i == 1)
 			usleep(30 * 1000);
 	}
