@@ -251,7 +251,6 @@ static int trace_file_fd(void)
 	return trace_fd;
 }
 
-/* Append what is packed so far.  Returns 0 when written (or nothing to do). */
 /* The packer's write callback: msgpack_sbuffer_write, with the copy of
  * the 1 to 9 bytes most values take done in place instead of by a call to
  * memcpy (a third of the collector's time per event went to the call). */
@@ -267,6 +266,7 @@ static int sbuf_write(void *data, const char *buf, size_t len)
 	return 0;
 }
 
+/* Append what is packed so far.  Returns 0 when written (or nothing to do). */
 static int write_out(void)
 {
 	if (sbuf.size == 0 || !trace_ok)
