@@ -498,7 +498,7 @@ def rss_run(cfg, threads, seconds, options=None):
 def bench_memory():
     log("memory: resident bytes, bare vs shim, 1 and 9 loop threads, short and long run")
     # every run long enough that the collector's output buffer has reached
-    # its bound (written after each drain, and at 64 KiB within one), so the
+    # its bound (written after each drain, and at 16 KiB within one), so the
     # 1 -> 9 thread slope is what each thread adds and not that buffer filling up
     rounds = 2
     short_s, long_s = (0.6, 1.5) if QUICK else (1.0, 4.0)

@@ -32,8 +32,10 @@
 #define WRITE_BYTES (1u << 20)
 /* With shared rings the collector writes after every drain; a drain of many
  * busy rings also writes on the way, at this size, so the buffer it packs
- * into stays small however many loop threads there are. */
-#define DRAIN_BYTES (64u << 10)
+ * into stays small however many loop threads there are (16 KiB: one write
+ * per 8,000 iterations at most; 64 KiB let the buffer of 9 busy threads
+ * outgrow one's by 3 KiB a thread, bench/memory.c). */
+#define DRAIN_BYTES (16u << 10)
 
 static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char trace_path[PATH_MAX + 64];
