@@ -162,9 +162,15 @@ AS_EXPORT int close(int fd)
 	return real_close(fd);
 }
 
+/* glibc 2.34 and later only: where it is missing, no program calls it
+ * through us, but a program built elsewhere may look for it. */
 AS_EXPORT int close_range(unsigned first, unsigned last, int flags)
 {
 	AS_RESOLVE(close_range);
+	if (!real_close_range) {
+		errno = ENOSYS;
+		return -1;
+	}
 	if (!((unsigned)flags & CLOSE_RANGE_CLOEXEC))
 		as_fd_forget_range(first, last);
 	return real_close_range(first, last, flags);
