@@ -1,7 +1,10 @@
 /* io.c — read, write, pread, pwrite, readv, writev (and the 64-bit and
- * _FORTIFY_SOURCE entry points that programs actually link against). */
+ * _FORTIFY_SOURCE entry points that programs actually link against).
+ * Each is one syscall in glibc, made here by the timed path itself
+ * (preload/raw.c); __pread_chk keeps libc's. */
 #include "shim.h"
 
+#include <sys/syscall.h>
 #include <sys/uio.h>
 #include <unistd.h>
 
@@ -17,25 +20,28 @@ AS_REAL(ssize_t, __pread_chk, (int, void *, size_t, off_t, size_t));
 AS_EXPORT ssize_t read(int fd, void *buf, size_t n)
 {
 	AS_RESOLVE(read);
-	AS_TIMED_CALL(ssize_t, AS_CALL_READ, fd, real_read(fd, buf, n));
+	AS_TIMED_RAW(ssize_t, AS_CALL_READ, fd, real_read(fd, buf, n), SYS_read, fd, (long)buf, (long)n, 0, 0, 0);
 }
 
 AS_EXPORT ssize_t __read_chk(int fd, void *buf, size_t n, size_t buflen)
 {
 	AS_RESOLVE(__read_chk);
-	AS_TIMED_CALL(ssize_t, AS_CALL_READ, fd, real___read_chk(fd, buf, n, buflen));
+	if (AS_UNLIKELY(n > buflen))
+		return real___read_chk(fd, buf, n, buflen);      /* which aborts */
+	AS_TIMED_RAW(ssize_t, AS_CALL_READ, fd, real___read_chk(fd, buf, n, buflen), SYS_read, fd, (long)buf, (long)n,
+		     0, 0, 0);
 }
 
 AS_EXPORT ssize_t write(int fd, const void *buf, size_t n)
 {
 	AS_RESOLVE(write);
-	AS_TIMED_CALL(ssize_t, AS_CALL_WRITE, fd, real_write(fd, buf, n));
+	AS_TIMED_RAW(ssize_t, AS_CALL_WRITE, fd, real_write(fd, buf, n), SYS_write, fd, (long)buf, (long)n, 0, 0, 0);
 }
 
 AS_EXPORT ssize_t pread(int fd, void *buf, size_t n, off_t off)
 {
 	AS_RESOLVE(pread);
-	AS_TIMED_CALL(ssize_t, AS_CALL_PREAD, fd, real_pread(fd, buf, n, off));
+	AS_TIMED_RAW(ssize_t, AS_CALL_PREAD, fd, real_pread(fd, buf, n, off), SYS_pread64, fd, (long)buf, (long)n, off, 0, 0);
 }
 AS_EXPORT ssize_t pread64(int, void *, size_t, off_t) __attribute__((alias("pread")));
 
@@ -48,18 +54,19 @@ AS_EXPORT ssize_t __pread_chk(int fd, void *buf, size_t n, off_t off, size_t buf
 AS_EXPORT ssize_t pwrite(int fd, const void *buf, size_t n, off_t off)
 {
 	AS_RESOLVE(pwrite);
-	AS_TIMED_CALL(ssize_t, AS_CALL_PWRITE, fd, real_pwrite(fd, buf, n, off));
+	AS_TIMED_RAW(ssize_t, AS_CALL_PWRITE, fd, real_pwrite(fd, buf, n, off), SYS_pwrite64, fd, (long)buf, (long)n, off, 0,
+		     0);
 }
 AS_EXPORT ssize_t pwrite64(int, const void *, size_t, off_t) __attribute__((alias("pwrite")));
 
 AS_EXPORT ssize_t readv(int fd, const struct iovec *iov, int n)
 {
 	AS_RESOLVE(readv);
-	AS_TIMED_CALL(ssize_t, AS_CALL_READV, fd, real_readv(fd, iov, n));
+	AS_TIMED_RAW(ssize_t, AS_CALL_READV, fd, real_readv(fd, iov, n), SYS_readv, fd, (long)iov, n, 0, 0, 0);
 }
 
 AS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 {
 	AS_RESOLVE(writev);
-	AS_TIMED_CALL(ssize_t, AS_CALL_WRITEV, fd, real_writev(fd, iov, n));
+	AS_TIMED_RAW(ssize_t, AS_CALL_WRITEV, fd, real_writev(fd, iov, n), SYS_writev, fd, (long)iov, n, 0, 0, 0);
 }

@@ -1,9 +1,12 @@
 /* net.c — recv/recvfrom/recvmsg, send/sendto/sendmsg, connect, accept, accept4.
  * MSG_DONTWAIT makes a call non-blocking like O_NONBLOCK does: not timed.
- * accept's new fd goes into the map of fds that cannot block (preload/fds.c). */
+ * accept's new fd goes into the map of fds that cannot block (preload/fds.c).
+ * recv* and send* are one syscall each in glibc (recv and send: recvfrom
+ * and sendto), made here by the timed path itself (preload/raw.c). */
 #include "shim.h"
 
 #include <sys/socket.h>
+#include <sys/syscall.h>
 
 AS_REAL(ssize_t, recv, (int, void *, size_t, int));
 AS_REAL(ssize_t, recvfrom, (int, void *, size_t, int, struct sockaddr *, socklen_t *));
@@ -22,7 +25,8 @@ AS_REAL(ssize_t, __recvfrom_chk, (int, void *, size_t, size_t, int, struct socka
 AS_EXPORT ssize_t recv(int fd, void *buf, size_t n, int flags)
 {
 	AS_RESOLVE(recv);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_RECV, fd, DONTWAIT(fd, flags), real_recv(fd, buf, n, flags));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_RECV, fd, DONTWAIT(fd, flags), real_recv(fd, buf, n, flags), SYS_recvfrom, fd,
+			(long)buf, (long)n, flags, 0, 0);
 }
 
 AS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int flags)
@@ -34,7 +38,8 @@ AS_EXPORT ssize_t __recv_chk(int fd, void *buf, size_t n, size_t buflen, int fla
 AS_EXPORT ssize_t recvfrom(int fd, void *buf, size_t n, int flags, struct sockaddr *a, socklen_t *al)
 {
 	AS_RESOLVE(recvfrom);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_RECVFROM, fd, DONTWAIT(fd, flags), real_recvfrom(fd, buf, n, flags, a, al));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_RECVFROM, fd, DONTWAIT(fd, flags), real_recvfrom(fd, buf, n, flags, a, al),
+			SYS_recvfrom, fd, (long)buf, (long)n, flags, (long)a, (long)al);
 }
 
 AS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int flags,
@@ -47,25 +52,29 @@ AS_EXPORT ssize_t __recvfrom_chk(int fd, void *buf, size_t n, size_t buflen, int
 AS_EXPORT ssize_t recvmsg(int fd, struct msghdr *m, int flags)
 {
 	AS_RESOLVE(recvmsg);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_RECVMSG, fd, DONTWAIT(fd, flags), real_recvmsg(fd, m, flags));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_RECVMSG, fd, DONTWAIT(fd, flags), real_recvmsg(fd, m, flags), SYS_recvmsg, fd,
+			(long)m, flags, 0, 0, 0);
 }
 
 AS_EXPORT ssize_t send(int fd, const void *buf, size_t n, int flags)
 {
 	AS_RESOLVE(send);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_SEND, fd, DONTWAIT(fd, flags), real_send(fd, buf, n, flags));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_SEND, fd, DONTWAIT(fd, flags), real_send(fd, buf, n, flags), SYS_sendto, fd,
+			(long)buf, (long)n, flags, 0, 0);
 }
 
 AS_EXPORT ssize_t sendto(int fd, const void *buf, size_t n, int flags, const struct sockaddr *a, socklen_t al)
 {
 	AS_RESOLVE(sendto);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_SENDTO, fd, DONTWAIT(fd, flags), real_sendto(fd, buf, n, flags, a, al));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_SENDTO, fd, DONTWAIT(fd, flags), real_sendto(fd, buf, n, flags, a, al),
+			SYS_sendto, fd, (long)buf, (long)n, flags, (long)a, (long)al);
 }
 
 AS_EXPORT ssize_t sendmsg(int fd, const struct msghdr *m, int flags)
 {
 	AS_RESOLVE(sendmsg);
-	AS_TIMED_CALL_NB(ssize_t, AS_CALL_SENDMSG, fd, DONTWAIT(fd, flags), real_sendmsg(fd, m, flags));
+	AS_TIMED_RAW_NB(ssize_t, AS_CALL_SENDMSG, fd, DONTWAIT(fd, flags), real_sendmsg(fd, m, flags), SYS_sendmsg, fd,
+			(long)m, flags, 0, 0, 0);
 }
 
 AS_EXPORT int connect(int fd, const struct sockaddr *a, socklen_t al)

@@ -7,7 +7,8 @@
  * vfork is served by fork: the shim's state is per process, and a vfork
  * child shares the parent's memory, so letting it run shim code would
  * corrupt the parent.  (POSIX allows vfork to be fork.)  A child made with
- * clone(CLONE_VM) by other code is recognised by its pid and left alone. */
+ * clone(CLONE_VM) by other code is recognised by its pid and left alone.
+ * pthread_cancel: see preload/raw.c. */
 #include "shim.h"
 
 #include <stdarg.h>
@@ -23,6 +24,7 @@ AS_REAL(int, fexecve, (int, char *const[], char *const[]));
 AS_REAL(void, _exit, (int));
 AS_REAL(void, _Exit, (int));
 AS_REAL(void, pthread_exit, (void *));
+AS_REAL(int, pthread_cancel, (pthread_t));
 AS_REAL(int, setuid, (uid_t));
 AS_REAL(int, seteuid, (uid_t));
 AS_REAL(int, setreuid, (uid_t, uid_t));
@@ -150,6 +152,20 @@ AS_EXPORT void pthread_exit(void *ret)
 		CMM_STORE_SHARED(as_main_exited, 1);
 	real_pthread_exit(ret);
 	__builtin_unreachable();
+}
+
+/* glibc makes a blocking call cancellable while it waits; a timed call that
+ * makes its own syscall (preload/raw.c) is not.  From the first cancel on,
+ * every call goes through libc, and a target inside a raw syscall is kicked
+ * out of it to make the call again there. */
+AS_EXPORT int pthread_cancel(pthread_t th)
+{
+	AS_RESOLVE(pthread_cancel);
+	CMM_STORE_SHARED(as_raw_ok, 0);
+	int r = real_pthread_cancel(th);
+	if (r == 0)
+		as_raw_cancel(th);
+	return r;
 }
 
 /* A root process about to become EUID (an nginx worker turning www-data)

@@ -3,7 +3,9 @@
  * asking for the disposition reports SIG_DFL, and installing a handler takes
  * the signal back from the shim.  The stall-sampling signal stays the shim's:
  * the program's action for it is recorded, reported back and run for every
- * delivery the shim did not send (preload/watchdog.c). */
+ * delivery the shim did not send (preload/watchdog.c).
+ * sigprocmask and pthread_sigmask tell preload/raw.c whether the thread
+ * still lets that signal in. */
 #include "shim.h"
 
 #include <signal.h>
@@ -11,6 +13,8 @@
 
 AS_REAL(int, sigaction, (int, const struct sigaction *, struct sigaction *));
 AS_REAL(sighandler_t, signal, (int, sighandler_t));
+AS_REAL(int, sigprocmask, (int, const sigset_t *, sigset_t *));
+AS_REAL(int, pthread_sigmask, (int, const sigset_t *, sigset_t *));
 
 AS_EXPORT AS_NO_TSAN int sigaction(int sig, const struct sigaction *act, struct sigaction *old)
 {
@@ -49,4 +53,22 @@ AS_EXPORT AS_NO_TSAN sighandler_t signal(int sig, sighandler_t handler)
 			old = SIG_DFL;
 	}
 	return old;
+}
+
+AS_EXPORT AS_NO_TSAN int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	AS_RESOLVE(sigprocmask);
+	int r = real_sigprocmask(how, set, old);
+	if (r == 0)
+		as_raw_mask_changed(how, set);
+	return r;
+}
+
+AS_EXPORT AS_NO_TSAN int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
+{
+	AS_RESOLVE(pthread_sigmask);
+	int r = real_pthread_sigmask(how, set, old);
+	if (r == 0)
+		as_raw_mask_changed(how, set);
+	return r;
 }

@@ -12,6 +12,7 @@
 #include <signal.h>
 #include <sys/epoll.h>
 #include <sys/select.h>
+#include <sys/syscall.h>
 
 enum { FAMILY_NONE, FAMILY_EPOLL, FAMILY_POLL };
 
@@ -34,8 +35,8 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 }
 
 /* The wait call itself, bracketed; errno of the real call is untouched
- * because nothing after it calls into libc. */
-#define AS_WAIT(fam, waits, type, call, fd, expr)                         \
+ * because nothing after it calls into libc (as_watchdog_wake keeps it). */
+#define AS_WAIT_BODY(fam, waits, type, call, fd, expr, made)              \
 	do {                                                              \
 		if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active)))             \
 			return expr;    /* enabled=0, ctl disable: the real page only */ \
@@ -46,10 +47,14 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 			return expr;                                      \
 		}                                                         \
 		as_wait_begin(t_);                                        \
-		type r_ = expr;                                           \
+		type r_ = made;                                           \
 		as_wait_end(t_);                                          \
 		return r_;                                                \
 	} while (0)
+#define AS_WAIT(fam, waits, type, call, fd, expr) AS_WAIT_BODY(fam, waits, type, call, fd, expr, expr)
+/* a wait glibc makes as one plain syscall: made here (preload/raw.c) */
+#define AS_WAIT_RAW(fam, waits, type, call, fd, expr, ...) \
+	AS_WAIT_BODY(fam, waits, type, call, fd, expr, AS_RAW_CALL(type, as_me(), expr, __VA_ARGS__))
 
 AS_REAL(int, epoll_wait, (int, struct epoll_event *, int, int));
 AS_REAL(int, epoll_pwait, (int, struct epoll_event *, int, int, const sigset_t *));
@@ -62,13 +67,15 @@ AS_REAL(int, pselect, (int, fd_set *, fd_set *, fd_set *, const struct timespec 
 AS_EXPORT int epoll_wait(int epfd, struct epoll_event *ev, int n, int timeout)
 {
 	AS_RESOLVE(epoll_wait);
-	AS_WAIT(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_WAIT, epfd, real_epoll_wait(epfd, ev, n, timeout));
+	AS_WAIT_RAW(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_WAIT, epfd, real_epoll_wait(epfd, ev, n, timeout), SYS_epoll_wait,
+		    epfd, (long)ev, n, timeout, 0, 0);
 }
 
 AS_EXPORT int epoll_pwait(int epfd, struct epoll_event *ev, int n, int timeout, const sigset_t *ss)
 {
 	AS_RESOLVE(epoll_pwait);
-	AS_WAIT(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_PWAIT, epfd, real_epoll_pwait(epfd, ev, n, timeout, ss));
+	AS_WAIT_RAW(FAMILY_EPOLL, 1, int, AS_CALL_EPOLL_PWAIT, epfd, real_epoll_pwait(epfd, ev, n, timeout, ss),
+		    SYS_epoll_pwait, epfd, (long)ev, n, timeout, (long)ss, _NSIG / 8);
 }
 
 AS_EXPORT int epoll_pwait2(int epfd, struct epoll_event *ev, int n, const struct timespec *timeout,
@@ -87,7 +94,8 @@ static inline int ts_waits(const struct timespec *ts)
 AS_EXPORT int poll(struct pollfd *fds, nfds_t n, int timeout)
 {
 	AS_RESOLVE(poll);
-	AS_WAIT(FAMILY_POLL, timeout != 0, int, AS_CALL_POLL, -1, real_poll(fds, n, timeout));
+	AS_WAIT_RAW(FAMILY_POLL, timeout != 0, int, AS_CALL_POLL, -1, real_poll(fds, n, timeout), SYS_poll, (long)fds,
+		    (long)n, timeout, 0, 0, 0);
 }
 
 AS_EXPORT int ppoll(struct pollfd *fds, nfds_t n, const struct timespec *timeout, const sigset_t *ss)

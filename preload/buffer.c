@@ -89,6 +89,8 @@ struct as_thread *as_thread_register(void)
 	t->map_size = size;
 	t->cap = cap;
 	t->tid = tid;
+	t->pthread = pthread_self();
+	t->tls = &as_tls;
 	prctl(PR_GET_NAME, t->name, 0, 0, 0);  /* for asyncshim recover; updated when drained */
 	as_registry_lock();
 	cds_list_add_tail_rcu(&t->node, &as_threads);

@@ -145,14 +145,14 @@ void as_quiet_begin(sigset_t *old)
 	sigdelset(&set, SIGILL);
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGTRAP);
+	as_tls.busy = 1;        /* first: the mask hooks leave busy threads' as_tls.raw alone */
 	pthread_sigmask(SIG_BLOCK, &set, old);
-	as_tls.busy = 1;
 }
 
 void as_quiet_end(const sigset_t *old)
 {
-	as_tls.busy = 0;
 	pthread_sigmask(SIG_SETMASK, old, NULL);
+	as_tls.busy = 0;
 }
 
 void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
@@ -397,6 +397,7 @@ __attribute__((constructor)) static void as_init(void)
 	CMM_STORE_SHARED(as_active, 1);
 	as_ctl_start();
 	as_watchdog_start();
+	as_raw_start();
 }
 
 __attribute__((destructor)) static void as_fini(void)

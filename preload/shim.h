@@ -64,6 +64,8 @@ struct as_thread {
 	size_t map_size;
 	uint64_t cap;                  /* ring capacity, power of two */
 	pid_t shm_tid;                 /* nonzero: mapped from PREFIX.shm_tid (preload/shm.c) */
+	pthread_t pthread;             /* for pthread_cancel (preload/raw.c) */
+	struct as_tls *tls;            /* the thread's as_tls, ditto */
 
 	/* producer */
 	uint64_t iter_start;           /* ticks; 0 = not inside an iteration */
@@ -112,6 +114,11 @@ struct as_tls {
 	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
 	int own_fds;          /* a shim thread with an fd table of its own (preload/fds.c) */
+	/* raw syscalls (preload/raw.c): written by this thread but for kick,
+	 * which pthread_cancel on another thread sets (through as_thread.tls) */
+	int raw;              /* timed calls may make their syscall themselves */
+	int in_raw;           /* inside one now */
+	int kick;             /* cancelled: leave it through libc */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
@@ -276,14 +283,102 @@ void as_fd_forget_range(unsigned first, unsigned last);
 void as_fd_set_nonblock(int fd, int nonblock);
 int as_fds_private(int keep);
 
+/* ---- raw syscalls (preload/raw.c) ----
+ * A timed call on a loop thread makes its syscall itself instead of calling
+ * libc's function: on this project's machines the return from libc back
+ * into the hook after a syscall (a mispredicted return, libc's page walked
+ * again after the TLB flush, libc's cancellation bookkeeping) costs more
+ * than everything else the hook does (docs/performance.md).  The syscall
+ * and its arguments are the ones glibc's function makes.
+ * Cancellation stays libc's: glibc makes a blocking call cancellable while
+ * it waits, and a raw syscall is not.  So pthread_cancel (hooks/process.c)
+ * turns raw syscalls off for good and kicks a target that is inside one:
+ * it sets the target's kick flag and sends it the shim's signal, whose
+ * handler moves a thread caught between the flag check and the end of the
+ * syscall to the site's pad (as_raw_sites, one entry per inlined copy);
+ * the pad returns AS_RAW_KICKED and the hook makes the call again through
+ * libc, which acts on the cancellation as it would have.
+ * A thread uses raw syscalls only while that signal can reach it (as_tls.raw:
+ * checked when it becomes a loop thread, kept up to date by the
+ * sigprocmask and pthread_sigmask hooks), and only if the signal exists. */
+extern int as_raw_ok AS_HIDDEN;
+#define AS_RAW_KICKED LONG_MIN    /* no syscall returns it */
+
+#ifdef __SANITIZE_THREAD__
+#define AS_RAW_USABLE(me) 0       /* TSan must see the calls it intercepts */
+#else
+#define AS_RAW_USABLE(me) (CMM_LOAD_SHARED(as_raw_ok) && (me)->raw)
+#endif
+
+static inline AS_HOT __attribute__((always_inline)) long as_raw_syscall(struct as_tls *me, long nr, long a,
+									long b, long c, long d, long e, long f)
+{
+	register long r10 __asm__("r10") = d;
+	register long r8 __asm__("r8") = e;
+	register long r9 __asm__("r9") = f;
+	long r;
+	me->in_raw = 1;
+	__asm__ volatile("1:	cmpl $0, %[kick]\n"
+			 "	jne 3f\n"
+			 "	syscall\n"
+			 "2:\n"
+			 "	.pushsection .text.unlikely,\"ax\",@progbits\n"
+			 "3:	movabsq $0x8000000000000000, %%rax\n"
+			 "	jmp 2b\n"
+			 "	.popsection\n"
+			 "	.pushsection as_raw_sites,\"aw\",@progbits\n"
+			 "	.balign 8\n"
+			 "	.quad 1b, 2b, 3b\n"
+			 "	.popsection\n"
+			 : "=a"(r)
+			 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9), [kick] "m"(me->kick)
+			 : "rcx", "r11", "memory", "cc");
+	me->in_raw = 0;
+	return r;
+}
+
+/* libc's convention: -errno becomes -1 and errno */
+static inline long as_raw_result(long r)
+{
+	if (AS_UNLIKELY((unsigned long)r > -4096UL)) {
+		errno = (int)-r;
+		return -1;
+	}
+	return r;
+}
+
+/* The call EXPR stands for, made by the hook itself when it may; EXPR (the
+ * call through libc) otherwise.  The rest are the syscall's number and six
+ * arguments (unused ones 0). */
+#define AS_RAW_CALL(type, me, expr, ...)                                       \
+	__extension__({                                                       \
+		type v_;                                                      \
+		if (AS_LIKELY(AS_RAW_USABLE(me))) {                           \
+			long k_ = as_raw_syscall(me, __VA_ARGS__);            \
+			v_ = AS_UNLIKELY(k_ == AS_RAW_KICKED) ? (expr) : (type)as_raw_result(k_); \
+		} else {                                                      \
+			v_ = (expr);                                          \
+		}                                                             \
+		v_;                                                           \
+	})
+
+void as_raw_start(void);
+int as_raw_thread_ok(void);
+void as_raw_mask_changed(int how, const void *set);
+void as_raw_cancel(pthread_t th);
+int as_raw_redirect(void *ucontext);
+struct as_thread;
+void as_kick(struct as_thread *target);       /* preload/watchdog.c: sends the signal */
+int as_kick_signal(void);                       /* that signal, 0 = none */
+
 /* The body of every non-wait hook: pass straight through unless this is a
  * loop thread with recording on and the call can block (NONBLOCK false);
  * otherwise time the call and, only when it is already over the threshold,
  * take the slow path (which keeps errno).
  * The clock kind and the threshold are read before the call, so after it
  * (when the syscall may have flushed the TLB) the hook touches no memory but
- * its stack: two TSC reads, a subtraction and a compare. */
-#define AS_TIMED_CALL_NB(type, call, fd, nonblock, expr)                      \
+ * its stack and as_tls: two TSC reads, a subtraction and a compare. */
+#define AS_TIMED_BODY(type, call, fd, nonblock, expr, made)                 \
 	do {                                                                  \
 		struct as_tls *me_;                                           \
 		if (AS_LIKELY(!CMM_LOAD_SHARED(as_active) ||                  \
@@ -293,12 +388,18 @@ int as_fds_private(int keep);
 		uint64_t limit_ = CMM_LOAD_SHARED(as_block_ticks);            \
 		me_->calls++;                                                 \
 		uint64_t t0_ = as_clock(tsc_);                                \
-		type r_ = expr;                                               \
+		type r_ = made;                                               \
 		uint64_t t1_ = as_clock(tsc_);                                \
 		if (AS_UNLIKELY(t1_ - t0_ >= limit_))                         \
 			as_blocking(me_->t, call, fd, t0_, t1_);              \
 		return r_;                                                    \
 	} while (0)
+#define AS_TIMED_CALL_NB(type, call, fd, nonblock, expr) AS_TIMED_BODY(type, call, fd, nonblock, expr, expr)
+/* ... and the ones glibc makes as one plain syscall: made by the hook */
+#define AS_TIMED_RAW_NB(type, call, fd, nonblock, expr, ...) \
+	AS_TIMED_BODY(type, call, fd, nonblock, expr, AS_RAW_CALL(type, me_, expr, __VA_ARGS__))
+#define AS_TIMED_RAW(type, call, fd, expr, ...) \
+	AS_TIMED_RAW_NB(type, call, fd, as_fd_cannot_block(fd), expr, __VA_ARGS__)
 #define AS_TIMED_CALL(type, call, fd, expr) AS_TIMED_CALL_NB(type, call, fd, as_fd_cannot_block(fd), expr)
 
 /* ---- loop waits (used by hooks/wait.c) ---- */
@@ -321,6 +422,7 @@ static inline AS_HOT void as_wait_begin(struct as_thread *t)
 	CMM_STORE_SHARED(t->calls, me->calls);  /* the shim's own cost, per iteration */
 	if (AS_UNLIKELY(!me->loop)) {
 		me->loop = 1;
+		me->raw = as_raw_thread_ok();
 		CMM_STORE_SHARED(t->is_loop, 1);
 	}
 }

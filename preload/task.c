@@ -121,6 +121,7 @@ void as_loop_enter(void)
 		return;
 	if (!as_tls.loop) {
 		as_tls.loop = 1;
+		as_tls.raw = as_raw_thread_ok();
 		CMM_STORE_SHARED(t->is_loop, 1);
 	}
 	if (!t->iter_start)

@@ -67,7 +67,8 @@ int as_wd_parked AS_HOT_DATA __attribute__((aligned(64)));
 static int sample_sig;           /* 0: no sampling in this process */
 static int running;
 static int use_membarrier;
-static const char cookie = 0;    /* its address marks the signals we send */
+static const char cookie = 0;    /* its address marks the samples we send */
+static const char kick_cookie = 0;  /* ... and the kicks (preload/raw.c) */
 static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 
 /* What the program installed for sample_sig, double-buffered so the handler
@@ -136,6 +137,10 @@ static void forward(int sig, siginfo_t *si, void *uc)
 
 static void sample_handler(int sig, siginfo_t *si, void *uc)
 {
+	if (si && si->si_code == SI_QUEUE && si->si_value.sival_ptr == (void *)&kick_cookie) {
+		as_raw_redirect(uc);
+		return;
+	}
 	if (!si || si->si_code != SI_QUEUE || si->si_value.sival_ptr != (void *)&cookie) {
 		forward(sig, si, uc);
 		return;
@@ -306,20 +311,47 @@ static int can_sample(pid_t tid)
 	return !(mask & (1ull << (sample_sig - 1)));
 }
 
-static void sample(struct as_thread *t)
+static int send_signal(pid_t tid, const char *what)
 {
-	if (CMM_LOAD_SHARED(t->sample_pending) || !can_sample(t->tid))
-		return;
 	siginfo_t si;
 	memset(&si, 0, sizeof(si));
 	si.si_signo = sample_sig;
 	si.si_code = SI_QUEUE;
 	si.si_pid = as_pid;
 	si.si_uid = getuid();
-	si.si_value.sival_ptr = (void *)&cookie;
+	si.si_value.sival_ptr = (void *)what;
+	return (int)syscall(SYS_rt_tgsigqueueinfo, as_pid, tid, sample_sig, &si);
+}
+
+static void sample(struct as_thread *t)
+{
+	if (CMM_LOAD_SHARED(t->sample_pending) || !can_sample(t->tid))
+		return;
 	CMM_STORE_SHARED(t->sample_pending, 1);
-	if (syscall(SYS_rt_tgsigqueueinfo, as_pid, t->tid, sample_sig, &si) != 0)
+	if (send_signal(t->tid, &cookie) != 0)
 		CMM_STORE_SHARED(t->sample_pending, 0);
+}
+
+/* ---- kicks (preload/raw.c): the same signal, another cookie ---- */
+
+int as_kick_signal(void)
+{
+	return CMM_LOAD_SHARED(sample_sig);
+}
+
+/* Set the target's flag, then signal it if it is inside a raw syscall.
+ * The thread stores in_raw before it reads kick, and we store kick before
+ * we read in_raw: membarrier orders both sides (with none, signal anyway:
+ * a stray EINTR is better than a cancellation that never happens). */
+void as_kick(struct as_thread *t)
+{
+	int saved = errno;
+	CMM_STORE_SHARED(t->tls->kick, 1);
+	int fenced = use_membarrier &&
+		     syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) == 0;
+	if (!fenced || CMM_LOAD_SHARED(t->tls->in_raw))
+		send_signal(t->tid, &kick_cookie);
+	errno = saved;
 }
 
 /* One pass over the loop threads: sample the stalled ones.  Returns whether
@@ -452,8 +484,6 @@ static int start_thread(void)
 	sigset_t all, old;
 	pthread_t th;
 	pthread_attr_t attr;
-	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
-		use_membarrier = 1;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
@@ -466,10 +496,12 @@ static int start_thread(void)
 	return r;
 }
 
-/* From the constructor, after recording started.  Needs stacks=1. */
+/* From the constructor, after recording started.  The signal serves the
+ * kicks too (preload/raw.c), so it is installed with stacks=0 as well; the
+ * watchdog thread needs stacks=1. */
 void as_watchdog_start(void)
 {
-	if (!as_cfg.stacks || running)
+	if (sample_sig)
 		return;
 	real_sigaction = (int (*)(int, const struct sigaction *, struct sigaction *))as_resolve("sigaction");
 	libc_nanosleep = (int (*)(const struct timespec *, struct timespec *))as_resolve("nanosleep");
@@ -477,13 +509,22 @@ void as_watchdog_start(void)
 		return;
 	int sig = pick_signal();
 	if (!sig) {
-		as_warn("asyncshim: no free realtime signal; stalls will have no stacks");
+		if (as_cfg.stacks)
+			as_warn("asyncshim: no free realtime signal; stalls will have no stacks");
 		return;
 	}
-	sample_sig = sig;
+	if (syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0)
+		use_membarrier = 1;
 	prog_acts[0].sa_handler = SIG_DFL;
-	if (install(NULL) != 0 || start_thread() != 0) {
-		sample_sig = 0;
+	CMM_STORE_SHARED(sample_sig, sig);     /* the collector may be reading it */
+	if (install(NULL) != 0) {
+		CMM_STORE_SHARED(sample_sig, 0);
+		return;
+	}
+	if (!as_cfg.stacks)
+		return;
+	if (start_thread() != 0) {
+		as_warn("asyncshim: cannot start the stall watchdog; stalls will have no stacks");
 		return;
 	}
 	running = 1;

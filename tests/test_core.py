@@ -78,8 +78,13 @@ def test_return_values_and_errno_are_the_real_ones(tmp_path):
     assert "read(empty nonblocking pipe) r=-1 errno=EAGAIN" in out
     assert "nanosleep(interrupted) r=-1 errno=EINTR" in out
     assert "usleep(interrupted) r=-1 errno=EINTR" in out
+    # calls the shim makes as its own syscalls (preload/raw.c)
+    assert "read(bad buffer) r=-1 errno=EFAULT" in out
+    assert "epoll_wait(interrupted) r=-1 errno=EINTR" in out
+    assert "read(restarted) r=1 errno=-" in out
+    assert "send(socket, peer gone) r=-1 errno=EPIPE" in out
     tr = report(one_trace(tmp_path))["traces"][0]
-    assert {b["call"] for b in tr["blocking"]} == {"nanosleep", "usleep", "clock_nanosleep"}
+    assert {b["call"] for b in tr["blocking"]} == {"nanosleep", "usleep", "clock_nanosleep", "read"}
 
 
 @pytest.mark.parametrize("options,named", [

@@ -11,6 +11,7 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -22,6 +23,88 @@ static void on_alarm(int sig)
 static void show(const char *what, long r, int e)
 {
 	printf("%s r=%ld errno=%s\n", what, r, r < 0 ? strerrorname_np(e) : "-");
+}
+
+static int restart_fd = -1;
+static int ticks;
+
+static void on_tick(int sig)
+{
+	(void)sig;
+	if (++ticks == 2)
+		write(restart_fd, "r", 1);    /* ends the read that restarted */
+}
+
+static void every_30ms(void (*handler)(int), int flags)
+{
+	struct sigaction sa;
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = handler;
+	sa.sa_flags = flags;
+	sigaction(SIGALRM, &sa, NULL);
+	struct itimerval it = { { 0, 30000 }, { 0, 30000 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+static void stop_timer(void)
+{
+	struct itimerval it = { { 0, 0 }, { 0, 0 } };
+	setitimer(ITIMER_REAL, &it, NULL);
+}
+
+/* the call first, then its errno */
+#define SHOW(what, call)                       \
+	do {                                   \
+		errno = 0;                     \
+		long r_ = (call);              \
+		show(what, r_, errno);         \
+	} while (0)
+
+/* Calls on fds that can block: the shim makes these syscalls itself
+ * (preload/raw.c), so every result and errno is its own doing. */
+static void raw_calls(int ep)
+{
+	char buf[8];
+	int b[2], s[2];
+	pipe(b);
+	socketpair(AF_UNIX, SOCK_STREAM, 0, s);
+	signal(SIGPIPE, SIG_IGN);
+	SHOW("write(blocking pipe)", write(b[1], "xyz", 3));
+	SHOW("read(blocking pipe)", read(b[0], buf, sizeof(buf)));
+	struct iovec iov = { buf, 2 };
+	SHOW("writev(blocking pipe)", writev(b[1], &iov, 1));
+	SHOW("readv(blocking pipe)", readv(b[0], &iov, 1));
+	SHOW("pread(pipe)", pread(b[0], buf, 1, 0));
+	SHOW("pwrite(pipe)", pwrite(b[1], buf, 1, 0));
+	write(b[1], "q", 1);
+	void *volatile bad = (void *)8;         /* hidden from the compiler's checks */
+	SHOW("read(bad buffer)", read(b[0], bad, 1));
+	SHOW("read(blocking pipe, 1 byte)", read(b[0], buf, 1));
+	SHOW("recv(blocking pipe)", recv(b[0], buf, 1, 0));
+	SHOW("send(socket)", send(s[0], "ab", 2, 0));
+	SHOW("recv(socket)", recv(s[1], buf, sizeof(buf), 0));
+	SHOW("sendto(socket)", sendto(s[0], "cd", 2, 0, NULL, 0));
+	SHOW("recvfrom(socket)", recvfrom(s[1], buf, sizeof(buf), 0, NULL, NULL));
+	struct msghdr m = { .msg_iov = &iov, .msg_iovlen = 1 };
+	SHOW("sendmsg(socket)", sendmsg(s[0], &m, 0));
+	SHOW("recvmsg(socket)", recvmsg(s[1], &m, 0));
+	struct epoll_event ev;
+	SHOW("epoll_pwait(bad fd)", epoll_pwait(-1, &ev, 1, 0, NULL));
+
+	every_30ms(on_alarm, 0);        /* no SA_RESTART */
+	SHOW("read(interrupted)", read(b[0], buf, 1));
+	SHOW("epoll_wait(interrupted)", epoll_wait(ep, &ev, 1, -1));
+	stop_timer();
+	restart_fd = b[1];
+	every_30ms(on_tick, SA_RESTART);
+	SHOW("read(restarted)", read(b[0], buf, 1));
+	stop_timer();
+
+	close(b[0]);
+	SHOW("write(pipe, reader gone)", write(b[1], "x", 1));
+	close(s[1]);
+	SHOW("send(socket, peer gone)", send(s[0], "x", 1, MSG_NOSIGNAL));
+	SHOW("recv(socket, peer gone)", recv(s[0], buf, 1, 0));
 }
 
 int main(void)
@@ -75,5 +158,6 @@ int main(void)
 	errno = 0;
 	r = epoll_wait(-1, &ev, 1, 0);
 	show("epoll_wait(bad fd)", r, errno);
+	raw_calls(ep);
 	return 0;
 }
