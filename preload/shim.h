@@ -117,7 +117,7 @@ struct as_tls {
 	/* raw syscalls (preload/raw.c): written by this thread but for kick,
 	 * which pthread_cancel on another thread sets (through as_thread.tls) */
 	int raw;              /* timed calls may make their syscall themselves */
-	int in_raw;           /* inside one now */
+	int in_raw;           /* inside one now (nested: a signal handler's) */
 	int kick;             /* cancelled: leave it through libc */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
@@ -317,7 +317,7 @@ static inline AS_HOT __attribute__((always_inline)) long as_raw_syscall(struct a
 	register long r8 __asm__("r8") = e;
 	register long r9 __asm__("r9") = f;
 	long r;
-	me->in_raw = 1;
+	me->in_raw++;           /* a count: a handler's call may nest inside */
 	__asm__ volatile("1:	cmpl $0, %[kick]\n"
 			 "	jne 3f\n"
 			 "	syscall\n"
@@ -333,7 +333,7 @@ static inline AS_HOT __attribute__((always_inline)) long as_raw_syscall(struct a
 			 : "=a"(r)
 			 : "0"(nr), "D"(a), "S"(b), "d"(c), "r"(r10), "r"(r8), "r"(r9), [kick] "m"(me->kick)
 			 : "rcx", "r11", "memory", "cc");
-	me->in_raw = 0;
+	me->in_raw--;
 	return r;
 }
 
