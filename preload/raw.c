@@ -27,8 +27,8 @@ extern const struct raw_site __stop_as_raw_sites[] __attribute__((weak)) AS_HIDD
  * preloaded after the shim interposes one of them (a sandbox, a proxy, a
  * fake clock, bench/libstub.c), the hooks must call it: no raw syscalls. */
 static const char *const raw_names[] = {
-	"read", "__read_chk", "write", "pread", "pwrite", "readv", "writev", "recv", "recvfrom", "recvmsg",
-	"send", "sendto", "sendmsg", "epoll_wait", "epoll_pwait", "poll",
+	"read", "__read_chk", "write", "pread", "pread64", "pwrite", "pwrite64", "readv", "writev", "recv",
+	"recvfrom", "recvmsg", "send", "sendto", "sendmsg", "epoll_wait", "epoll_pwait", "poll",
 };
 
 static int libc_is_next(void)
