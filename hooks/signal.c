@@ -55,20 +55,23 @@ AS_EXPORT AS_NO_TSAN sighandler_t signal(int sig, sighandler_t handler)
 	return old;
 }
 
-AS_EXPORT AS_NO_TSAN int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+/* The mask calls' results pass through: sigprocmask says -1 and errno,
+ * pthread_sigmask returns the error; both return 0 on success. */
+static int mask_set(int r, int how, const sigset_t *set)
 {
-	AS_RESOLVE(sigprocmask);
-	int r = real_sigprocmask(how, set, old);
 	if (r == 0)
 		as_raw_mask_changed(how, set);
 	return r;
 }
 
+AS_EXPORT AS_NO_TSAN int sigprocmask(int how, const sigset_t *set, sigset_t *old)
+{
+	AS_RESOLVE(sigprocmask);
+	return mask_set(real_sigprocmask(how, set, old), how, set);
+}
+
 AS_EXPORT AS_NO_TSAN int pthread_sigmask(int how, const sigset_t *set, sigset_t *old)
 {
 	AS_RESOLVE(pthread_sigmask);
-	int r = real_pthread_sigmask(how, set, old);
-	if (r == 0)
-		as_raw_mask_changed(how, set);
-	return r;
+	return mask_set(real_pthread_sigmask(how, set, old), how, set);
 }
