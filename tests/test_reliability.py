@@ -361,7 +361,8 @@ def test_recover_refuses_what_it_cannot_recover(tmp_path):
 # ---- 8. overload ----
 
 def test_full_buffers_drop_and_count_exactly(tmp_path):
-    # a 4 KiB ring holds 128 records: the storm overflows it between drains.
+    # a 4 KiB ring holds 128 records: the storm, and the 5,000 waits the
+    # program makes at least, overflow it between drains.
     # Handlers do not wait here and stall sampling is off, so every wait after
     # the first ends exactly one iteration: recorded, or dropped and counted.
     p = run_shim([prog("signal_storm"), "20000", "nowait"], tmp_path,

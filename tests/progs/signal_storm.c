@@ -67,7 +67,9 @@ int main(int argc, char **argv)
 			abort();
 		if (waits == 10)
 			atomic_store(&started, 1);
-		if (atomic_load(&stop) && waits > 20)
+		/* at least 5,000 waits (a few ms): more than a 4 KiB ring holds
+		 * between two drains, however few the storm left time for */
+		if (atomic_load(&stop) && waits > 5000)
 			break;
 	}
 	pthread_join(s, NULL);
