@@ -111,15 +111,14 @@ void as_raw_cancel(pthread_t th)
  * is between the flag check and the end of a raw syscall.  A syscall the
  * signal interrupted is either about to restart (pc back on the syscall
  * instruction: SA_RESTART) or returns EINTR (pc at its end). */
-int as_raw_redirect(void *ucontext)
+void as_raw_redirect(void *ucontext)
 {
 	greg_t *g = ((ucontext_t *)ucontext)->uc_mcontext.gregs;
 	uintptr_t pc = (uintptr_t)g[REG_RIP];
 	for (const struct raw_site *s = __start_as_raw_sites; s && s < __stop_as_raw_sites; s++) {
 		if ((pc >= s->begin && pc < s->end) || (pc == s->end && g[REG_RAX] == -EINTR)) {
 			g[REG_RIP] = (greg_t)s->pad;
-			return 1;
+			return;
 		}
 	}
-	return 0;
 }

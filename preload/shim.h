@@ -366,7 +366,7 @@ void as_raw_start(void);
 int as_raw_thread_ok(void);
 void as_raw_mask_changed(int how, const void *set);
 void as_raw_cancel(pthread_t th);
-int as_raw_redirect(void *ucontext);
+void as_raw_redirect(void *ucontext);
 void as_kick(struct as_thread *target);       /* preload/watchdog.c: sends the signal */
 int as_kick_signal(void);                       /* that signal, 0 = none */
 
