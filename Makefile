@@ -133,7 +133,7 @@ test: all progs $(BUILD)/asan/asyncshim $(BUILD)/fuzz/fuzz_trace $(BUILD)/tsan/l
 	@./scripts/deps.sh test
 	/usr/bin/python3 -m pytest -q -p no:cacheprovider tests
 
-demo: all progs
+demo: all $(BUILD)/examples/loop
 	@./scripts/demo.sh
 
 # The benchmark suite (bench/run.sh, docs/performance.md): its programs at
