@@ -4,7 +4,9 @@
 #include "cli.h"
 
 #include <dirent.h>
+#include <elf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <limits.h>
@@ -92,6 +94,65 @@ static void print_traces(const char *prefix, time_t since)
 	closedir(d);
 }
 
+/* CMD as execvp would find it: a name with a slash as is, else along PATH. */
+static int find_command(const char *cmd, char *out, size_t len)
+{
+	if (strchr(cmd, '/')) {
+		snprintf(out, len, "%s", cmd);
+		return access(out, X_OK);
+	}
+	const char *path = getenv("PATH");
+	if (!path || !*path)
+		path = "/bin:/usr/bin";
+	while (*path) {
+		size_t n = strcspn(path, ":");
+		snprintf(out, len, "%.*s/%s", (int)(n ? n : 1), n ? path : ".", cmd);
+		struct stat st;
+		if (access(out, X_OK) == 0 && stat(out, &st) == 0 && S_ISREG(st.st_mode))
+			return 0;
+		path += n + (path[n] == ':');
+	}
+	return -1;
+}
+
+/* 1 when PATH is an ELF executable without a program interpreter: the
+ * dynamic loader never runs, so LD_PRELOAD (the shim) never loads. */
+static int is_static_elf(const char *path)
+{
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return 0;
+	Elf64_Ehdr eh;
+	int is_static = 0;
+	if (pread(fd, &eh, sizeof(eh), 0) == (ssize_t)sizeof(eh) && !memcmp(eh.e_ident, ELFMAG, SELFMAG) &&
+	    eh.e_ident[EI_CLASS] == ELFCLASS64 && (eh.e_type == ET_EXEC || eh.e_type == ET_DYN) &&
+	    eh.e_phentsize == sizeof(Elf64_Phdr) && eh.e_phnum > 0 && eh.e_phnum < 4096) {
+		is_static = 1;
+		for (unsigned i = 0; i < eh.e_phnum && is_static; i++) {
+			Elf64_Phdr ph;
+			if (pread(fd, &ph, sizeof(ph), (off_t)(eh.e_phoff + i * sizeof(ph))) != (ssize_t)sizeof(ph))
+				is_static = 0;      /* unreadable: let the loader decide */
+			else if (ph.p_type == PT_INTERP)
+				is_static = 0;
+		}
+	}
+	close(fd);
+	return is_static;
+}
+
+static void warn_if_static(const char *cmd)
+{
+	char path[PATH_MAX];
+	if (find_command(cmd, path, sizeof(path)) != 0 || !is_static_elf(path))
+		return;
+	fprintf(stderr,
+		"asyncshim run: %s is statically linked: LD_PRELOAD cannot reach it, so it writes no trace.\n"
+		"asyncshim run: link it dynamically (gcc without -static; Go: CGO_ENABLED=1, and not "
+		"-ldflags=-extldflags=-static),\n"
+		"asyncshim run: or profile it from outside the process (perf trace, perf sched, offcputime from bcc).\n",
+		path);
+}
+
 static pid_t child;
 
 static void forward(int sig)
@@ -131,6 +192,7 @@ int cmd_run(int argc, char **argv)
 	snprintf(opts, sizeof(opts), "%s%sout=%s%s%s", oldopts ? oldopts : "", oldopts && *oldopts ? ":" : "", out,
 		 block ? ":block_ms=" : "", block ? block : "");
 
+	warn_if_static(argv[optind]);
 	time_t start = time(NULL);
 	pid_t pid = fork();
 	if (pid < 0)
