@@ -599,12 +599,14 @@ static void finish_drain(void)
 
 static void pack_end(const char *reason)
 {
-	msgpack_pack_map(&pk, 4);
+	msgpack_pack_map(&pk, 5);
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
-	/* threads registered after the process changed its uids: a SIGKILL
-	 * would have lost what their rings held (preload/shm.c) */
+	/* threads registered after the process changed its uids (a SIGKILL
+	 * would have lost what their rings held), and killed processes whose
+	 * rings this one removed from /dev/shm (preload/shm.c) */
 	pack_kv_u64("private_rings", CMM_LOAD_SHARED(as_shm_private_rings));
+	pack_kv_u64("removed_stale_rings", CMM_LOAD_SHARED(as_shm_swept));
 	/* recovering: the last moment the dead process's rings show */
 	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
 }

@@ -478,6 +478,7 @@ void as_shm_after_fork_child(void);
 void as_shm_sweep(void);
 uint64_t as_proc_start_time(pid_t pid);
 extern unsigned as_shm_private_rings;
+extern unsigned as_shm_swept;
 int as_recover(const char *prefix, const char *trace);
 int as_collector_recover(const char *trace);
 uint32_t as_stacks_count(void);

@@ -49,6 +49,7 @@ static struct as_shm_proc *proc;
 int as_recovering;
 uint64_t as_recover_end;
 unsigned as_shm_private_rings;          /* rings that could not be shared (another euid) */
+unsigned as_shm_swept;                  /* killed processes whose files as_shm_sweep removed */
 /* The files' owner: the effective uid when the first trace file was made
  * (kept by fork children).  A ring file owned by another user would let
  * that user write into memory this process reads. */
@@ -195,6 +196,8 @@ struct as_thread *as_shm_ring(size_t size, pid_t tid)
 	return t;
 }
 
+static void sweep(void);
+
 /* Remove file PATH mapped at ADDR.  A process that dropped privileges
  * since it made the file may not unlink it from the sticky /dev/shm: then
  * free its memory through the mapping but for the first page (which tells
@@ -236,6 +239,9 @@ void as_shm_done(void)
 	unlink(path);
 	munmap(proc, sizeof(*proc));
 	proc = NULL;
+	/* children that dropped privileges (nginx workers) could not remove
+	 * theirs; they have ended by now if this was their master */
+	sweep();
 }
 
 /* A fork child: the files are the parent's (never removed from here); the
@@ -256,8 +262,9 @@ void as_shm_after_fork_child(void)
 
 static int open_owned(const char *path, uid_t uid, size_t min, size_t max, size_t *size);
 
-/* The start time a file of ours records (after its layout's magic), or 0. */
-static uint64_t recorded_start(int fd, int is_proc)
+/* The start time a file of ours records (after its layout's magic), or 0;
+ * *KILLED: a proc file whose process never finished its trace. */
+static uint64_t recorded_start(int fd, int is_proc, int *killed)
 {
 	if (is_proc) {
 		struct as_shm_proc p;
@@ -265,6 +272,7 @@ static uint64_t recorded_start(int fd, int is_proc)
 		/* magic 0 (finished) still has the right pid and start time */
 		if (pread(fd, &p, len, 0) != (ssize_t)len || p.version != SHM_VERSION)
 			return 0;
+		*killed = p.magic == SHM_MAGIC;
 		return p.start_time;
 	}
 	uint64_t v[2];
@@ -273,10 +281,11 @@ static uint64_t recorded_start(int fd, int is_proc)
 	return v[1];
 }
 
-/* File NAME in /dev/shm is one of ours of a process that is gone. */
+/* File NAME in /dev/shm is one of ours of a process that is gone: 1, or 2
+ * if it is the state file of a process that was killed; else 0. */
 static int stale(const char *name)
 {
-	int pid = 0;
+	int pid = 0, killed = 0;
 	char path[300];
 	if (sscanf(name, "asyncshim.%9d.", &pid) != 1 || pid <= 0 || pid == getpid())
 		return 0;
@@ -289,36 +298,43 @@ static int stale(const char *name)
 	int fd = open_owned(path, owner, 0, SHM_MAX_RING, &size);
 	if (fd < 0)
 		return 0;               /* another user's, or not a file of ours */
-	uint64_t recorded = recorded_start(fd, is_proc);
+	uint64_t recorded = recorded_start(fd, is_proc, &killed);
 	close(fd);
 	uint64_t now = as_proc_start_time(pid);
-	if (!now)
-		return kill(pid, 0) != 0 && errno == ESRCH;
-	return recorded && recorded != now;     /* unknown: it may be the same process */
+	if (now ? !recorded || recorded == now : kill(pid, 0) == 0 || errno != ESRCH)
+		return 0;               /* alive, or it may be (start time unknown) */
+	return 1 + killed;
 }
 
-void as_shm_sweep(void)
+/* The collector's fd table has no stderr: the count goes to the end record. */
+static void sweep(void)
 {
-	static int swept;       /* once: fork children inherit it */
-	if (swept++ || as_recovering || !owner_known || !as_proc_start_time(getpid()))
+	if (as_recovering || !owner_known || !as_proc_start_time(getpid()))
 		return;         /* without /proc, every process would look dead */
 	DIR *d = opendir(SHM_DIR);
 	if (!d)
 		return;
-	unsigned removed = 0;
+	unsigned killed = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		if (strncmp(e->d_name, "asyncshim.", 10) || !stale(e->d_name))
+		int st = strncmp(e->d_name, "asyncshim.", 10) ? 0 : stale(e->d_name);
+		if (!st)
 			continue;
 		char path[300];
 		snprintf(path, sizeof(path), SHM_DIR "/%s", e->d_name);
-		removed += unlink(path) == 0;
+		if (unlink(path) == 0 && st == 2)
+			killed++;
 	}
 	closedir(d);
-	if (removed)
-		as_warn("asyncshim: removed %u file%s of killed processes from " SHM_DIR
-			" (their traces lack their last events: asyncshim recover was not run)",
-			removed, removed == 1 ? "" : "s");
+	__atomic_fetch_add(&as_shm_swept, killed, __ATOMIC_RELAXED);
+}
+
+/* At start, once (fork children inherit the flag). */
+void as_shm_sweep(void)
+{
+	static int swept;
+	if (!swept++)
+		sweep();
 }
 
 /* ---- recovery (a helper process started by `asyncshim recover`) ----
