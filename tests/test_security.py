@@ -120,7 +120,7 @@ def test_recover_never_follows_a_rings_prefix_out_of_dev_shm(tmp_path):
     hop = f"/dev/shm/asyncshim.{pid}.hop"
     os.mkdir(hop)
     try:
-        rewrite_rings(path, f"{hop}/../..{victim}")
+        rewrite_rings(path, f"{hop}/../../..{victim}")  # /dev/shm, /dev, /
         before = open(path, "rb").read()
         r = recover(path, ASAN_TOOL)
         assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
