@@ -599,14 +599,17 @@ static void finish_drain(void)
 
 static void pack_end(const char *reason)
 {
-	msgpack_pack_map(&pk, 5);
-	pack_kv_str("type", "end");
-	pack_kv_str("reason", reason);
 	/* threads registered after the process changed its uids (a SIGKILL
 	 * would have lost what their rings held), and killed processes whose
-	 * rings this one removed from /dev/shm (preload/shm.c) */
-	pack_kv_u64("private_rings", CMM_LOAD_SHARED(as_shm_private_rings));
-	pack_kv_u64("removed_stale_rings", CMM_LOAD_SHARED(as_shm_swept));
+	 * rings this one removed from /dev/shm (preload/shm.c): when not 0 */
+	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0));
+	pack_kv_str("type", "end");
+	pack_kv_str("reason", reason);
+	if (priv)
+		pack_kv_u64("private_rings", priv);
+	if (swept)
+		pack_kv_u64("removed_stale_rings", swept);
 	/* recovering: the last moment the dead process's rings show */
 	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
 }

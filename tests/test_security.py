@@ -222,7 +222,7 @@ def test_sweep_leaves_another_users_files_alone(tmp_path):
         second = tmp_path / "second"
         second.mkdir()
         p = run_shim([prog("crash"), "none"], second)
-        assert shm_files(pid) == files and end_record(one_trace(second))["removed_stale_rings"] == 0
+        assert shm_files(pid) == files and "removed_stale_rings" not in end_record(one_trace(second))
     finally:
         for f in shm_files(pid):
             os.unlink(f"/dev/shm/{f}")
