@@ -252,6 +252,8 @@ void as_shm_after_fork_child(void)
 		munmap(proc, sizeof(*proc));
 	proc = NULL;
 	as_shm_prefix[0] = '\0';
+	as_shm_private_rings = 0;       /* the counts go to the parent's trace */
+	as_shm_swept = 0;
 }
 
 /* ---- stale files (the collector thread, at start) ----
