@@ -212,6 +212,28 @@ def test_next_shimmed_process_removes_rings_of_killed_ones(tmp_path):
         os.unlink(f"/dev/shm/{f}")
 
 
+def test_sweep_leaves_a_live_fork_childs_rings_alone(tmp_path):
+    p = subprocess.Popen([prog("fork_live")], cwd=tmp_path, env=shim_env(), stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE)
+    try:
+        line = p.stdout.readline().split()
+        assert line[0] == b"ready"
+        child = int(line[1])
+        files = shm_files(child)
+        assert len(files) == 2, files
+        second = tmp_path / "second"
+        second.mkdir()
+        run_shim([prog("crash"), "none"], second)
+        assert shm_files(child) == files
+        p.stdin.close()
+        assert p.wait(timeout=30) == 0
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert shm_files(child) == []
+
+
 @needs_root
 def test_sweep_leaves_another_users_files_alone(tmp_path):
     pid, _ = killed_run(tmp_path)
