@@ -161,11 +161,13 @@ static void pack_header(void)
 	pack_kv_i64("ppid", getppid());
 	pack_kv_str("exe", exe);
 	pack_str("argv");
+	/* arguments can hold secrets (--db-password=...): argv[0] only,
+	 * unless asked for */
 	int argc = 0;
-	for (ssize_t i = 0; i < clen; i++)
+	for (ssize_t i = 0; i < clen && (argc == 0 || as_cfg.record_argv); i++)
 		argc += cmd[i] == '\0';
 	msgpack_pack_array(&pk, (size_t)argc);
-	for (ssize_t i = 0; i < clen;) {
+	for (ssize_t i = 0, k = 0; k < argc; k++) {
 		pack_str(cmd + i);
 		i += (ssize_t)strlen(cmd + i) + 1;
 	}
@@ -597,9 +599,17 @@ static void finish_drain(void)
 
 static void pack_end(const char *reason)
 {
-	msgpack_pack_map(&pk, 3);
+	/* threads registered after the process changed its uids (a SIGKILL
+	 * would have lost what their rings held), and killed processes whose
+	 * rings this one removed from /dev/shm (preload/shm.c): when not 0 */
+	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
+	if (priv)
+		pack_kv_u64("private_rings", priv);
+	if (swept)
+		pack_kv_u64("removed_stale_rings", swept);
 	/* recovering: the last moment the dead process's rings show */
 	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
 }
@@ -795,6 +805,7 @@ static void *collector_main(void *arg)
 	as_fds_private(trace_fd);
 	as_collector_unlock();
 	as_overhead_start();
+	as_shm_sweep();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
 	for (;;) {
 		int w = CMM_LOAD_SHARED(wake_word);

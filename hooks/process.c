@@ -1,6 +1,5 @@
 /* process.c — exec family, vfork, _exit: the points where a process image
- * ends without running destructors; and setuid & co., where it may lose the
- * right to remove its own files in /dev/shm (preload/shm.c).
+ * ends without running destructors.
  *
  * Before exec the trace is written (end reason "exec"); if exec fails the
  * shim goes on recording into the same file.  _exit/_Exit write it too.
@@ -25,10 +24,6 @@ AS_REAL(void, _exit, (int));
 AS_REAL(void, _Exit, (int));
 AS_REAL(void, pthread_exit, (void *));
 AS_REAL(int, pthread_cancel, (pthread_t));
-AS_REAL(int, setuid, (uid_t));
-AS_REAL(int, seteuid, (uid_t));
-AS_REAL(int, setreuid, (uid_t, uid_t));
-AS_REAL(int, setresuid, (uid_t, uid_t, uid_t));
 
 extern char **environ;
 
@@ -166,34 +161,4 @@ AS_EXPORT int pthread_cancel(pthread_t th)
 	if (r == 0)
 		as_raw_cancel(th);
 	return r;
-}
-
-/* A root process about to become EUID (an nginx worker turning www-data)
- * gives it the shim's files first, so it can still remove them at exit. */
-AS_EXPORT int setuid(uid_t uid)
-{
-	AS_RESOLVE(setuid);
-	as_shm_chown(uid);
-	return real_setuid(uid);
-}
-
-AS_EXPORT int seteuid(uid_t euid)
-{
-	AS_RESOLVE(seteuid);
-	as_shm_chown(euid);
-	return real_seteuid(euid);
-}
-
-AS_EXPORT int setreuid(uid_t ruid, uid_t euid)
-{
-	AS_RESOLVE(setreuid);
-	as_shm_chown(euid);
-	return real_setreuid(ruid, euid);
-}
-
-AS_EXPORT int setresuid(uid_t ruid, uid_t euid, uid_t suid)
-{
-	AS_RESOLVE(setresuid);
-	as_shm_chown(euid);
-	return real_setresuid(ruid, euid, suid);
 }

@@ -171,8 +171,11 @@ struct as_thread *as_thread_fork_child(struct as_thread *old)
 		}
 	}
 	pid_t shm_tid = t->shm_tid;
+	uint64_t magic = t->shm_magic, start = t->shm_start_time;   /* the child's */
 	memcpy(t, old, sizeof(*t));
 	t->shm_tid = shm_tid;
+	t->shm_magic = magic;
+	t->shm_start_time = start;
 	cds_list_add_tail(&t->node, &as_threads);
 	as_tls.t = t;
 	if (exit_key_ok)

@@ -80,6 +80,7 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "flight_signal", &cfg->flight_signal, 0, 64 },
 		{ "flight_exit", &cfg->flight_exit, 0, 1 },
 		{ "ctl_signal", &cfg->ctl_signal, 0, 64 },
+		{ "record_argv", &cfg->record_argv, 0, 1 },
 	};
 	while (s && *s) {
 		const char *end = strchr(s, ':');

@@ -57,15 +57,28 @@
  * reasons: the ring of records plus state.  Producer fields are written only
  * by the owning thread; the collector owns tail and the c_* fields. */
 struct as_thread {
-	struct cds_list_head node;     /* registry, RCU list */
-	pid_t tid;
+	/* The process's own memory, never part of a shared ring file: what
+	 * the collector and the watchdog follow, write through or unmap
+	 * (preload/shm.c maps the file after this page). */
+	union {
+		struct {
+			struct cds_list_head node;     /* registry, RCU list */
+			struct as_thread *c_reclaim_next; /* collector: exited, unlinked, awaiting a grace period */
+			pthread_t pthread;             /* for pthread_cancel (preload/raw.c) */
+			struct as_tls *tls;            /* the thread's as_tls, ditto */
+			size_t map_size;               /* the whole mapping, this page included */
+			pid_t tid;
+			pid_t shm_tid;                 /* nonzero: mapped from PREFIX.shm_tid (preload/shm.c) */
+		};
+		char private_page[4096];
+	};
+
+	/* From here on: in the ring file when the ring is shared. */
+	uint64_t shm_magic;            /* names the layout; with shm_start_time, kept when emptied */
+	uint64_t shm_start_time;       /* the process's start time (/proc/PID/stat field 22) */
 	int dead;                      /* set once by the thread at exit */
 	char name[16];                 /* filled at exit; live threads: /proc */
-	size_t map_size;
 	uint64_t cap;                  /* ring capacity, power of two */
-	pid_t shm_tid;                 /* nonzero: mapped from PREFIX.shm_tid (preload/shm.c) */
-	pthread_t pthread;             /* for pthread_cancel (preload/raw.c) */
-	struct as_tls *tls;            /* the thread's as_tls, ditto */
 
 	/* producer */
 	uint64_t iter_start;           /* ticks; 0 = not inside an iteration */
@@ -86,7 +99,6 @@ struct as_thread {
 
 	/* collector-private */
 	int c_announced;               /* thread record written */
-	struct as_thread *c_reclaim_next; /* exited, unlinked, awaiting a grace period */
 	uint64_t c_drained;            /* drained up to here; becomes tail once written */
 	uint64_t c_blocked;            /* ns of blocking calls in the open iteration */
 	uint64_t c_sample_iter;        /* iteration start (ticks) of c_samples */
@@ -149,6 +161,7 @@ struct as_config {
 	unsigned flight_signal; /* writes a trace; 0 = none */
 	unsigned flight_exit;   /* write one at exit too */
 	unsigned ctl_signal;    /* asyncshim ctl's signal; 0 = none */
+	unsigned record_argv;   /* 1: the header has the whole command line, not just argv[0] */
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
@@ -441,10 +454,12 @@ static inline AS_HOT void as_wait_end(struct as_thread *t)
 }
 
 /* ---- rings that survive SIGKILL (preload/shm.c) ---- */
+#define AS_THREAD_SHARED offsetof(struct as_thread, shm_magic)
 struct as_shm_proc {
 	uint64_t magic;                /* written last */
 	uint32_t version, thread_size; /* sizeof(struct as_thread) of the writer */
 	pid_t pid;
+	uint64_t start_time;           /* /proc/PID/stat field 22: tells a reused pid */
 	int use_tsc;
 	uint64_t tsc0, mono0;
 	double ns_per_tick;
@@ -460,7 +475,10 @@ struct as_thread *as_shm_ring(size_t size, pid_t tid);
 void as_shm_ring_done(struct as_thread *t);
 void as_shm_done(void);
 void as_shm_after_fork_child(void);
-void as_shm_chown(uid_t euid);
+void as_shm_sweep(void);
+uint64_t as_proc_start_time(pid_t pid);
+extern unsigned as_shm_private_rings;
+extern unsigned as_shm_swept;
 int as_recover(const char *prefix, const char *trace);
 int as_collector_recover(const char *trace);
 uint32_t as_stacks_count(void);
