@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 
 struct as_config as_cfg;
+__thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
 void as_warn(const char *fmt, ...)
 {

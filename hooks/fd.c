@@ -67,8 +67,14 @@ AS_EXPORT int pipe(int fds[2])
 	return r;
 }
 
+/* Refused to libunwind's set-up (as_tls.unwinding): its address
+ * validation pipe would sit in the program's fd table (preload/stack.c). */
 AS_EXPORT int pipe2(int fds[2], int flags)
 {
+	if (AS_UNLIKELY(as_tls.unwinding)) {
+		errno = EMFILE;
+		return -1;
+	}
 	AS_RESOLVE(pipe2);
 	int r = real_pipe2(fds, flags);
 	if (r == 0) {

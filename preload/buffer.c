@@ -48,6 +48,7 @@ static void thread_exit(void *arg)
 	as_tls.internal = 1;        /* later destructors' I/O is not ours to record */
 	as_tls.loop = 0;
 	as_tls.t = NULL;
+	as_own_stack_unmap();
 	prctl(PR_GET_NAME, t->name, 0, 0, 0);
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(t->dead, 1);
@@ -97,6 +98,7 @@ struct as_thread *as_thread_register(void)
 	as_registry_unlock();
 	if (exit_key_ok)
 		pthread_setspecific(exit_key, t);
+	as_own_stack_map();
 	as_tls.t = t;
 	as_tls.busy = 0;
 	errno = saved;

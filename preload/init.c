@@ -155,8 +155,19 @@ void as_quiet_end(const sigset_t *old)
 	as_tls.busy = 0;
 }
 
-void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
+struct blocking {
+	struct as_thread *t;
+	int call, fd;
+	uint64_t t0, t1;
+};
+
+/* On the shim's own stack: the program's may be a small coroutine's. */
+static void blocking_slow(void *arg)
 {
+	const struct blocking *b = arg;
+	struct as_thread *t = b->t;
+	int call = b->call, fd = b->fd;
+	uint64_t t0 = b->t0, t1 = b->t1;
 	int saved = errno;
 	sigset_t old;
 	as_quiet_begin(&old);
@@ -175,6 +186,12 @@ void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1
 	}
 	as_quiet_end(&old);
 	errno = saved;
+}
+
+void as_blocking(struct as_thread *t, int call, int fd, uint64_t t0, uint64_t t1)
+{
+	struct blocking b = { t, call, fd, t0, t1 };
+	as_on_own_stack(blocking_slow, &b);
 }
 
 /* ---- deaths by signal ----

@@ -131,6 +131,8 @@ struct as_tls {
 	int raw;              /* timed calls may make their syscall themselves */
 	int in_raw;           /* inside one now (nested: a signal handler's) */
 	int kick;             /* cancelled: leave it through libc */
+	int unwinding;        /* inside libunwind: its pipe2 is refused (preload/stack.c) */
+	char *own_stack;      /* where slow paths run (preload/stack.c), NULL = in place */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
@@ -510,6 +512,9 @@ void as_gate_after_fork_child(void);
 #define AS_STACK_MAX 256                /* stack_depth limit */
 void as_stack_init(void);
 struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
+void as_own_stack_map(void);
+void as_own_stack_unmap(void);
+void as_on_own_stack(void (*fn)(void *), void *arg);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);
 int as_sample_signal(int sig);

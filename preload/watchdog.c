@@ -85,8 +85,15 @@ static long futex(int *addr, int op, int val, const struct timespec *ts)
 
 /* The record says what the sample cost this thread (fd: ns in the
  * handler), so the trace itself tells what sampling took. */
-static void take_sample(struct as_thread *t, void *uc)
+struct sample {
+	struct as_thread *t;
+	void *uc;
+};
+
+static void sample_slow(void *arg)
 {
+	struct as_thread *t = ((struct sample *)arg)->t;
+	void *uc = ((struct sample *)arg)->uc;
 	uint64_t now = as_now(), start = t->iter_start;
 	if (!start)
 		return;                 /* it reached its wait meanwhile */
@@ -103,6 +110,14 @@ static void take_sample(struct as_thread *t, void *uc)
 		as_commit(t);
 	}
 	as_quiet_end(&old);
+}
+
+/* On the shim's own stack: the handler runs on the interrupted one (the
+ * program's sigaltstack is the program's), which may be a coroutine's. */
+static void take_sample(struct as_thread *t, void *uc)
+{
+	struct sample s = { t, uc };
+	as_on_own_stack(sample_slow, &s);
 }
 
 /* A delivery we did not send: do what the program asked for. */
