@@ -169,6 +169,11 @@ int as_flight_write(int fd)
 	return 0;
 }
 
+size_t as_flight_bytes(void)
+{
+	return kept + (dict_ok ? dict.size : 0);
+}
+
 static void key(msgpack_packer *pk, const char *k)
 {
 	msgpack_pack_str(pk, strlen(k));

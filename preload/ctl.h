@@ -32,6 +32,7 @@ void as_flight_written(void);           /* emptied by a trace written */
 void as_flight_reset(void);             /* everything (fork child) */
 /* Write dictionary then events to FD; 0 or -1. */
 int as_flight_write(int fd);
+size_t as_flight_bytes(void);           /* what as_flight_write writes */
 void as_flight_pack_info(msgpack_packer *pk, const char *trigger, uint64_t trigger_ns);
 
 /* ---- collector/overhead.c ---- */
