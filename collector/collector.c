@@ -475,7 +475,7 @@ static int trim_unfinished(int fd, off_t size, const char *path)
  * hold to its trace, with the end record it never wrote. */
 int as_collector_recover(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);   /* read: trim_unfinished */
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		if (fd >= 0)

@@ -317,6 +317,10 @@ static int load_end(struct trace *tr, const msgpack_object *o)
 	if (d > tr->duration_ns)
 		tr->duration_ns = d;
 	mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	mp_u64(o, "lost_bytes", &tr->lost_bytes);
+	mp_u64(o, "lost_records", &tr->lost_records);
+	mp_u64(o, "ringless_threads", &tr->ringless_threads);
+	mp_u64(o, "ringless_events", &tr->ringless_events);
 	tr->complete = 1;
 	return 0;
 }

@@ -1,0 +1,135 @@
+"""Data through faults: a full disk, a kill in the middle of a write, output
+files of the tools, deaths by any default-fatal signal, flight mode's memory
+and threads that could not get a ring (issue 18, points 4 to 8)."""
+import json
+import os
+import signal
+import subprocess
+import time
+
+import msgpack
+import pytest
+
+from conftest import (TOOL, prog, records, report, run_shim, shim_env, traces)
+
+FLOOD = 2000000  # flight_loop iterations: about 8 MB of trace, far more than the small disks below
+
+
+@pytest.fixture
+def small_fs(tmp_path):
+    """mount(size) -> a fresh tmpfs of that size, unmounted at teardown."""
+    mounted = []
+
+    def mount(size):
+        d = tmp_path / f"fs{len(mounted)}"
+        d.mkdir()
+        p = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0777", "tmpfs", str(d)],
+                           capture_output=True, text=True)
+        if p.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (needs root): {p.stderr.strip()}")
+        mounted.append(d)
+        return d
+
+    yield mount
+    for d in mounted:
+        subprocess.run(["umount", "-l", str(d)], capture_output=True)
+
+
+def fill(d):
+    """Fill the filesystem at d to the last byte."""
+    fd = os.open(d / "filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for chunk in (65536, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"x" * chunk)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
+
+
+def whole_records(path):
+    """Every record of the file, read by a stock msgpack reader that must
+    consume it to the last byte."""
+    data = open(path, "rb").read()
+    up = msgpack.Unpacker(raw=False, strict_map_key=False)
+    up.feed(data)
+    recs = list(up)
+    assert up.tell() == len(data), f"{len(data) - up.tell()} bytes of an unfinished record at the end"
+    return recs
+
+
+# ---- 4. a short write does not poison the trace ----
+
+def test_full_disk_leaves_whole_records_and_counts_the_loss(small_fs):
+    d = small_fs("512k")
+    p = run_shim([prog("flight_loop"), str(FLOOD), "none", "50"], d, options="buffer_kb=8192:flush_ms=100")
+    assert "peak_kb" in p.stdout                # the program ran to its end
+    (path,) = traces(d)
+    recs = whole_records(path)
+    assert recs[0]["type"] == "header"
+    end = recs[-1]
+    assert end["type"] == "end" and end["reason"] == "exit", end
+    assert end["lost_bytes"] > 1 << 20 and end["lost_records"] > 0, end
+    r = subprocess.run([TOOL, "report", "--json", path], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    tr = json.loads(r.stdout)["traces"][0]
+    assert tr["lost_bytes"] == end["lost_bytes"]
+
+
+def test_full_disk_at_start_leaves_no_empty_trace(small_fs):
+    d = small_fs("256k")
+    fill(d)
+    p = run_shim([prog("errno_check")], d)   # the program is unaffected
+    assert "cannot create" in p.stderr
+    left = [f for f in os.listdir(d) if f != "filler"]
+    assert left == [], "an empty or headerless trace (or a temporary file) was left: %s" % left
+
+
+def test_trace_appears_with_its_header(tmp_path):
+    # the name shows up only once the header is in: watch the directory from
+    # a start far earlier than the shim can write anything
+    proc = subprocess.Popen([prog("forever_loop")], cwd=tmp_path, env=shim_env(), stdout=subprocess.PIPE)
+    try:
+        seen = None
+        deadline = time.time() + 10
+        while seen is None and time.time() < deadline:
+            names = [f for f in os.listdir(tmp_path) if f.startswith("asyncshim.")]
+            if names:
+                seen = os.path.getsize(tmp_path / names[0])
+        assert seen and seen > 0
+        assert proc.stdout.readline().strip() == b"ready"
+    finally:
+        proc.kill()
+        proc.wait()
+    (path,) = traces(tmp_path)
+    st = os.stat(path)
+    assert st.st_mode & 0o777 == 0o600
+    assert records(path)[0]["type"] == "header"
+
+
+def test_recover_after_a_kill_mid_write_cuts_the_unfinished_record(tmp_path):
+    proc = subprocess.Popen([prog("forever_loop")], cwd=tmp_path, env=shim_env(), stdout=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"ready"
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (path,) = traces(tmp_path)
+    size = os.path.getsize(path)
+    whole = len(msgpack.packb(records(path)[0]))
+    assert size > whole + 8
+    # what a kill in the middle of a write leaves: half of the last record
+    os.truncate(path, size - 3)
+    r = subprocess.run([TOOL, "report", "--json", path], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    (warning,) = r.stderr.strip().splitlines()
+    assert "truncated" in warning and path in warning
+    assert not json.loads(r.stdout)["traces"][0]["complete"]
+    r = subprocess.run([TOOL, "recover", path], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    recs = whole_records(path)
+    assert recs[-1]["type"] == "end" and recs[-1]["reason"] == "killed"
+    r = subprocess.run([TOOL, "report", "--json", path], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and r.stderr == "", r.stderr
+    assert json.loads(r.stdout)["traces"][0]["complete"]
