@@ -4,6 +4,7 @@ and threads that could not get a ring (issue 18, points 4 to 8)."""
 import json
 import os
 import signal
+import stat
 import subprocess
 import time
 
@@ -133,3 +134,62 @@ def test_recover_after_a_kill_mid_write_cuts_the_unfinished_record(tmp_path):
     r = subprocess.run([TOOL, "report", "--json", path], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0 and r.stderr == "", r.stderr
     assert json.loads(r.stdout)["traces"][0]["complete"]
+
+
+# ---- 5. the tools' output files: written aside, renamed on success ----
+
+@pytest.fixture(scope="module")
+def loop_trace(tmp_path_factory):
+    d = tmp_path_factory.mktemp("loop")
+    run_shim([os.path.join(os.path.dirname(prog("x")), "..", "examples", "loop")], d)
+    (path,) = traces(d)
+    return path
+
+
+def corrupt_trace(d, good):
+    bad = d / "bad.msgpack"
+    bad.write_bytes(msgpack.packb(records(good)[0]) +
+                    msgpack.packb({"type": "iters", "tid": 1, "t0": 0, "d": [5]}))
+    return str(bad)
+
+
+def test_export_error_keeps_a_device_node_and_an_existing_file(tmp_path, loop_trace):
+    bad = corrupt_trace(tmp_path, loop_trace)
+    dev = tmp_path / "null"
+    os.mknod(dev, stat.S_IFCHR | 0o666, os.makedev(1, 3))
+    old = tmp_path / "old.json"
+    old.write_text("keep me")
+    for out in (dev, old):
+        p = subprocess.run([TOOL, "export", "--format", "chrome", "-o", str(out), bad],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2 and "corrupt" in p.stderr, p.stderr
+    assert stat.S_ISCHR(os.lstat(dev).st_mode), "export removed a device node it did not create"
+    assert old.read_text() == "keep me"
+    assert sorted(os.listdir(tmp_path)) == ["bad.msgpack", "null", "old.json"]   # no temporary left
+    # and a good run replaces the file whole, keeping its mode
+    os.chmod(old, 0o640)
+    p = subprocess.run([TOOL, "export", "--format", "chrome", "-o", str(old), loop_trace],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert json.loads(old.read_text())["traceEvents"] and os.stat(old).st_mode & 0o777 == 0o640
+    p = subprocess.run([TOOL, "export", "--format", "folded", "-o", str(dev), loop_trace],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and stat.S_ISCHR(os.lstat(dev).st_mode), p.stderr
+
+
+def test_outputs_on_a_full_disk_fail_and_keep_what_was_there(small_fs, loop_trace):
+    d = small_fs("128k")
+    old = d / "old.html"
+    old.write_text("keep me")
+    fill(d)
+    runs = [(["report", "--html", str(d / "new.html")], "new.html"),
+            (["report", "--html", str(old)], None),
+            (["export", "--format", "chrome", "-o", str(d / "new.json")], "new.json"),
+            (["check", "--junit", str(d / "j.xml")], "j.xml")]
+    for args, name in runs:
+        p = subprocess.run([TOOL, *args, loop_trace], capture_output=True, text=True, timeout=60)
+        assert p.returncode == 2, (args, p.returncode, p.stderr)
+        assert "No space left" in p.stderr or "write" in p.stderr, p.stderr
+        assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+    assert old.read_text() == "keep me"
+    assert sorted(os.listdir(d)) == ["filler", "old.html"]
