@@ -193,3 +193,43 @@ def test_outputs_on_a_full_disk_fail_and_keep_what_was_there(small_fs, loop_trac
         assert len(p.stderr.strip().splitlines()) == 1, p.stderr
     assert old.read_text() == "keep me"
     assert sorted(os.listdir(d)) == ["filler", "old.html"]
+
+
+# ---- 6. deaths by any default-fatal signal ----
+
+def shm_files(pid):
+    return [f for f in os.listdir("/dev/shm") if f.startswith(f"asyncshim.{pid}.")]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGALRM, signal.SIGUSR1, signal.SIGXCPU, signal.SIGRTMIN + 2])
+def test_death_by_a_default_fatal_signal_writes_the_end(tmp_path, sig):
+    p = subprocess.Popen([prog("forever_loop")], cwd=tmp_path, env=shim_env(), stdout=subprocess.PIPE)
+    assert p.stdout.readline().strip() == b"ready"
+    time.sleep(0.3)
+    os.kill(p.pid, sig)
+    assert p.wait(timeout=10) == -sig      # the same death
+    recs = whole_records(traces(tmp_path)[0])
+    name = "SIGRTMIN+2" if sig == signal.SIGRTMIN + 2 else signal.Signals(sig).name
+    assert recs[-1]["type"] == "end" and recs[-1]["reason"] == name, recs[-1]
+    assert shm_files(p.pid) == []
+
+
+def test_sigpipe_of_yes_head_writes_the_end(tmp_path):
+    yes = subprocess.Popen(["yes"], cwd=tmp_path, env=shim_env(), stdout=subprocess.PIPE)
+    assert yes.stdout.readline() == b"y\n"
+    yes.stdout.close()
+    assert yes.wait(timeout=10) == -signal.SIGPIPE
+    recs = whole_records(traces(tmp_path)[0])
+    assert recs[-1]["type"] == "end" and recs[-1]["reason"] == "SIGPIPE", recs[-1]
+    assert shm_files(yes.pid) == []
+
+
+def test_signals_the_program_waits_for_still_reach_it(tmp_path):
+    p = subprocess.Popen([prog("sigwait_loop")], cwd=tmp_path, env=shim_env(), stdout=subprocess.PIPE,
+                         text=True)
+    assert p.stdout.readline().strip() == "usr1=default alrm=default"
+    assert p.stdout.readline().strip() == "ready"
+    os.kill(p.pid, signal.SIGUSR1)
+    assert p.stdout.readline().strip() == "got %d" % signal.SIGUSR1
+    assert p.wait(timeout=10) == 0
+    assert records(traces(tmp_path)[0])[-1]["reason"] == "exit"
