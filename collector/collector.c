@@ -37,6 +37,8 @@
  * per 8,000 iterations at most; 64 KiB let the buffer of 9 busy threads
  * outgrow one's by 3 KiB a thread, bench/memory.c). */
 #define DRAIN_BYTES (16u << 10)
+/* about 40 KB packed */
+#define ITERS_PER_RECORD 4096
 
 static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char trace_path[PATH_MAX + 64];
@@ -555,15 +557,19 @@ static struct census take_census(const struct as_thread *t, uint64_t from, uint6
 	return c;
 }
 
-static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
+/* Pack N iterations of T from ring index FROM on (before TO) as one
+ * record; returns the index after the last one packed. */
+static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to, uint64_t n)
 {
+	while (t->ring[from & (t->cap - 1)].kind != AS_REC_ITER)
+		from++;
 	msgpack_pack_map(&pk, 4);
 	pack_kv_str("type", "iters");
 	pack_kv_i64("tid", t->tid);
-	uint64_t t0 = as_ticks_to_ns(t->ring[c->first & (t->cap - 1)].ts), prev = t0;
+	uint64_t t0 = as_ticks_to_ns(t->ring[from & (t->cap - 1)].ts), prev = t0, i = from;
 	pack_str("d");
-	msgpack_pack_array(&pk, (size_t)c->iters * 2);
-	for (uint64_t i = c->first; i < to; i++) {
+	msgpack_pack_array(&pk, (size_t)n * 2);
+	for (uint64_t done = 0; i < to && done < n; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		if (r->kind != AS_REC_ITER)
 			continue;
@@ -572,9 +578,27 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
 		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
 		prev = start >= prev ? start : prev;
+		done++;
 	}
 	pack_str("t0");
 	msgpack_pack_uint64(&pk, t0);
+	return i;
+}
+
+static void flight_spill(void);
+
+/* In records of at most ITERS_PER_RECORD: a drain of a big, full ring
+ * would otherwise make one record of megabytes, which flight mode's window
+ * must take whole (and split from the rest by unpacking it). */
+static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
+{
+	uint64_t i = c->first;
+	for (uint64_t left = c->iters; left;) {
+		uint64_t n = left < ITERS_PER_RECORD ? left : ITERS_PER_RECORD;
+		i = pack_iter_batch(t, i, to, n);
+		left -= n;
+		flight_spill();
+	}
 }
 
 static void pack_block(struct as_thread *t, const struct as_record *r)
@@ -596,6 +620,16 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 }
 
 /* ---- flight mode: triggers (collector/flight.c keeps the window) ---- */
+
+static void flight_keep(void);
+
+/* Flight mode holds what it packs in the window, not in the packer's
+ * buffer: a drain of many full rings would grow that by megabytes. */
+static void flight_spill(void)
+{
+	if (as_cfg.flight && sbuf.size >= DRAIN_BYTES)
+		flight_keep();
+}
 #define FLIGHT_AUTO_MAX 16       /* traces one process writes on its own */
 
 static uint64_t flight_due;      /* mono ns when a triggered trace is due, 0 = none */
@@ -613,6 +647,10 @@ static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 	flight_trigger = trigger;
 	flight_trigger_ns = t_ns;
 	flight_due = as_mono_ns() + (uint64_t)as_cfg.flight_after_ms * 1000000u + 1;
+	/* what is packed so far (the trigger included) is the lead-up: what
+	 * comes after may take only half the window (collector/flight.c) */
+	flight_keep();
+	as_flight_mark_trigger();
 }
 
 static void flight_note_iter(struct as_thread *t, const struct as_record *r)
@@ -724,6 +762,7 @@ static void drain_all(int final)
 			pack_thread(t, dead);
 		if (as_shm_prefix[0] && !as_cfg.flight && trace_ok && sbuf.size >= DRAIN_BYTES && write_out() == 0)
 			publish_tails();
+		flight_spill();
 	}
 	rcu_read_unlock();
 }

@@ -27,6 +27,7 @@ void as_collector_wake(void);           /* async-signal-safe */
  * (stacks, functions, modules) to the dictionary, every other one to the
  * event window, dropping its oldest events beyond flight_mb. */
 void as_flight_take(const char *data, size_t len);
+void as_flight_mark_trigger(void);      /* what follows gets half the window */
 void as_flight_clear(void);             /* events only; the dictionary stays */
 void as_flight_written(void);           /* emptied by a trace written */
 void as_flight_reset(void);             /* everything (fork child) */

@@ -233,3 +233,23 @@ def test_signals_the_program_waits_for_still_reach_it(tmp_path):
     assert p.stdout.readline().strip() == "got %d" % signal.SIGUSR1
     assert p.wait(timeout=10) == 0
     assert records(traces(tmp_path)[0])[-1]["reason"] == "exit"
+
+
+# ---- 7. flight mode: bounded memory, and the lead-up stays in the window ----
+
+def test_flight_keeps_half_the_window_for_the_lead_up(tmp_path):
+    # a second of busy loop after the trigger: several times flight_mb
+    p = run_shim([prog("flight_loop"), "1000000", "block", "1500"], tmp_path,
+                 options="buffer_kb=8192:mode=flight:flight_mb=1:trigger_ms=100:flight_after_ms=1000",
+                 timeout=120)
+    (path,) = traces(tmp_path)
+    recs = whole_records(path)
+    (b,) = [r for r in recs if r["type"] == "block"]
+    iters = [r for r in recs if r["type"] == "iters"]
+    lead = sum(len(msgpack.packb(r)) for r in iters if r["t0"] < b["t"])
+    follow = sum(len(msgpack.packb(r)) for r in iters if r["t0"] >= b["t"])
+    assert lead >= 0.4 * (1 << 20), (lead, follow)
+    assert follow > 0 and follow <= 0.5 * (1 << 20) + (64 << 10), (lead, follow)
+    (fl,) = [r for r in recs if r["type"] == "flight"]
+    assert fl["kept_bytes"] <= 1 << 20 and fl["dropped_bytes"] > 1 << 20
+    assert "peak_kb" in p.stdout
