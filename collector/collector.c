@@ -800,7 +800,8 @@ static void finish_drain(void)
 
 static void pack_end(const char *reason)
 {
-	msgpack_pack_map(&pk, lost_bytes ? 5 : 3);
+	uint64_t ringless = uatomic_read(&as_ringless_threads);
+	msgpack_pack_map(&pk, 3 + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
 	/* recovering: the last moment the dead process's rings show */
@@ -808,6 +809,10 @@ static void pack_end(const char *reason)
 	if (lost_bytes) {
 		pack_kv_u64("lost_bytes", lost_bytes);
 		pack_kv_u64("lost_records", lost_records);
+	}
+	if (ringless) {
+		pack_kv_u64("ringless_threads", ringless);
+		pack_kv_u64("ringless_events", uatomic_read(&as_ringless_events));
 	}
 }
 
@@ -1132,6 +1137,8 @@ void as_collector_after_fork_child(void)
 	}
 	collector_running = 0;
 	as_shim_threads = 0;
+	as_ringless_threads = as_tls.ringless;   /* the parent's others are not ours */
+	as_ringless_events = 0;
 	final_reason = NULL;
 	final_state = 0;
 	wake_word = 0;

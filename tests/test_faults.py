@@ -253,3 +253,25 @@ def test_flight_keeps_half_the_window_for_the_lead_up(tmp_path):
     (fl,) = [r for r in recs if r["type"] == "flight"]
     assert fl["kept_bytes"] <= 1 << 20 and fl["dropped_bytes"] > 1 << 20
     assert "peak_kb" in p.stdout
+
+
+# ---- 8. threads that cannot get a ring are counted ----
+
+def test_threads_without_a_ring_are_counted_as_dropped(tmp_path):
+    import resource
+
+    def limit_memory():
+        # 1 GiB of address space: room for the program's 50 threads, none for a 2 GiB ring
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    p = run_shim([prog("thread_churn"), "50"], tmp_path, options="buffer_kb=2097152",
+                 preexec_fn=limit_memory)
+    assert "rss_end_kb" in p.stdout
+    (path,) = traces(tmp_path)
+    end = records(path)[-1]
+    assert end["type"] == "end" and end["ringless_threads"] == 50, end
+    assert end["ringless_events"] == 100, end           # two waits each
+    tr = report(path)["traces"][0]
+    assert tr["ringless_threads"] == 50 and tr["dropped_events"] == 100
+    text = subprocess.run([TOOL, "report", path], capture_output=True, text=True, timeout=60).stdout
+    assert "threads without a buffer: 50" in text
