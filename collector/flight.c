@@ -76,7 +76,7 @@ static void evict(size_t need)
  * the window: the rest keeps the lead-up, which is what explains it. */
 static void add_event(const char *data, size_t len)
 {
-	if (marked && after + len > limit() / 2) {
+	if (marked && after + len > limit() / 2 - PIECE) {
 		evicted += len;
 		return;
 	}
