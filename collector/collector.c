@@ -21,6 +21,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -36,12 +37,15 @@
  * per 8,000 iterations at most; 64 KiB let the buffer of 9 busy threads
  * outgrow one's by 3 KiB a thread, bench/memory.c). */
 #define DRAIN_BYTES (16u << 10)
+/* about 40 KB packed */
+#define ITERS_PER_RECORD 4096
 
 static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
 static char trace_path[PATH_MAX + 64];
 static dev_t trace_dev;
 static ino_t trace_ino;
 static int trace_ok;
+static int write_failed;         /* a write fell short: only the end record may follow */
 static pthread_t collector_thread;
 static int collector_running;
 static int wake_word;            /* futex: bumped to wake the collector */
@@ -213,33 +217,112 @@ static int keep_high(int fd)
 	return high;
 }
 
-static int create_file(void)
+/* The file appears under its name with its header already in it: it is
+ * made unnamed (O_TMPFILE) or under a temporary name, written, then linked
+ * into place, which fails like O_EXCL on an existing name and never
+ * follows a symlink.  A process killed in between leaves no empty,
+ * headerless trace that every tool would refuse. */
+static int open_aside(const char *path, char *tmp, size_t tmplen)
 {
-	pid_t pid = getpid();
+	char dir[PATH_MAX];
+	const char *slash = strrchr(path, '/');
+	size_t n = slash ? (size_t)(slash - path) : 0;
+	snprintf(dir, sizeof(dir), "%.*s", (int)n, n ? path : "/");
+	tmp[0] = '\0';
+	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | O_APPEND, 0600);
+	if (fd >= 0)
+		return fd;
+	/* no O_TMPFILE on this filesystem: a name readers do not take for a trace */
+	snprintf(tmp, tmplen, "%s.%d.tmp", path, (int)getpid());
+	return open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
+}
+
+static int link_into_place(int fd, const char *tmp, const char *path)
+{
+	if (tmp[0])
+		return link(tmp, path);
+	if (linkat(fd, "", AT_FDCWD, path, AT_EMPTY_PATH) == 0)
+		return 0;
+	if (errno != ENOENT && errno != EPERM)
+		return -1;
+	/* AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH; /proc's link does not */
+	char proc[64];
+	snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+	return linkat(AT_FDCWD, proc, AT_FDCWD, path, AT_SYMLINK_FOLLOW);
+}
+
+/* Write the whole header (packed in sbuf) or nothing. */
+static int write_header(int fd)
+{
+	for (size_t off = 0; off < sbuf.size;) {
+		ssize_t n = write(fd, sbuf.data + off, sbuf.size - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return -1;
+		off += (size_t)n;
+	}
+	return 0;
+}
+
+static void trace_name(char *path, size_t len, pid_t pid, int n)
+{
+	if (n == 0)
+		snprintf(path, len, "%s.%d.msgpack", as_cfg.out, (int)pid);
+	else
+		snprintf(path, len, "%s.%d.%d.msgpack", as_cfg.out, (int)pid, n);
+}
+
+/* Named from N on: the first free name takes the file. */
+static int link_first_free(int fd, const char *tmp, pid_t pid)
+{
 	for (int n = 0; n < 100; n++) {
-		if (n == 0)
-			snprintf(trace_path, sizeof(trace_path), "%s.%d.msgpack", as_cfg.out, (int)pid);
-		else
-			snprintf(trace_path, sizeof(trace_path), "%s.%d.%d.msgpack", as_cfg.out, (int)pid, n);
-		int fd = open(trace_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
-		if (fd >= 0) {
-			struct stat st;
-			fstat(fd, &st);
-			trace_dev = st.st_dev;
-			trace_ino = st.st_ino;
-			trace_fd = keep_high(fd);
-			as_shm_init(pid, trace_ino);
+		trace_name(trace_path, sizeof(trace_path), pid, n);
+		if (link_into_place(fd, tmp, trace_path) == 0)
 			return 0;
-		}
 		if (errno != EEXIST)
-			break;
+			return -1;
 		struct stat st;
 		if (lstat(trace_path, &st) == 0 && S_ISLNK(st.st_mode))
 			as_warn("asyncshim: %s is a symlink; not following it", trace_path);
 		/* else an exec'd image of the same pid already wrote this name */
 	}
-	as_warn("asyncshim: cannot create %s: %s; asyncshim disabled", trace_path, strerror(errno));
 	return -1;
+}
+
+/* Creates the trace file with its header in it.  The shared rings are
+ * named after the file's inode, and the header names them. */
+static int create_file(void)
+{
+	pid_t pid = getpid();
+	char tmp[PATH_MAX + 96];
+	struct stat st;
+	trace_name(trace_path, sizeof(trace_path), pid, 0);
+	int fd = open_aside(trace_path, tmp, sizeof(tmp));
+	int ok = fd >= 0 && fstat(fd, &st) == 0;
+	if (ok) {
+		as_shm_init(pid, st.st_ino);
+		msgpack_sbuffer_clear(&sbuf);
+		pack_header();
+		ok = write_header(fd) == 0 && link_first_free(fd, tmp, pid) == 0;
+		msgpack_sbuffer_clear(&sbuf);
+	}
+	int saved = errno;
+	if (tmp[0])
+		unlink(tmp);
+	if (!ok) {
+		if (fd >= 0) {
+			as_shm_done();
+			close(fd);
+		}
+		as_warn("asyncshim: cannot create %s: %s; asyncshim disabled", trace_path, strerror(saved));
+		return -1;
+	}
+	trace_dev = st.st_dev;
+	trace_ino = st.st_ino;
+	trace_fd = keep_high(fd);
+	write_failed = 0;
+	return 0;
 }
 
 static int trace_file_fd(void)
@@ -270,29 +353,84 @@ static int sbuf_write(void *data, const char *buf, size_t len)
 	return 0;
 }
 
-/* Append what is packed so far.  Returns 0 when written (or nothing to do). */
-static int write_out(void)
+/* Packed records that never reached the file (a full disk, a file
+ * that vanished): counted in the end record. */
+static uint64_t lost_bytes, lost_records;
+
+static void lose_packed(void)
 {
-	if (sbuf.size == 0 || !trace_ok)
-		return 0;
-	int fd = trace_file_fd();
-	if (fd < 0) {
-		as_warn("asyncshim: trace file %s vanished or was replaced; recording stopped", trace_path);
-		trace_ok = 0;
-		return -1;
-	}
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
 	size_t off = 0;
-	while (off < sbuf.size) {
-		ssize_t n = write(fd, sbuf.data + off, sbuf.size - off);
+	while (off < sbuf.size && msgpack_unpack_next(&u, sbuf.data, sbuf.size, &off) == MSGPACK_UNPACK_SUCCESS)
+		lost_records++;
+	msgpack_unpacked_destroy(&u);
+	lost_bytes += sbuf.size;
+	msgpack_sbuffer_clear(&sbuf);
+}
+
+/* Append LEN bytes of whole records, or nothing: a short write (full disk,
+ * a SIGKILL can make one too but then nothing follows) is cut back off, so
+ * the file always ends with a whole record and a later append never
+ * follows half of one.  Returns 0 when all was written. */
+static int append_whole(int fd, const char *data, size_t len)
+{
+	off_t start = lseek(fd, 0, SEEK_END);
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = write(fd, data + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
 			break;
 		off += (size_t)n;
 	}
+	if (off == len)
+		return 0;
+	int saved = errno;
+	if (off && (start < 0 || ftruncate(fd, start) != 0))
+		trace_ok = 0;   /* half a record stays: nothing may follow it */
+	errno = off ? ENOSPC : saved;
+	return -1;
+}
+
+/* Append what is packed so far.  After a failed write nothing more is
+ * written but the end record (what was lost would leave later records
+ * pointing at stacks and threads the file never got). */
+static int write_out(void)
+{
+	if (sbuf.size == 0)
+		return 0;
+	if (!trace_ok || write_failed) {
+		lose_packed();
+		return -1;
+	}
+	int fd = trace_file_fd();
+	if (fd < 0) {
+		as_warn("asyncshim: trace file %s vanished or was replaced; recording stopped", trace_path);
+		trace_ok = 0;
+		lose_packed();
+		return -1;
+	}
+	if (append_whole(fd, sbuf.data, sbuf.size) != 0) {
+		as_warn("asyncshim: cannot write %s: %s; recording stopped (what is lost is counted at the end)",
+			trace_path, strerror(errno));
+		write_failed = 1;
+		lose_packed();
+		return -1;
+	}
 	msgpack_sbuffer_clear(&sbuf);
 	last_write_ns = as_mono_ns();
 	return 0;
+}
+
+/* The end record after a failed write: alone, whole or not at all. */
+static void write_end_after_failure(void)
+{
+	int fd = trace_ok ? trace_file_fd() : -1;
+	if (fd >= 0)
+		append_whole(fd, sbuf.data, sbuf.size);
+	msgpack_sbuffer_clear(&sbuf);
 }
 
 int as_trace_create(void)
@@ -306,22 +444,50 @@ int as_trace_create(void)
 	if (create_file() != 0)
 		return -1;
 	trace_ok = 1;
-	pack_header();
 	as_stacks_new_file(&pk);
 	return write_out();
 }
 
 static void collect_final(const char *reason);
 
+/* A process killed in the middle of a write leaves half a record at the
+ * end of its trace: cut it off before appending, or everything appended
+ * would be read as the rest of it. */
+static int trim_unfinished(int fd, off_t size, const char *path)
+{
+	if (size <= 0)
+		return 0;
+	const char *map = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, fd, 0);
+	if (map == MAP_FAILED)
+		return -1;
+	msgpack_unpacked u;
+	msgpack_unpacked_init(&u);
+	size_t off = 0, whole = 0;
+	msgpack_unpack_return ret;
+	while ((ret = msgpack_unpack_next(&u, map, (size_t)size, &off)) == MSGPACK_UNPACK_SUCCESS)
+		whole = off;
+	msgpack_unpacked_destroy(&u);
+	munmap((void *)map, (size_t)size);
+	if (ret != MSGPACK_UNPACK_CONTINUE || whole == (size_t)size)
+		return 0;       /* whole, or corrupt: not ours to cut */
+	as_warn("asyncshim: %s: cutting off an unfinished last record (%zu bytes)", path,
+		(size_t)size - whole);
+	return ftruncate(fd, (off_t)whole);
+}
+
 /* asyncshim recover (preload/shm.c): append what a killed process's rings
  * hold to its trace, with the end record it never wrote. */
 int as_collector_recover(const char *path)
 {
-	int fd = open(path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	int fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);   /* read: trim_unfinished */
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		if (fd >= 0)
 			close(fd);
+		return -1;
+	}
+	if (trim_unfinished(fd, st.st_size, path) != 0) {
+		close(fd);
 		return -1;
 	}
 	snprintf(trace_path, sizeof(trace_path), "%s", path);
@@ -393,15 +559,19 @@ static struct census take_census(const struct as_thread *t, uint64_t from, uint6
 	return c;
 }
 
-static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
+/* Pack N iterations of T from ring index FROM on (before TO) as one
+ * record; returns the index after the last one packed. */
+static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to, uint64_t n)
 {
+	while (t->ring[from & (t->cap - 1)].kind != AS_REC_ITER)
+		from++;
 	msgpack_pack_map(&pk, 4);
 	pack_kv_str("type", "iters");
 	pack_kv_i64("tid", t->tid);
-	uint64_t t0 = as_ticks_to_ns(t->ring[c->first & (t->cap - 1)].ts), prev = t0;
+	uint64_t t0 = as_ticks_to_ns(t->ring[from & (t->cap - 1)].ts), prev = t0, i = from;
 	pack_str("d");
-	msgpack_pack_array(&pk, (size_t)c->iters * 2);
-	for (uint64_t i = c->first; i < to; i++) {
+	msgpack_pack_array(&pk, (size_t)n * 2);
+	for (uint64_t done = 0; i < to && done < n; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		if (r->kind != AS_REC_ITER)
 			continue;
@@ -410,9 +580,27 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
 		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
 		prev = start >= prev ? start : prev;
+		done++;
 	}
 	pack_str("t0");
 	msgpack_pack_uint64(&pk, t0);
+	return i;
+}
+
+static void flight_spill(void);
+
+/* In records of at most ITERS_PER_RECORD: a drain of a big, full ring
+ * would otherwise make one record of megabytes, which flight mode's window
+ * must take whole (and split from the rest by unpacking it). */
+static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
+{
+	uint64_t i = c->first;
+	for (uint64_t left = c->iters; left;) {
+		uint64_t n = left < ITERS_PER_RECORD ? left : ITERS_PER_RECORD;
+		i = pack_iter_batch(t, i, to, n);
+		left -= n;
+		flight_spill();
+	}
 }
 
 static void pack_block(struct as_thread *t, const struct as_record *r)
@@ -434,6 +622,16 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 }
 
 /* ---- flight mode: triggers (collector/flight.c keeps the window) ---- */
+
+static void flight_keep(void);
+
+/* Flight mode holds what it packs in the window, not in the packer's
+ * buffer: a drain of many full rings would grow that by megabytes. */
+static void flight_spill(void)
+{
+	if (as_cfg.flight && sbuf.size >= DRAIN_BYTES)
+		flight_keep();
+}
 #define FLIGHT_AUTO_MAX 16       /* traces one process writes on its own */
 
 static uint64_t flight_due;      /* mono ns when a triggered trace is due, 0 = none */
@@ -451,6 +649,10 @@ static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 	flight_trigger = trigger;
 	flight_trigger_ns = t_ns;
 	flight_due = as_mono_ns() + (uint64_t)as_cfg.flight_after_ms * 1000000u + 1;
+	/* what is packed so far (the trigger included) is the lead-up: what
+	 * comes after may take only half the window (collector/flight.c) */
+	flight_keep();
+	as_flight_mark_trigger();
 }
 
 static void flight_note_iter(struct as_thread *t, const struct as_record *r)
@@ -562,6 +764,7 @@ static void drain_all(int final)
 			pack_thread(t, dead);
 		if (as_shm_prefix[0] && !as_cfg.flight && trace_ok && sbuf.size >= DRAIN_BYTES && write_out() == 0)
 			publish_tails();
+		flight_spill();
 	}
 	rcu_read_unlock();
 }
@@ -603,7 +806,8 @@ static void pack_end(const char *reason)
 	 * would have lost what their rings held), and killed processes whose
 	 * rings this one removed from /dev/shm (preload/shm.c): when not 0 */
 	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
-	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0));
+	uint64_t ringless = uatomic_read(&as_ringless_threads);
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
 	if (priv)
@@ -612,6 +816,26 @@ static void pack_end(const char *reason)
 		pack_kv_u64("removed_stale_rings", swept);
 	/* recovering: the last moment the dead process's rings show */
 	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
+	if (lost_bytes) {
+		pack_kv_u64("lost_bytes", lost_bytes);
+		pack_kv_u64("lost_records", lost_records);
+	}
+	if (ringless) {
+		pack_kv_u64("ringless_threads", ringless);
+		pack_kv_u64("ringless_events", uatomic_read(&as_ringless_events));
+	}
+}
+
+/* The end record: after everything else, and written even when a write
+ * failed before (alone then, saying what was lost). */
+static void write_end(const char *reason)
+{
+	write_out();
+	pack_end(reason);
+	if (write_failed)
+		write_end_after_failure();
+	else
+		write_out();
 }
 
 /* Flight mode: what was packed goes to the window instead of the file. */
@@ -619,6 +843,20 @@ static void flight_keep(void)
 {
 	as_flight_take(sbuf.data, sbuf.size);
 	msgpack_sbuffer_clear(&sbuf);
+}
+
+/* The window goes in whole or not at all (see append_whole). */
+static void flight_write_window(void)
+{
+	int fd = trace_file_fd();
+	off_t start = fd >= 0 ? lseek(fd, 0, SEEK_END) : -1;
+	if (fd >= 0 && as_flight_write(fd) == 0)
+		return;
+	as_warn("asyncshim: cannot write %s: %s", trace_path, strerror(errno));
+	if (fd < 0 || start < 0 || ftruncate(fd, start) != 0)
+		trace_ok = 0;
+	write_failed = 1;
+	lost_bytes += as_flight_bytes();
 }
 
 /* Write the window as a trace file of its own (the next free name), then
@@ -630,10 +868,7 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 	if (create_file() != 0)
 		return;
 	trace_ok = 1;
-	pack_header();
-	write_out();
-	if (trace_ok && as_flight_write(trace_file_fd()) != 0)
-		as_warn("asyncshim: cannot write %s: %s", trace_path, strerror(errno));
+	flight_write_window();
 	/* every thread's name and kind: its own record may have left the window */
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node)
@@ -641,8 +876,8 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 	rcu_read_unlock();
 	as_flight_pack_info(&pk, trigger, trigger_ns);
 	as_overhead_pack(&pk);
-	pack_end(end_reason);
-	write_out();
+	write_end(end_reason);
+	lost_bytes = lost_records = 0;   /* the next flight trace starts afresh */
 	if (trace_fd >= 0 && same_file(trace_fd))
 		close(trace_fd);
 	trace_fd = -1;
@@ -766,8 +1001,7 @@ static void collect_final(const char *reason)
 	if (!as_cfg.flight) {
 		if (!as_recovering)
 			as_overhead_pack(&pk);
-		pack_end(reason);
-		write_out();
+		write_end(reason);
 		finish_drain();
 		as_shm_done();
 	} else if (flight_due) {        /* still recording after a trigger */
@@ -914,6 +1148,8 @@ void as_collector_after_fork_child(void)
 	}
 	collector_running = 0;
 	as_shim_threads = 0;
+	as_ringless_threads = as_tls.ringless;   /* the parent's others are not ours */
+	as_ringless_events = 0;
 	final_reason = NULL;
 	final_state = 0;
 	wake_word = 0;

@@ -27,6 +27,8 @@ struct piece {
 
 static struct piece *first, *last;
 static size_t kept, evicted;
+static int marked;               /* a trigger was seen: the lead-up is before it */
+static size_t after;             /* bytes taken since the trigger */
 static msgpack_sbuffer dict;
 static int dict_ok;
 
@@ -53,9 +55,10 @@ static int is_dictionary(const msgpack_object *o)
 	return 0;
 }
 
-static void evict(void)
+/* Free the oldest pieces until NEED more bytes fit in flight_mb. */
+static void evict(size_t need)
 {
-	while (first && kept > limit()) {
+	while (first && kept + need > limit()) {
 		struct piece *p = first;
 		first = p->next;
 		if (!first)
@@ -66,12 +69,20 @@ static void evict(void)
 	}
 }
 
-/* Append one whole record to the window (a record larger than PIECE — a
- * busy loop's batch of iterations — gets a piece of its own). */
+/* Append one whole record to the window (a record larger than PIECE gets a
+ * piece of its own; the collector packs none much larger).  Room is made
+ * first, so the window never holds more than flight_mb and the piece being
+ * filled.  After a trigger, the events that follow it may fill only half
+ * the window: the rest keeps the lead-up, which is what explains it. */
 static void add_event(const char *data, size_t len)
 {
+	if (marked && after + len > limit() / 2 - PIECE) {
+		evicted += len;
+		return;
+	}
 	if (!last || last->len + len > last->cap) {
 		size_t cap = len > PIECE ? len : PIECE;
+		evict(cap);
 		struct piece *p = malloc(sizeof(*p) + cap);
 		if (!p) {
 			evicted += len;
@@ -89,6 +100,14 @@ static void add_event(const char *data, size_t len)
 	memcpy(last->data + last->len, data, len);
 	last->len += len;
 	kept += len;
+	if (marked)
+		after += len;
+}
+
+void as_flight_mark_trigger(void)
+{
+	marked = 1;
+	after = 0;
 }
 
 void as_flight_take(const char *data, size_t len)
@@ -110,7 +129,6 @@ void as_flight_take(const char *data, size_t len)
 			add_event(data + at, off - at);
 	}
 	msgpack_unpacked_destroy(&u);
-	evict();
 }
 
 static void free_pieces(int dropped)
@@ -124,6 +142,8 @@ static void free_pieces(int dropped)
 	}
 	last = NULL;
 	kept = 0;
+	marked = 0;
+	after = 0;
 }
 
 void as_flight_clear(void)
@@ -167,6 +187,11 @@ int as_flight_write(int fd)
 		if (write_all(fd, p->data, p->len) != 0)
 			return -1;
 	return 0;
+}
+
+size_t as_flight_bytes(void)
+{
+	return kept + (dict_ok ? dict.size : 0);
 }
 
 static void key(msgpack_packer *pk, const char *k)

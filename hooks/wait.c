@@ -13,6 +13,7 @@
 #include <sys/epoll.h>
 #include <sys/select.h>
 #include <sys/syscall.h>
+#include <urcu/uatomic.h>
 
 enum { FAMILY_NONE, FAMILY_EPOLL, FAMILY_POLL };
 
@@ -20,8 +21,11 @@ enum { FAMILY_NONE, FAMILY_EPOLL, FAMILY_POLL };
 static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 {
 	struct as_tls *me = as_me();
-	if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active) || me->busy || me->internal))
+	if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active) || me->busy || me->internal)) {
+		if (AS_UNLIKELY(me->ringless))
+			uatomic_inc(&as_ringless_events);   /* a wait it could not record */
 		return NULL;
+	}
 	if (AS_LIKELY(me->family == fam))
 		return as_thread_self();
 	if (fam == FAMILY_EPOLL) {

@@ -17,10 +17,12 @@
 #include <unistd.h>
 #include <urcu-bp.h>
 #include <urcu/rculist.h>
+#include <urcu/uatomic.h>
 
 __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
 CDS_LIST_HEAD(as_threads);
+uint64_t as_ringless_threads, as_ringless_events;
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;
 static int exit_key_ok;
@@ -82,7 +84,12 @@ struct as_thread *as_thread_register(void)
 	if (!t)
 		t = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	if (t == MAP_FAILED) {
-		as_tls.internal = 1;    /* no memory: this thread goes unrecorded */
+		/* no memory: this thread goes unrecorded, but counted (its
+		 * first wait is this one; hooks/wait.c counts the others) */
+		as_tls.internal = 1;
+		as_tls.ringless = 1;
+		uatomic_inc(&as_ringless_threads);
+		uatomic_inc(&as_ringless_events);
 		as_tls.busy = 0;
 		errno = saved;
 		return NULL;

@@ -27,11 +27,13 @@ void as_collector_wake(void);           /* async-signal-safe */
  * (stacks, functions, modules) to the dictionary, every other one to the
  * event window, dropping its oldest events beyond flight_mb. */
 void as_flight_take(const char *data, size_t len);
+void as_flight_mark_trigger(void);      /* what follows gets half the window */
 void as_flight_clear(void);             /* events only; the dictionary stays */
 void as_flight_written(void);           /* emptied by a trace written */
 void as_flight_reset(void);             /* everything (fork child) */
 /* Write dictionary then events to FD; 0 or -1. */
 int as_flight_write(int fd);
+size_t as_flight_bytes(void);           /* what as_flight_write writes */
 void as_flight_pack_info(msgpack_packer *pk, const char *trigger, uint64_t trigger_ns);
 
 /* ---- collector/overhead.c ---- */

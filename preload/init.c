@@ -205,16 +205,26 @@ static int owns_signal[65];
 static void *own_handler[65];       /* what the shim installed for it */
 static const int deadly[] = { SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT };
 
+/* The end record's reason: "SIGPIPE", "SIGRTMIN+3"...; filled before the
+ * handler is installed (the handler only reads it). */
+static char death_names[65][24];
+
+static void name_signal(int sig)
+{
+	const char *abbrev = sigabbrev_np(sig);
+	if (abbrev)
+		snprintf(death_names[sig], sizeof(death_names[sig]), "SIG%s", abbrev);
+	else if (sig >= SIGRTMIN)
+		snprintf(death_names[sig], sizeof(death_names[sig]), "SIGRTMIN+%d", sig - SIGRTMIN);
+	else
+		snprintf(death_names[sig], sizeof(death_names[sig]), "signal %d", sig);
+}
+
 static void death_handler(int sig)
 {
 	int saved = errno;
 	as_tls.busy = 1;
-	static const char *const names[] = {
-		[SIGTERM] = "SIGTERM", [SIGINT] = "SIGINT", [SIGHUP] = "SIGHUP", [SIGQUIT] = "SIGQUIT",
-		[SIGSEGV] = "SIGSEGV", [SIGBUS] = "SIGBUS", [SIGILL] = "SIGILL", [SIGFPE] = "SIGFPE",
-		[SIGABRT] = "SIGABRT",
-	};
-	as_collector_final(names[sig] ? names[sig] : "signal");
+	as_collector_final(sig > 0 && sig < 65 && death_names[sig][0] ? death_names[sig] : "signal");
 	signal(sig, SIG_DFL);
 	raise(sig);
 	errno = saved;
@@ -223,14 +233,34 @@ static void death_handler(int sig)
 static void take_signal(int sig)
 {
 	struct sigaction old, sa;
-	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL)
+	if (sig <= 0 || sig >= 65 || as_signal_owned(sig) || as_sample_signal(sig))
+		return;         /* the shim's own already (ctl, stall sampling) */
+	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
 		return;
+	name_signal(sig);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = death_handler;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART | SA_NODEFER;
 	if (sigaction(sig, &sa, NULL) == 0)
 		as_signal_own(sig, (void *)death_handler);
+}
+
+/* Every other signal whose default action ends the process (terminate or
+ * core: SIGPIPE of `yes | head -1`, SIGALRM, SIGUSR1, SIGXCPU, realtime
+ * signals...), so such a death too leaves a complete trace and no rings in
+ * /dev/shm.  Taken last: the shim's own signals (ctl, flight, stall
+ * sampling) pick theirs among the free ones first.  A signal the program
+ * blocks to sigwait() for, or reads from a signalfd, stays pending and
+ * reaches it as before: a handler changes nothing for a blocked signal. */
+static void take_fatal_signals(void)
+{
+	static const int more[] = { SIGTRAP, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGSTKFLT, SIGXCPU, SIGXFSZ,
+				    SIGVTALRM, SIGPROF, SIGIO, SIGPWR, SIGSYS };
+	for (size_t i = 0; i < sizeof(more) / sizeof(more[0]); i++)
+		take_signal(more[i]);
+	for (int sig = SIGRTMIN; sig <= SIGRTMAX; sig++)
+		take_signal(sig);
 }
 
 /* SIG now has the shim's HANDLER, installed over SIG_DFL (preload/ctl.c too). */
@@ -415,6 +445,7 @@ __attribute__((constructor)) static void as_init(void)
 	as_ctl_start();
 	as_watchdog_start();
 	as_raw_start();
+	take_fatal_signals();
 }
 
 __attribute__((destructor)) static void as_fini(void)

@@ -133,6 +133,7 @@ struct as_tls {
 	int kick;             /* cancelled: leave it through libc */
 	int unwinding;        /* inside libunwind: its pipe2 is refused (preload/stack.c) */
 	char *own_stack;      /* where slow paths run (preload/stack.c), NULL = in place */
+	int ringless;         /* no memory for its ring: its waits are counted, not recorded */
 };
 extern __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
@@ -177,6 +178,9 @@ extern int as_live;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_shim_threads;        /* threads the shim itself runs */
 extern int as_main_exited;         /* the main thread called pthread_exit */
+/* threads that got no ring (no memory), and their loop waits: dropped
+ * events, said in the end record (preload/buffer.c) */
+extern uint64_t as_ringless_threads, as_ringless_events;
 extern int as_use_tsc AS_HIDDEN;
 extern uint64_t as_block_ticks AS_HIDDEN;   /* hot-path threshold, slightly under block_ms */
 

@@ -351,7 +351,7 @@ def assert_rejected(p, *words):
 @pytest.fixture(scope="module")
 def truncated(loop_trace, tmp_path_factory):
     path = tmp_path_factory.mktemp("bad") / "truncated.msgpack"
-    path.write_bytes(open(loop_trace, "rb").read()[:-5])
+    path.write_bytes(open(loop_trace, "rb").read()[:40])   # inside the header: nothing to read
     return str(path)
 
 

@@ -4,6 +4,7 @@
 #include "cli.h"
 #include "export.h"
 #include "progress.h"
+#include "outfile.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -58,27 +59,31 @@ int cmd_export(int argc, char **argv)
 		fprintf(stderr, "asyncshim export: format %s not available in this build\n", format);
 		return 2;
 	}
+	struct outfile of;
+	char err[512];
 	FILE *out = stdout;
-	if (output && !(out = fopen(output, "w"))) {
-		fprintf(stderr, "asyncshim export: cannot write %s\n", output);
-		return 2;
+	if (output) {
+		if (outfile_open(&of, output, err, sizeof(err)) != 0) {
+			fprintf(stderr, "asyncshim export: %s\n", err);
+			return 2;
+		}
+		out = of.f;
 	}
 	/* events go out while the trace is read: a progress line would tear them */
 	if (out == stdout && isatty(STDOUT_FILENO))
 		progress_quiet();
-	char err[512];
 	int rc = fn(out, argv + optind, argc - optind, err, sizeof(err));
-	if (rc == 0 && fflush(out) != 0) {
-		snprintf(err, sizeof(err), "write error");
+	if (!output && (ferror(out) || fflush(out) != 0) && rc == 0) {
+		snprintf(err, sizeof(err), "write error on standard output");
 		rc = -1;
 	}
-	if (out != stdout && fclose(out) != 0 && rc == 0) {
-		snprintf(err, sizeof(err), "write error on %s", output);
+	/* an error leaves PATH as it was: written aside, never removed */
+	char cerr[512];
+	if (output && outfile_close(&of, rc == 0, cerr, sizeof(cerr)) != 0 && rc == 0) {
+		snprintf(err, sizeof(err), "%s", cerr);
 		rc = -1;
 	}
 	if (rc != 0) {
-		if (output)
-			unlink(output);
 		fprintf(stderr, "asyncshim export: %s\n", err);
 		return 2;
 	}

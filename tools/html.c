@@ -8,6 +8,7 @@
  * size and speed for a thousand or a billion iterations.  Budgets are per
  * trace, so many loop threads do not multiply the page either. */
 #include "html.h"
+#include "outfile.h"
 #include "findings.h"
 #include "sites.h"
 #include "tasks.h"
@@ -832,22 +833,21 @@ int html_report(const char *path, struct trace *trs, int n, char *err, size_t er
 		snprintf(err, errlen, "this build's HTML template has no data mark");
 		return -1;
 	}
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		snprintf(err, errlen, "cannot write %s", path);
+	struct outfile of;
+	if (outfile_open(&of, path, err, errlen) != 0)
 		return -1;
-	}
+	FILE *f = of.f;
 	fwrite(page, 1, (size_t)(mark - page), f);
 	fputs("<script id=\"asyncshim-data\" type=\"application/json\">", f);
 	int rc = write_data(f, trs, n, err, errlen);
 	fputs("</script>", f);
 	mark += strlen(DATA_MARK);
 	fwrite(mark, 1, len - (size_t)(mark - page), f);
-	if (fclose(f) != 0 && rc == 0) {
-		snprintf(err, errlen, "write error on %s", path);
+	/* a full disk shows in ferror() or the close, never as a cut page */
+	char cerr[512];
+	if (outfile_close(&of, rc == 0, cerr, sizeof(cerr)) != 0 && rc == 0) {
+		snprintf(err, errlen, "%s", cerr);
 		rc = -1;
 	}
-	if (rc != 0)
-		remove(path);
 	return rc;
 }

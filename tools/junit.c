@@ -2,6 +2,7 @@
  * testcase per check, so CI dashboards (GitLab, Jenkins, GitHub test
  * reporters) list each failed check with its call sites and stacks. */
 #include "check.h"
+#include "outfile.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -111,11 +112,13 @@ static void suppressions(FILE *f, const struct as_sup *sup)
 
 int junit_write(const char *path, const struct check_result *r, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "w");
-	if (!f) {
-		snprintf(err, errlen, "cannot write JUnit file %s: %s", path, strerror(errno));
+	struct outfile of;
+	char cerr[512];
+	if (outfile_open(&of, path, cerr, sizeof(cerr)) != 0) {
+		snprintf(err, errlen, "JUnit file: %s", cerr);
 		return -1;
 	}
+	FILE *f = of.f;
 	int tests = 0, failures = 0;
 	for (int id = 0; id < CHECK_COUNT; id++) {
 		tests += r->enabled[id];
@@ -132,8 +135,8 @@ int junit_write(const char *path, const struct check_result *r, char *err, size_
 			testcase(f, r, (enum check_id)id);
 	suppressions(f, r->sup);
 	fputs("  </testsuite>\n</testsuites>\n", f);
-	if (ferror(f) | (fclose(f) != 0)) {
-		snprintf(err, errlen, "cannot write JUnit file %s", path);
+	if (outfile_close(&of, 1, cerr, sizeof(cerr)) != 0) {
+		snprintf(err, errlen, "JUnit file: %s", cerr);
 		return -1;
 	}
 	return 0;

@@ -27,7 +27,7 @@ static uint64_t trace_dropped(const struct trace *tr)
 	uint64_t n = 0;
 	for (size_t i = 0; i < tr->nthreads; i++)
 		n += tr->threads[i].dropped;
-	return n;
+	return n + tr->ringless_events;
 }
 
 static void json_lag(FILE *f, const struct hist *h)
@@ -93,8 +93,10 @@ static void json_trace(FILE *f, const struct trace *tr)
 	json_ms(f, tr->duration_ns);
 	fprintf(f, ",\"complete\":%s,\"end_reason\":", tr->complete ? "true" : "false");
 	json_str(f, tr->complete ? tr->end_reason : NULL);
-	fprintf(f, ",\"block_ms\":%" PRIu64 ",\"dropped_events\":%" PRIu64 ",\"threads\":[",
-		tr->block_ms, trace_dropped(tr));
+	fprintf(f, ",\"block_ms\":%" PRIu64 ",\"dropped_events\":%" PRIu64, tr->block_ms, trace_dropped(tr));
+	fprintf(f, ",\"ringless_threads\":%" PRIu64 ",\"lost_bytes\":%" PRIu64 ",\"lost_records\":%" PRIu64,
+		tr->ringless_threads, tr->lost_bytes, tr->lost_records);
+	fputs(",\"threads\":[", f);
 	for (size_t i = 0; i < tr->nthreads; i++) {
 		if (i)
 			fputc(',', f);
@@ -177,6 +179,12 @@ static void text_trace(FILE *f, const struct trace *tr)
 	spans_text(f, tr);
 	fprintf(f, "\ndropped events: %" PRIu64 "%s\n", trace_dropped(tr),
 		trace_dropped(tr) ? " (buffers were full: raise buffer_kb)" : "");
+	if (tr->ringless_threads)
+		fprintf(f, "threads without a buffer: %" PRIu64 " (no memory for one; their %" PRIu64
+			   " events are counted as dropped)\n", tr->ringless_threads, tr->ringless_events);
+	if (tr->lost_bytes)
+		fprintf(f, "lost writes: %" PRIu64 " records (%" PRIu64 " bytes) never reached the trace file "
+			   "(a write failed: disk full?)\n", tr->lost_records, tr->lost_bytes);
 }
 
 /* --list N: a count, 0 included */

@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -99,6 +100,20 @@ static int check_value(const msgpack_object *o, uint64_t index, char *err, size_
 	return 0;
 }
 
+/* A process killed in the middle of a write (or a copy cut short) ends
+ * with half a record: what precedes it is still the trace, so it is read,
+ * with one warning per file (some tools read a file twice). */
+static void warn_truncated(const char *path, uint64_t index, size_t part)
+{
+	static char *warned;
+	if (warned && !strcmp(warned, path))
+		return;
+	free(warned);
+	warned = strdup(path);
+	fprintf(stderr, "asyncshim: warning: %s: truncated after record #%llu (an unfinished last record of %zu bytes "
+		"ignored); reading what precedes it\n", path, (unsigned long long)index, part);
+}
+
 int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
 {
 	int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -141,7 +156,12 @@ int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size
 		}
 		/* CONTINUE: need more bytes */
 		if (eof) {
-			if (msgpack_unpacker_message_size(&up) > 0)
+			size_t part = msgpack_unpacker_message_size(&up);
+			if (part > 0 && index > 0) {
+				warn_truncated(path, index, part);
+				break;
+			}
+			if (part > 0)
 				snprintf(err, errlen, "truncated after record #%llu", (unsigned long long)index);
 			else if (index == 0)
 				snprintf(err, errlen, "empty file, not an asyncshim trace");
@@ -297,6 +317,10 @@ static int load_end(struct trace *tr, const msgpack_object *o)
 	if (d > tr->duration_ns)
 		tr->duration_ns = d;
 	mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	mp_u64(o, "lost_bytes", &tr->lost_bytes);
+	mp_u64(o, "lost_records", &tr->lost_records);
+	mp_u64(o, "ringless_threads", &tr->ringless_threads);
+	mp_u64(o, "ringless_events", &tr->ringless_events);
 	tr->complete = 1;
 	return 0;
 }

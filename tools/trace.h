@@ -53,6 +53,8 @@ struct trace {
 	uint64_t duration_ns;   /* from the end record, else the last event seen */
 	int complete;           /* an end record was seen */
 	char end_reason[32];
+	uint64_t lost_bytes, lost_records;   /* packed, never written (end record) */
+	uint64_t ringless_threads, ringless_events;   /* threads that got no ring */
 	struct thread_info *threads;
 	size_t nthreads, cap_threads;
 	struct blocking *blocks;    /* the longest tr->keep blocking calls, in the order recorded */
