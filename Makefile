@@ -100,7 +100,13 @@ deps-test:
 $(BUILD)/tests/uv_tasks: tests/progs/uv_tasks.c | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libuv) -o $@ $< $$(pkg-config --libs libuv) -lpthread -lm
+$(BUILD)/tests/uv_again: tests/progs/uv_again.c | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libuv) -o $@ $< $$(pkg-config --libs libuv) -lpthread -lm
 $(BUILD)/tests/event_slow: tests/progs/event_slow.c | deps-test
+	@mkdir -p $(dir $@)
+	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libevent) -o $@ $< $$(pkg-config --libs libevent) -lpthread -lm
+$(BUILD)/tests/event_finalize: tests/progs/event_finalize.c | deps-test
 	@mkdir -p $(dir $@)
 	$(CC) $(TASK_PROG_CFLAGS) $$(pkg-config --cflags libevent) -o $@ $< $$(pkg-config --libs libevent) -lpthread -lm
 $(BUILD)/bench/tasks: bench/tasks.c | deps-test

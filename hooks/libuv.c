@@ -63,10 +63,13 @@ static void *handle_callback(void *h, int slot)
 	return w ? CMM_LOAD_SHARED(w->cb[slot]) : NULL;
 }
 
-/* Register cb for handle h; returns the callback to give libuv. */
+/* Register cb for handle h; returns the callback to give libuv.  libuv
+ * restarts handles with the callback it holds (uv_timer_again calls
+ * uv_timer_start with it), which is already our trampoline: the program's
+ * callback stays as it was, else the trampoline would call itself. */
 static void *wrap_handle(void *h, int slot, void *cb, void *tramp)
 {
-	if (!cb || !CMM_LOAD_SHARED(is_libuv))
+	if (!cb || cb == tramp || !CMM_LOAD_SHARED(is_libuv))
 		return cb;
 	struct as_wrap *w = as_wrap_add(h, AS_WRAP_UV_HANDLE);
 	if (!w)

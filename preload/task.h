@@ -138,7 +138,7 @@ struct as_wrap {
 	int cls;
 	int ended;                  /* uv work: the task's end is recorded */
 	void *cb[2];                /* the program's callbacks */
-	void *arg;                  /* libevent: the program's argument */
+	void *arg;                  /* libevent once-callbacks: the program's argument */
 	struct as_task task;        /* uv work: the task */
 	struct cds_lfs_node free_node;
 };
