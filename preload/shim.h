@@ -18,6 +18,7 @@
 #include <urcu/arch.h>
 
 #include "record.h"
+#include "offcpu.h"
 
 /* ThreadSanitizer cannot know that liburcu's volatile shared accesses are a
  * memory-ordering protocol (x86 keeps them ordered).  In the TSan build
@@ -80,6 +81,7 @@ struct as_thread {
 	/* stall sampling (preload/watchdog.c) */
 	int sample_pending;            /* a sample signal is on its way to it */
 	uint64_t wd_iter, wd_next;     /* watchdog-private */
+	struct as_offcpu off;          /* what the watchdog found it waiting in (offcpu.h) */
 
 	uint64_t head __attribute__((aligned(64)));  /* published by producer */
 	uint64_t tail __attribute__((aligned(64)));  /* published by collector */
@@ -494,6 +496,7 @@ void as_stack_init(void);
 struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);
+void as_watchdog_finish(void);
 int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
