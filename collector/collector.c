@@ -531,6 +531,8 @@ static void drain_thread(struct as_thread *t)
 		}
 	}
 drained:
+	if (drain_final)        /* waits of the iteration the process ends in */
+		as_offcpu_take(&pk, t, NULL, UINT64_MAX);
 	t->c_drained = head;
 	if (!as_shm_prefix[0])
 		publish_tail(t);

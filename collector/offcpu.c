@@ -112,6 +112,8 @@ void as_offcpu_take(msgpack_packer *pk, struct as_thread *t, const struct as_rec
 			o->c_run_ns = e->run_ns;
 			o->c_runq_ns = e->runq_ns;
 			o->c_window_ns = e->window_ns;
+			o->c_runnable = e->runnable;
+			o->c_asleep = e->asleep;
 		}
 		cmm_smp_mb();
 		CMM_STORE_SHARED(o->tail, o->tail + 1);
@@ -126,9 +128,15 @@ void as_offcpu_pack_cause(msgpack_packer *pk, struct as_thread *t, uint64_t star
 	const char *cause = sampled ? "cpu" : "unknown";
 	int known = o->c_sched_iter == start && o->c_window_ns;
 	if (known) {
+		/* The kernel adds a runqueue wait to runq_ns only once the thread
+		 * runs again, so a thread waiting for a CPU at the last reading
+		 * looks off CPU by the figures alone: the looks' states decide
+		 * between runnable and asleep, the figures between running and
+		 * waiting for a CPU. */
 		uint64_t run = o->c_run_ns, runq = o->c_runq_ns, w = o->c_window_ns;
 		uint64_t off = w > run + runq ? w - run - runq : 0;
-		cause = runq > run && runq >= off ? "preempted" : off > run && off > runq ? "off_cpu" : "cpu";
+		int asleep = o->c_runnable + o->c_asleep ? o->c_asleep > o->c_runnable : off > run + runq;
+		cause = asleep ? "off_cpu" : runq > run ? "preempted" : "cpu";
 	}
 	pack_str(pk, "cause");
 	pack_str(pk, cause);

@@ -251,6 +251,8 @@ static unsigned stack_at(uint64_t sp, uint64_t pc, uint64_t *pcs, unsigned max)
 	return n;
 }
 
+static void end_wait(struct as_thread *t, uint64_t now);
+
 static int in_shim(const uint64_t *pcs, unsigned n)
 {
 	for (unsigned i = 0; i < n && i < 6; i++)
@@ -359,6 +361,11 @@ static void queue(struct as_thread *t, const struct as_off_event *e)
 	CMM_STORE_SHARED(o->head, head + 1);
 }
 
+void as_offcpu_end_wait(struct as_thread *t, uint64_t now)
+{
+	end_wait(t, now);
+}
+
 static void end_wait(struct as_thread *t, uint64_t now)
 {
 	struct as_offcpu *o = &t->off;
@@ -420,10 +427,13 @@ void as_offcpu_done(struct as_thread *t, uint64_t now)
 		e.run_ns = o->run1 - o->run0;
 		e.runq_ns = o->runq1 - o->runq0;
 		e.window_ns = o->mono1 - o->mono0;
+		e.runnable = o->looks_runnable;
+		e.asleep = o->looks_asleep;
 		queue(t, &e);
 	}
 	o->iter = 0;
 	o->have_base = 0;
+	o->looks_runnable = o->looks_asleep = 0;
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(o->open, 0);
 }
@@ -447,6 +457,10 @@ int as_offcpu_look(struct as_thread *t, uint64_t start, uint64_t now, int sig)
 	if (read_proc(t->tid, "status", buf, sizeof(buf)) == 0) {
 		const char *state = strstr(buf, "\nState:\t"), *blk = strstr(buf, "\nSigBlk:\t");
 		struct syscall_now s;
+		if (state && state[8] == 'R')
+			o->looks_runnable++;
+		else if (state)
+			o->looks_asleep++;
 		if (state && state[8] == 'R') {
 			end_wait(t, now);
 			running = blk && sig && !(strtoull(blk + 9, NULL, 16) & (1ull << (sig - 1)));

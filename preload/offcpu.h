@@ -22,6 +22,7 @@ struct as_off_event {
 	uint64_t iter;                  /* ticks: start of the iteration it belongs to */
 	uint64_t ts, dur;               /* WAIT: ticks */
 	uint64_t run_ns, runq_ns, window_ns;   /* SCHED: over the watched window */
+	uint32_t runnable, asleep;      /* SCHED: looks that found it runnable, asleep */
 	int32_t kind;
 	int32_t nr;                     /* WAIT: the syscall */
 	int32_t fd;                     /* WAIT: its first argument when an fd, else -1 */
@@ -35,6 +36,7 @@ struct as_offcpu {
 	uint64_t iter;                  /* the iteration being watched, 0 = none */
 	uint64_t prev_look;             /* ticks of the look before this one */
 	int have_base, in_wait, hooked;
+	uint32_t looks_runnable, looks_asleep;  /* what state the looks found it in */
 	uint64_t run0, runq0, mono0, run1, runq1, mono1;
 	long nr;
 	uint64_t sp, pc, arg0;
@@ -46,6 +48,7 @@ struct as_offcpu {
 	struct as_off_event q[AS_OFF_QUEUE];
 	/* collector-private */
 	uint64_t c_sched_iter, c_run_ns, c_runq_ns, c_window_ns;
+	uint32_t c_runnable, c_asleep;
 	uint64_t c_hold_iter, c_hold_since;
 };
 
@@ -55,6 +58,7 @@ struct as_thread;
 int as_offcpu_look(struct as_thread *t, uint64_t start, uint64_t now, int sig);
 /* ... and T's iteration is over (its iter_start no longer START) */
 void as_offcpu_done(struct as_thread *t, uint64_t now);
+void as_offcpu_end_wait(struct as_thread *t, uint64_t now);
 void as_offcpu_init(void);
 void as_offcpu_forget(struct as_thread *t);
 /* syscall names (the x86-64 numbers), "syscall_N" for the rest */

@@ -397,6 +397,8 @@ void as_watchdog_finish(void)
 	cds_list_for_each_entry_rcu(t, &as_threads, node)
 		if (t->off.iter && CMM_LOAD_SHARED(t->iter_start) != t->off.iter)
 			as_offcpu_done(t, now);
+		else if (t->off.iter)
+			as_offcpu_end_wait(t, now);     /* a wait in the iteration the process ends in */
 	rcu_read_unlock();
 	pthread_mutex_unlock(&look_lock);
 }
