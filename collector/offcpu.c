@@ -132,11 +132,14 @@ void as_offcpu_pack_cause(msgpack_packer *pk, struct as_thread *t, uint64_t star
 		 * runs again, so a thread waiting for a CPU at the last reading
 		 * looks off CPU by the figures alone: the looks' states decide
 		 * between runnable and asleep, the figures between running and
-		 * waiting for a CPU. */
+		 * waiting for a CPU.  Preempted means it waited for a CPU at
+		 * least twice as long as it ran: on a merely busy machine a
+		 * loop that burns CPU still gets a share and stays "cpu", with
+		 * its samples. */
 		uint64_t run = o->c_run_ns, runq = o->c_runq_ns, w = o->c_window_ns;
 		uint64_t off = w > run + runq ? w - run - runq : 0;
 		int asleep = o->c_runnable + o->c_asleep ? o->c_asleep > o->c_runnable : off > run + runq;
-		cause = asleep ? "off_cpu" : runq > run ? "preempted" : "cpu";
+		cause = asleep ? "off_cpu" : runq > 2 * run ? "preempted" : "cpu";
 	}
 	pack_str(pk, "cause");
 	pack_str(pk, cause);

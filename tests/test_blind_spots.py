@@ -119,7 +119,7 @@ def test_preempted_spin_is_preempted_and_blames_no_frame(tmp_path):
     assert len(tr["stalls"]) == 2, tr["stalls"]
     for s in tr["stalls"]:
         assert s["cause"] == "preempted", s
-        assert s["runqueue_ms"] > s["cpu_ms"], s
+        assert s["runqueue_ms"] > 2 * s["cpu_ms"], s
         assert s["stack"] == [], s          # where it happened to be is not the cause
     assert not tr["stall_sites"], tr["stall_sites"]
     text = subprocess.run([TOOL, "report", path[0]], capture_output=True, text=True).stdout
