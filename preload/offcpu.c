@@ -71,7 +71,8 @@ static int read_word(uint64_t addr, uint64_t *val)
 	if (p->addr != base) {
 		struct iovec local = { p->b, 4096 }, remote = { (void *)base, 4096 };
 		p->addr = base;
-		p->ok = process_vm_readv(as_pid, &local, 1, &remote, 1, 0) == 4096;
+		/* by our own tid: the main thread may have exited (pthread_exit) */
+		p->ok = process_vm_readv(as_gettid(), &local, 1, &remote, 1, 0) == 4096;
 	}
 	if (!p->ok)
 		return -1;
