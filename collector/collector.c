@@ -415,9 +415,14 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 
 static void pack_block(struct as_thread *t, const struct as_record *r)
 {
-	msgpack_pack_map(&pk, 11);
+	int nested = AS_CALL_IS_NESTED(r->call);
+	msgpack_pack_map(&pk, nested ? 12 : 11);
 	pack_kv_str("type", "block");
 	pack_kv_str("seen_by", "hook");
+	if (nested) {
+		pack_str("nested");
+		msgpack_pack_true(&pk);
+	}
 	pack_kv_i64("tid", t->tid);
 	pack_kv_str("call", r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
 	pack_str("fd");

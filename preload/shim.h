@@ -112,6 +112,7 @@ struct as_tls {
 	int busy;          /* inside shim code that must not re-enter hooks */
 	int internal;      /* a shim thread, or a thread that is exiting */
 	int family;        /* hooks/wait.c: the wait family that made it a loop */
+	int loop_fd;       /* hooks/wait.c: the loop's own epoll fd + 1, 0 = none yet */
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
 	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */

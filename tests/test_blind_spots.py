@@ -168,3 +168,25 @@ def test_trace_keys(tmp_path):
     recs = records(one_trace(tmp_path))
     blocks = [r for r in recs if r.get("type") == "block"]
     assert blocks and all(r["seen_by"] == "watchdog" for r in blocks)
+
+
+# ---- nested loops ----
+
+def test_a_second_epoll_set_inside_a_handler_is_a_nested_blocking_call(tmp_path):
+    p = run_shim([prog("nested_loop"), "2", "3", "100"], tmp_path)
+    assert "OK" in p.stdout
+    tr = report(one_trace(tmp_path))["traces"][0]
+    loop = [t for t in tr["threads"] if t["loop"]]
+    assert len(loop) == 1
+    # the outer loop's iterations only: 3 outer waits end 2 iterations
+    assert loop[0]["iterations"] == 2, loop
+    nested = [b for b in tr["blocking"] if b["nested"]]
+    assert len(nested) == 6, tr["blocking"]
+    for b in nested:
+        assert b["call"] == "epoll_wait" and b["seen_by"] == "hook"
+        assert b["fd_kind"] == "other"
+        assert close_enough(b["duration_ms"], 100, 10), b
+        assert "inner_loop" in functions(b)
+    assert not [b for b in tr["blocking"] if not b["nested"]], tr["blocking"]
+    # each outer iteration is explained by its nested waits: no stall
+    assert not tr["stalls"], tr["stalls"]
