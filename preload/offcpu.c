@@ -453,6 +453,19 @@ int as_offcpu_look(struct as_thread *t, uint64_t start, uint64_t now, int sig)
 			return 0;
 		}
 	}
+	uint64_t run, runq;
+	/* the state last: a sample signal follows it at once */
+	if (sched_now(t->tid, &run, &runq) == 0) {
+		if (!o->have_base) {
+			o->run0 = run;
+			o->runq0 = runq;
+			o->mono0 = as_mono_ns();
+			o->have_base = 1;
+		}
+		o->run1 = run;
+		o->runq1 = runq;
+		o->mono1 = as_mono_ns();
+	}
 	char buf[4096];
 	int running = 0;
 	if (read_proc(t->tid, "status", buf, sizeof(buf)) == 0) {
@@ -473,18 +486,6 @@ int as_offcpu_look(struct as_thread *t, uint64_t start, uint64_t now, int sig)
 		} else {
 			end_wait(t, now);
 		}
-	}
-	uint64_t run, runq;
-	if (sched_now(t->tid, &run, &runq) == 0) {
-		if (!o->have_base) {
-			o->run0 = run;
-			o->runq0 = runq;
-			o->mono0 = as_mono_ns();
-			o->have_base = 1;
-		}
-		o->run1 = run;
-		o->runq1 = runq;
-		o->mono1 = as_mono_ns();
 	}
 	o->prev_look = now;
 	return running;
