@@ -190,3 +190,51 @@ def test_a_second_epoll_set_inside_a_handler_is_a_nested_blocking_call(tmp_path)
     assert not [b for b in tr["blocking"] if not b["nested"]], tr["blocking"]
     # each outer iteration is explained by its nested waits: no stall
     assert not tr["stalls"], tr["stalls"]
+
+
+# ---- memcached -vv with stderr to a slow pipe (the first case) ----
+
+@pytest.mark.skipif(not os.path.exists("/usr/bin/memcached"), reason="memcached not installed")
+def test_memcached_verbose_to_a_slow_pipe(tmp_path):
+    import signal
+    import socket
+    import threading
+    from conftest import free_port
+    port = free_port()
+    p = subprocess.Popen(["/usr/bin/memcached", "-vv", "-u", "root", "-p", str(port), "-U", "0", "-t", "1",
+                          "-l", "127.0.0.1"], cwd=tmp_path, env=shim_env(), stdout=subprocess.DEVNULL,
+                         stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            try:
+                s = socket.create_connection(("127.0.0.1", port))
+                break
+            except OSError:
+                time.sleep(0.05)
+        started = []
+
+        def slow_reader():          # reads nothing for 0.5 s, then everything
+            time.sleep(0.5)
+            started.append(time.monotonic())
+            while p.stderr.read1(65536):
+                pass
+        threading.Thread(target=slow_reader, daemon=True).start()
+        t0 = time.monotonic()
+        s.sendall(b"get somekey\r\n" * 4000)     # -vv logs each: more than the pipe holds
+        got = b""
+        while got.count(b"END\r\n") < 4000:
+            got += s.recv(65536)
+        s.close()
+    finally:
+        p.send_signal(signal.SIGTERM)
+        p.wait(timeout=20)
+    tr = report(one_trace(tmp_path))["traces"][0]
+    writes = [b for b in tr["blocking"] if b["seen_by"] == "watchdog" and b["call"] == "write"]
+    assert writes, tr["blocking"]
+    longest = max(writes, key=lambda b: b["duration_ms"])
+    assert longest["fd"] == 2 and longest["fd_kind"] == "pipe"
+    truth = (started[0] - t0) * 1000
+    assert close_enough(sum(b["duration_ms"] for b in writes), truth, 10), (writes, truth)
+    assert "__fprintf_chk" in functions(longest) or "fprintf" in functions(longest), functions(longest)
+    assert any("memcached" in f["module"] for f in longest["stack"])
+    assert not [s for s in tr["stalls"] if s["duration_ms"] > 100], tr["stalls"]
