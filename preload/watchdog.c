@@ -1,6 +1,10 @@
 /* watchdog.c — stall sampling: a shim thread that takes the stack of a loop
  * thread while the loop is stuck in one iteration.
  *
+ * From half stall_ms into an iteration each look also reads, without
+ * touching the thread, its state, its scheduler figures and the syscall it
+ * sleeps in (preload/offcpu.c): waits no hook timed and the stall's cause.
+ *
  * A loop thread whose current iteration (iter_start != 0, i.e. not in its
  * wait) is older than stall_ms gets a realtime signal; the handler unwinds
  * the interrupted stack into the thread's own ring (as_reserve_stack) as a
