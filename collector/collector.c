@@ -605,8 +605,14 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 
 static void pack_block(struct as_thread *t, const struct as_record *r)
 {
-	msgpack_pack_map(&pk, 10);
+	int nested = AS_CALL_IS_NESTED(r->call);
+	msgpack_pack_map(&pk, nested ? 12 : 11);
 	pack_kv_str("type", "block");
+	pack_kv_str("seen_by", "hook");
+	if (nested) {
+		pack_str("nested");
+		msgpack_pack_true(&pk);
+	}
 	pack_kv_i64("tid", t->tid);
 	pack_kv_str("call", r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
 	pack_str("fd");
@@ -668,6 +674,8 @@ static void publish_tail(struct as_thread *t)
 	CMM_STORE_SHARED(t->tail, t->c_drained);
 }
 
+static int drain_final;   /* the last drain: wait for no watchdog finding */
+
 static void drain_thread(struct as_thread *t)
 {
 	uint64_t head = CMM_LOAD_SHARED(t->head);
@@ -675,6 +683,7 @@ static void drain_thread(struct as_thread *t)
 	/* a drain not yet followed by finish_drain has taken up to c_drained */
 	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail;
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
+	head = as_offcpu_limit(t, tail, head, drain_final);   /* the watchdog's findings first */
 
 	if (!t->c_announced) {
 		pack_thread(t, 0);
@@ -687,8 +696,10 @@ static void drain_thread(struct as_thread *t)
 	/* Only iterations, none a stall (so none with a flight trigger): the
 	 * per-record pass below would only reset the stall state after each. */
 	if (!c.others && dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
-		if (c.iters)
+		if (c.iters) {
 			as_stall_reset(t);
+			as_offcpu_take(&pk, t, NULL, t->ring[(head - 1) & (t->cap - 1)].ts);
+		}
 		goto drained;
 	}
 	as_tasks_drain(&pk, t, tail, head);
@@ -714,6 +725,7 @@ static void drain_thread(struct as_thread *t)
 		case AS_REC_ITER:
 			if (as_cfg.flight)
 				flight_note_iter(t, r);
+			as_offcpu_take(&pk, t, r, 0);
 			as_stall_iter(&pk, t, r);
 			break;
 		case AS_REC_SPAN_BEGIN:
@@ -728,6 +740,8 @@ static void drain_thread(struct as_thread *t)
 		}
 	}
 drained:
+	if (drain_final)        /* waits of the iteration the process ends in */
+		as_offcpu_take(&pk, t, NULL, UINT64_MAX);
 	t->c_drained = head;
 	if (!as_shm_prefix[0])
 		publish_tail(t);
@@ -751,6 +765,7 @@ static void drain_all(int final)
 {
 	struct as_thread *t;
 
+	drain_final = final || as_recovering;
 	if (!as_recovering) {
 		clock_refine();
 		as_modules_pack_new(&pk);
@@ -997,6 +1012,7 @@ static void collect_final(const char *reason)
 	as_collector_lock();
 	CMM_STORE_SHARED(as_active, 0);
 	CMM_STORE_SHARED(as_live, 0);
+	as_watchdog_finish();   /* its findings of iterations that just ended */
 	drain_all(1);
 	if (!as_cfg.flight) {
 		if (!as_recovering)

@@ -175,6 +175,13 @@ uint32_t as_stack_of(msgpack_packer *pk, struct as_thread *t, uint64_t i)
 	return id;
 }
 
+uint32_t as_stack_intern(msgpack_packer *pk, const uint64_t *pcs, uint32_t n)
+{
+	uint32_t id = intern(pcs, n);
+	pack_stack(pk, id);
+	return id;
+}
+
 size_t as_stack_ips(uint32_t id, uint64_t *ips, size_t max)
 {
 	if (id <= id_base || id > id_base + nstacks)
@@ -222,9 +229,10 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 	uint32_t kept = mine ? t->c_nsamples : 0;
 	for (uint32_t j = 0; j < kept; j++)
 		pack_stack(pk, t->c_samples[j]);
-	msgpack_pack_map(pk, 11);
+	msgpack_pack_map(pk, 15);
 	pack_str(pk, "type");
 	pack_str(pk, "stall");
+	as_offcpu_pack_cause(pk, t, start, mine ? t->c_sampled : 0);  /* 4 keys */
 	as_spans_pack_stall_attr(pk, t, start);    /* "span", "request" */
 	pack_str(pk, "tid");
 	msgpack_pack_int64(pk, t->tid);

@@ -34,4 +34,12 @@ void as_stall_sample(struct as_thread *t, const struct as_record *r, uint64_t i)
 void as_stall_iter(msgpack_packer *pk, struct as_thread *t, const struct as_record *r);
 void as_stall_reset(struct as_thread *t);
 
+/* The interned id of a stack given as addresses (written when first used). */
+uint32_t as_stack_intern(msgpack_packer *pk, const uint64_t *pcs, uint32_t n);
+
+/* The watchdog's findings (collector/offcpu.c, preload/offcpu.h). */
+uint64_t as_offcpu_limit(struct as_thread *t, uint64_t tail, uint64_t head, int final);
+void as_offcpu_take(msgpack_packer *pk, struct as_thread *t, const struct as_record *iter, uint64_t upto);
+void as_offcpu_pack_cause(msgpack_packer *pk, struct as_thread *t, uint64_t start, uint32_t sampled);
+
 #endif

@@ -165,6 +165,8 @@ AS_EXPORT int close(int fd)
 {
 	AS_RESOLVE(close);
 	as_fd_forget(fd);
+	if (AS_UNLIKELY(as_me()->loop_fd == fd + 1))
+		as_me()->loop_fd = 0;   /* its loop's epoll fd: the next one it waits on is its own */
 	return real_close(fd);
 }
 

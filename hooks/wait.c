@@ -38,6 +38,21 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 	return as_thread_self();
 }
 
+/* A wait on an epoll fd other than the loop's own (the first one the
+ * thread waited on) is a nested loop inside an iteration: timed like any
+ * call, and the iteration goes on around it (Node's execSync is one). */
+static inline AS_HOT int nested_wait(int epfd)
+{
+	struct as_tls *me = as_me();
+	if (AS_LIKELY(me->loop_fd == epfd + 1))
+		return 0;
+	if (!me->loop_fd) {
+		me->loop_fd = epfd + 1;
+		return 0;
+	}
+	return 1;
+}
+
 /* The wait call itself, bracketed; errno of the real call is untouched
  * because nothing after it calls into libc (as_watchdog_wake keeps it). */
 #define AS_WAIT_BODY(fam, waits, type, call, fd, expr, made)              \
@@ -50,6 +65,8 @@ static inline AS_HOT struct as_thread *loop_wait(int fam, int waits)
 				AS_TIMED_CALL(type, call, fd, expr);      \
 			return expr;                                      \
 		}                                                         \
+		if (fam == FAMILY_EPOLL && AS_UNLIKELY(nested_wait(fd)))  \
+			AS_TIMED_BODY(type, (call) - AS_CALL_EPOLL_WAIT + AS_CALL_NESTED_EPOLL_WAIT, fd, 0, expr, made); \
 		as_wait_begin(t_);                                        \
 		type r_ = made;                                           \
 		as_wait_end(t_);                                          \

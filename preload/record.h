@@ -58,6 +58,9 @@ enum as_call {
 	AS_CALL_OPEN, AS_CALL_OPENAT, AS_CALL_FSYNC, AS_CALL_FDATASYNC,
 	/* name resolution */
 	AS_CALL_GETADDRINFO,
+	/* a loop's wait on another epoll fd during an iteration: a nested loop
+	 * (hooks/wait.c), named like the wait, written with "nested": true */
+	AS_CALL_NESTED_EPOLL_WAIT, AS_CALL_NESTED_EPOLL_PWAIT, AS_CALL_NESTED_EPOLL_PWAIT2,
 	AS_CALL_COUNT
 };
 
@@ -71,7 +74,10 @@ static const char *const as_call_names[AS_CALL_COUNT] = {
 	"connect", "accept", "accept4",
 	"open", "openat", "fsync", "fdatasync",
 	"getaddrinfo",
+	"epoll_wait", "epoll_pwait", "epoll_pwait2",
 };
+
+#define AS_CALL_IS_NESTED(c) ((c) >= AS_CALL_NESTED_EPOLL_WAIT && (c) <= AS_CALL_NESTED_EPOLL_PWAIT2)
 
 /* What an fd was when a blocking call on it was recorded. */
 enum as_fd_kind { AS_FD_NONE = 0, AS_FD_FILE, AS_FD_PIPE, AS_FD_SOCKET, AS_FD_TTY, AS_FD_OTHER };

@@ -18,6 +18,7 @@
 #include <urcu/arch.h>
 
 #include "record.h"
+#include "offcpu.h"
 
 /* ThreadSanitizer cannot know that liburcu's volatile shared accesses are a
  * memory-ordering protocol (x86 keeps them ordered).  In the TSan build
@@ -93,6 +94,7 @@ struct as_thread {
 	/* stall sampling (preload/watchdog.c) */
 	int sample_pending;            /* a sample signal is on its way to it */
 	uint64_t wd_iter, wd_next;     /* watchdog-private */
+	struct as_offcpu off;          /* what the watchdog found it waiting in (offcpu.h) */
 
 	uint64_t head __attribute__((aligned(64)));  /* published by producer */
 	uint64_t tail __attribute__((aligned(64)));  /* published by collector */
@@ -122,6 +124,7 @@ struct as_tls {
 	int busy;          /* inside shim code that must not re-enter hooks */
 	int internal;      /* a shim thread, or a thread that is exiting */
 	int family;        /* hooks/wait.c: the wait family that made it a loop */
+	int loop_fd;       /* hooks/wait.c: the loop's own epoll fd + 1, 0 = none yet */
 	unsigned poll_waits;  /* hooks/wait.c: poll-family waits so far */
 	unsigned sampled;     /* stall-sample signals received (preload/watchdog.c) */
 	uint64_t calls;       /* calls timed on this loop thread (the shim's own cost) */
@@ -521,6 +524,7 @@ void as_own_stack_unmap(void);
 void as_on_own_stack(void (*fn)(void *), void *arg);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);
+void as_watchdog_finish(void);
 int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);

@@ -1,6 +1,10 @@
 /* watchdog.c — stall sampling: a shim thread that takes the stack of a loop
  * thread while the loop is stuck in one iteration.
  *
+ * From half stall_ms into an iteration each look also reads, without
+ * touching the thread, its state, its scheduler figures and the syscall it
+ * sleeps in (preload/offcpu.c): waits no hook timed and the stall's cause.
+ *
  * A loop thread whose current iteration (iter_start != 0, i.e. not in its
  * wait) is older than stall_ms gets a realtime signal; the handler unwinds
  * the interrupted stack into the thread's own ring (as_reserve_stack) as a
@@ -306,26 +310,6 @@ int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *
 
 /* ---- the watchdog thread ---- */
 
-/* Running, and not blocking our signal: /proc/self/task/TID/status. */
-static int can_sample(pid_t tid)
-{
-	char path[64], buf[4096];
-	snprintf(path, sizeof(path), "/proc/self/task/%d/status", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	const char *state = strstr(buf, "\nState:\t"), *blk = strstr(buf, "\nSigBlk:\t");
-	if (!state || state[8] != 'R' || !blk)
-		return 0;
-	unsigned long long mask = strtoull(blk + 9, NULL, 16);
-	return !(mask & (1ull << (sample_sig - 1)));
-}
-
 static int send_signal(pid_t tid, const char *what)
 {
 	siginfo_t si;
@@ -340,7 +324,7 @@ static int send_signal(pid_t tid, const char *what)
 
 static void sample(struct as_thread *t)
 {
-	if (CMM_LOAD_SHARED(t->sample_pending) || !can_sample(t->tid))
+	if (CMM_LOAD_SHARED(t->sample_pending))
 		return;
 	CMM_STORE_SHARED(t->sample_pending, 1);
 	if (send_signal(t->tid, &cookie) != 0)
@@ -373,32 +357,69 @@ void as_kick(struct as_thread *t)
  * any loop is inside an iteration; *next gets the earliest time (ticks) one
  * of them is due, *done a sum that moves whenever a loop finishes an
  * iteration (its record is pushed or dropped). */
+/* Held by a look (scan) and by as_watchdog_finish. */
+static pthread_mutex_t look_lock = PTHREAD_MUTEX_INITIALIZER;
+
 static int scan(uint64_t now, uint64_t stall, uint64_t *next, uint64_t *done)
 {
 	struct as_thread *t;
 	int busy = 0;
+	pthread_mutex_lock(&look_lock);
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node) {
 		if (!CMM_LOAD_SHARED(t->is_loop) || CMM_LOAD_SHARED(t->dead))
 			continue;
 		*done += CMM_LOAD_SHARED(t->head) + CMM_LOAD_SHARED(t->dropped);
 		uint64_t start = CMM_LOAD_SHARED(t->iter_start);
+		if (start != t->off.iter)
+			as_offcpu_done(t, now);         /* the iteration it watched is over */
 		if (!start)
 			continue;
 		busy = 1;
 		if (start != t->wd_iter) {
 			t->wd_iter = start;
-			t->wd_next = start + stall;
+			t->wd_next = start + stall / 2;
 		}
 		if (now >= t->wd_next) {
-			sample(t);
-			t->wd_next = now + stall;
+			/* from half stall_ms: what it runs or waits in, its
+			 * scheduler figures; from stall_ms: a sample if it runs */
+			int runs = as_offcpu_look(t, start, now, sample_sig);
+			if (runs && now - start >= stall)
+				sample(t);
+			t->wd_next = now - start < stall ? start + stall : now + stall;
 		}
 		if (t->wd_next < *next)
 			*next = t->wd_next;
 	}
 	rcu_read_unlock();
+	pthread_mutex_unlock(&look_lock);
 	return busy;
+}
+
+/* The final flush: the watchdog will not look again, so what it found in
+ * iterations that ended since its last look is queued now.  Bounded: a
+ * watchdog stuck in a look is not waited for. */
+void as_watchdog_finish(void)
+{
+	struct timespec until;
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_nsec += 200000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	if (!running || pthread_mutex_timedlock(&look_lock, &until) != 0)
+		return;
+	struct as_thread *t;
+	uint64_t now = as_now();
+	rcu_read_lock();
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
+		if (t->off.iter && CMM_LOAD_SHARED(t->iter_start) != t->off.iter)
+			as_offcpu_done(t, now);
+		else if (t->off.iter)
+			as_offcpu_end_wait(t, now);     /* a wait in the iteration the process ends in */
+	rcu_read_unlock();
+	pthread_mutex_unlock(&look_lock);
 }
 
 static int any_iteration(void)
@@ -538,6 +559,7 @@ void as_watchdog_start(void)
 	}
 	if (!as_cfg.stacks)
 		return;
+	as_offcpu_init();
 	if (start_thread() != 0) {
 		as_warn("asyncshim: cannot start the stall watchdog; stalls will have no stacks");
 		return;
@@ -550,6 +572,10 @@ void as_watchdog_start(void)
 void as_watchdog_after_fork_child(void)
 {
 	as_wd_parked = 0;
+	pthread_mutex_init(&look_lock, NULL);   /* the parent's watchdog may have held it */
+	struct as_thread *t;
+	cds_list_for_each_entry(t, &as_threads, node)
+		as_offcpu_forget(t);    /* the parent's watchdog's, half done */
 	if (!running || !CMM_LOAD_SHARED(as_live))
 		return;
 	if (start_thread() != 0)

@@ -125,6 +125,7 @@ static int collect(struct trace *trs, size_t ntr, struct as_sup *sup, struct fin
 			f->dur_ns = b->dur_ns;
 			f->fd = b->fd;
 			f->fd_kind = b->fd_kind;
+			f->how = !strcmp(b->seen_by, "watchdog") ? ", found waiting in the kernel (no hook timed it)" : "";
 			site_stack(&trs[i], b->stack, &f->stack);
 			see_finding(f, sup, r, NULL, 0);
 		}
@@ -138,6 +139,9 @@ static int collect(struct trace *trs, size_t ntr, struct as_sup *sup, struct fin
 			f->dur_ns = st->dur_ns;
 			f->fd = -1;
 			f->fd_kind = "";
+			f->how = !strcmp(st->cause, "preempted") ? ", preempted: waiting for a CPU another process had"
+				 : !strcmp(st->cause, "off_cpu") ? ", off CPU: short waits no blocking call explains"
+				 : !strcmp(st->cause, "cpu") ? ", running on a CPU" : "";
 			site_stack(&trs[i], st->nsamples ? st->samples[0] : 0, &f->stack);
 			see_finding(f, sup, r, st->samples, st->nsamples);
 		}
@@ -263,9 +267,9 @@ void group_line(const struct group *g, char *buf, size_t len)
 		snprintf(dur, sizeof(dur), "%.1f ms max, %.1f ms in total", ms(f->dur_ns), ms(g->total_ns));
 	if (f->fd >= 0)
 		snprintf(fd, sizeof(fd), ", fd %d%s%s", f->fd, f->fd_kind[0] ? " " : "", f->fd_kind);
-	snprintf(buf, len, "%s %s, thread %s (tid %" PRId64 ", pid %" PRId64 ")%s, %" PRIu64 " time%s",
+	snprintf(buf, len, "%s %s, thread %s (tid %" PRId64 ", pid %" PRId64 ")%s%s, %" PRIu64 " time%s",
 		 f->call ? f->call : "stall", dur, thread_name_of(f->tr, f->tid), f->tid, f->tr->pid, fd,
-		 g->count, g->count == 1 ? "" : "s");
+		 f->how ? f->how : "", g->count, g->count == 1 ? "" : "s");
 }
 
 static void print_groups(const struct check_result *r, enum check_id id)

@@ -19,6 +19,7 @@ struct finding {
 	uint64_t t_ns, dur_ns;
 	int fd;                      /* -1 = none */
 	const char *fd_kind;         /* "" = none */
+	const char *how;             /* "" or how it was seen / what the stall was */
 	struct site_stack stack;
 	char site[768];              /* site_label(); "" without a stack */
 	struct as_sup_rule *suppressed_by;

@@ -213,7 +213,7 @@ static int tl_init(struct tl *tl, const struct trace *tr)
 		if (!tl->th[i].exact && buckets_init(&tl->th[i], tl->span_ns, n, tr->block_ms) != 0)
 			return -1;
 	if (longest_init(&tl->runs, TASK_RUNS_MAX, 5, 2, 0) != 0 || longest_init(&tl->ends, TASK_RUNS_MAX, 4, 4, 0) != 0 ||
-	    longest_init(&tl->stalls, STALLS_MAX, 5, 2, 0) != 0)
+	    longest_init(&tl->stalls, STALLS_MAX, 6, 2, 0) != 0)
 		return -1;
 	return 0;
 }
@@ -348,7 +348,13 @@ static void tl_stall(struct tl *tl, const msgpack_object *o)
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY && samples->via.array.size &&
 	    samples->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
 		stack = samples->via.array.ptr[0].via.u64;
-	uint64_t e[5] = { (uint64_t)tid, t, dur, iteration, stack };
+	/* cause: 0 not known, 1 cpu, 2 preempted (its samples blame no frame), 3 off_cpu */
+	char cause[12] = "";
+	mp_str(o, "cause", cause, sizeof(cause));
+	uint64_t c = !strcmp(cause, "cpu") ? 1 : !strcmp(cause, "preempted") ? 2 : !strcmp(cause, "off_cpu") ? 3 : 0;
+	if (c == 2)
+		stack = 0;
+	uint64_t e[6] = { (uint64_t)tid, t, dur, iteration, stack, c };
 	tl->stall_ns += dur;
 	longest_add(&tl->stalls, e);
 }
@@ -663,8 +669,8 @@ static void stalls_json(FILE *f, struct trace *tr, const struct tl *tl)
 	for (size_t i = 0; i < k->n; i++) {
 		const uint64_t *e = &k->v[i * k->width];
 		const uint64_t *hit = e[4] && nids ? bsearch(&e[4], ids, nids, sizeof(*ids), cmp_u64) : NULL;
-		fprintf(f, "%s[%" PRId64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%ld]", i ? "," : "", (int64_t)e[0], e[1],
-			e[2], e[3], hit ? (long)(hit - ids) : -1L);
+		fprintf(f, "%s[%" PRId64 ",%" PRIu64 ",%" PRIu64 ",%" PRIu64 ",%ld,%" PRIu64 "]", i ? "," : "",
+			(int64_t)e[0], e[1], e[2], e[3], hit ? (long)(hit - ids) : -1L, e[5]);
 	}
 	fputs("],\"stacks\":[", f);
 	for (size_t i = 0; i < nids; i++) {

@@ -73,6 +73,9 @@ void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b)
 		fputs(",\"fd\":null", f);
 	fputs(",\"fd_kind\":", f);
 	json_str(f, b->fd_kind[0] ? b->fd_kind : NULL);
+	fputs(",\"seen_by\":", f);
+	json_str(f, b->seen_by[0] ? b->seen_by : "hook");
+	fprintf(f, ",\"nested\":%s", b->nested ? "true" : "false");
 	fputs(",\"at_ms\":", f);
 	json_ms(f, b->t_ns);
 	fputs(",\"duration_ms\":", f);
@@ -167,8 +170,10 @@ static void text_trace(FILE *f, const struct trace *tr)
 		char fd[16] = "-";
 		if (b->fd >= 0)
 			snprintf(fd, sizeof(fd), "%d", b->fd);
-		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f\n", ms(b->t_ns), b->tid,
-			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns));
+		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %-16s %5s %-7s %12.1f%s\n", ms(b->t_ns), b->tid,
+			thread_name(tr, b->tid), b->call, fd, b->fd_kind[0] ? b->fd_kind : "-", ms(b->dur_ns),
+			!strcmp(b->seen_by, "watchdog") ? "  (found waiting in the kernel: no hook timed it)"
+			: b->nested ? "  (a nested loop: a wait on another epoll fd)" : "");
 	}
 	free(idx);
 	if (tr->blocks_total > n)

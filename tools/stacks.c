@@ -103,7 +103,26 @@ int stacks_parse_stall(const msgpack_object *o, struct stall *s)
 		s->sampled = s->nsamples;
 	mp_u64(o, "span", &s->span);
 	mp_u64(o, "request", &s->request);
+	if (mp_str(o, "cause", s->cause, sizeof(s->cause)) != 0 ||
+	    (strcmp(s->cause, "cpu") && strcmp(s->cause, "preempted") && strcmp(s->cause, "off_cpu")))
+		s->cause[0] = '\0';
+	s->sched = mp_u64(o, "cpu_ns", &s->cpu_ns) == 0 && mp_u64(o, "runq_ns", &s->runq_ns) == 0 &&
+		   mp_u64(o, "window_ns", &s->window_ns) == 0;
+	/* a preempted thread's samples show where it happened to be: not the cause */
+	if (!strcmp(s->cause, "preempted"))
+		s->nsamples = 0;
 	return 0;
+}
+
+const char *stall_cause_words(const struct stall *s)
+{
+	if (!strcmp(s->cause, "cpu"))
+		return "running on a CPU";
+	if (!strcmp(s->cause, "preempted"))
+		return "runnable, waiting for a CPU another process had (preempted)";
+	if (!strcmp(s->cause, "off_cpu"))
+		return "waiting off CPU (short waits no blocking call explains)";
+	return "not known (the watchdog did not look in time)";
 }
 
 int stacks_load(struct stack_model **mp, const char *type, const msgpack_object *o, uint64_t *last_ns)

@@ -25,7 +25,13 @@ struct stall {
 	uint32_t nsamples;
 	uint64_t span, request; /* at its first sample, 0 = none (spans.h) */
 	uint64_t seq;           /* record number: the order recorded */
+	char cause[12];         /* "cpu", "preempted", "off_cpu", "" = not known */
+	int sched;              /* the kernel's figures below are known */
+	uint64_t cpu_ns, runq_ns, window_ns;   /* over the part the watchdog watched */
 };
+
+/* "running", "waiting for a CPU (preempted)"...: a stall's cause in words */
+const char *stall_cause_words(const struct stall *s);
 
 /* Does this record type belong to the stack model? */
 int stacks_is_type(const char *type);

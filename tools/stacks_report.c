@@ -241,6 +241,18 @@ void stacks_json(FILE *f, const struct trace *tr, size_t top, size_t list)
 		json_ms(f, s->iter_ns);
 		fputs(",\"blocked_ms\":", f);
 		json_ms(f, s->blocked_ns);
+		fputs(",\"cause\":", f);
+		json_str(f, s->cause[0] ? s->cause : NULL);
+		fputs(",\"cpu_ms\":", f);
+		if (s->sched)
+			json_ms(f, s->cpu_ns);
+		else
+			fputs("null", f);
+		fputs(",\"runqueue_ms\":", f);
+		if (s->sched)
+			json_ms(f, s->runq_ns);
+		else
+			fputs("null", f);
 		fprintf(f, ",\"samples\":%" PRIu64 ",\"stack\":", s->sampled);
 		stacks_json_frames(f, tr, stall_stack(s));
 		spans_json_attr(f, tr, s->span, s->request);
@@ -327,12 +339,16 @@ void stacks_text(FILE *f, const struct trace *tr, size_t top, size_t list)
 	fprintf(f, "\nstalls on loop threads (>= %" PRIu64 " ms busy without a blocking call): %" PRIu64
 		   ", %.1f ms in total\n", tr->stall_ms, tr->stalls_total, ms(tr->stalled_ns));
 	if (n)
-		fprintf(f, "  %10s  %-8s %-16s %11s %13s %8s\n", "at ms", "tid", "thread", "stalled ms", "iteration ms",
-			"samples");
+		fprintf(f, "  %10s  %-8s %-16s %11s %13s %8s  %s\n", "at ms", "tid", "thread", "stalled ms",
+			"iteration ms", "samples", "cause");
 	for (size_t k = 0; k < n; k++) {
 		const struct stall *s = &st[idx[k]];
-		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %11.1f %13.1f %8" PRIu64 "\n", ms(s->t_ns), s->tid,
-			thread_name(tr, s->tid), ms(s->dur_ns), ms(s->iter_ns), s->sampled);
+		char figs[96] = "";
+		if (s->sched)
+			snprintf(figs, sizeof(figs), " (ran %.1f ms, waited for a CPU %.1f ms)", ms(s->cpu_ns),
+				 ms(s->runq_ns));
+		fprintf(f, "  %10.1f  %-8" PRId64 " %-16s %11.1f %13.1f %8" PRIu64 "  %s%s\n", ms(s->t_ns), s->tid,
+			thread_name(tr, s->tid), ms(s->dur_ns), ms(s->iter_ns), s->sampled, stall_cause_words(s), figs);
 	}
 	free(idx);
 	if (tr->stalls_total > n)

@@ -296,6 +296,10 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 		return -1;
 	b.fd = mp_i64(o, "fd", &fd) == 0 ? (int)fd : -1;
 	mp_str(o, "fd_kind", b.fd_kind, sizeof(b.fd_kind));
+	if (mp_str(o, "seen_by", b.seen_by, sizeof(b.seen_by)) != 0 || strcmp(b.seen_by, "watchdog"))
+		strcpy(b.seen_by, "hook");     /* traces from before the watchdog saw waits too */
+	const msgpack_object *nested = mp_get(o, "nested");
+	b.nested = nested && nested->type == MSGPACK_OBJECT_BOOLEAN && nested->via.boolean;
 	mp_u64(o, "stack", &b.stack);
 	mp_u64(o, "span", &b.span);
 	mp_u64(o, "request", &b.request);

@@ -30,6 +30,8 @@ struct blocking {
 	char call[32];
 	int fd;                 /* -1 = none */
 	char fd_kind[16];       /* "" = none */
+	char seen_by[12];       /* "hook", or "watchdog": found waiting in the kernel */
+	int nested;             /* a wait of a nested loop (another epoll fd) */
 	uint64_t t_ns, dur_ns;
 	uint64_t stack;
 	uint64_t span, request;  /* ids of the span and request it was made in, 0 = none (spans.h) */

@@ -1,0 +1,155 @@
+/* offcpu.c — the collector's side of the watchdog's findings (see
+ * preload/offcpu.h): waits in syscalls no hook timed become blocking calls
+ * with "seen_by": "watchdog", and the scheduler's figures of an iteration
+ * give its stall a cause.
+ *
+ * Both belong to an iteration and must be known when its ITER record is
+ * judged (a wait is time the stall does not have).  The watchdog queues
+ * them at its first look after the iteration ended, so the collector holds
+ * back that ITER record (and what follows it in the ring) until then: at
+ * most one watchdog look, a few ms.  A watchdog that stopped looking
+ * (recording switched off) is not waited for more than HOLD_NS. */
+#include "stacks.h"
+#include "../preload/span.h"
+
+#include <string.h>
+
+#define HOLD_NS 2000000000ull
+
+static uint64_t ticks_ns(uint64_t ticks)
+{
+	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
+}
+
+static void pack_str(msgpack_packer *pk, const char *s)
+{
+	size_t n = strlen(s);
+	msgpack_pack_str(pk, n);
+	msgpack_pack_str_body(pk, s, n);
+}
+
+/* Where this drain must stop: before the ITER record of an iteration the
+ * watchdog has not finished with. */
+uint64_t as_offcpu_limit(struct as_thread *t, uint64_t tail, uint64_t head, int final)
+{
+	struct as_offcpu *o = &t->off;
+	uint64_t open = CMM_LOAD_SHARED(o->open);
+	if (!open || final)
+		return head;
+	for (uint64_t i = tail; i < head; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if (r->kind != AS_REC_ITER || r->ts != open)
+			continue;
+		uint64_t now = as_mono_ns();
+		if (o->c_hold_iter != open) {
+			o->c_hold_iter = open;
+			o->c_hold_since = now;
+		}
+		return now - o->c_hold_since < HOLD_NS ? i : head;
+	}
+	return head;
+}
+
+static void pack_wait(msgpack_packer *pk, struct as_thread *t, const struct as_off_event *e, uint64_t dur_ns)
+{
+	char buf[32];
+	uint32_t stack = as_stack_intern(pk, e->pcs, e->npcs);
+	msgpack_pack_map(pk, 11);
+	pack_str(pk, "type");
+	pack_str(pk, "block");
+	pack_str(pk, "tid");
+	msgpack_pack_int64(pk, t->tid);
+	pack_str(pk, "call");
+	pack_str(pk, as_syscall_name(e->nr, buf, sizeof(buf)));
+	pack_str(pk, "fd");
+	if (e->fd >= 0)
+		msgpack_pack_int32(pk, e->fd);
+	else
+		msgpack_pack_nil(pk);
+	pack_str(pk, "fd_kind");
+	if (e->fd_kind && e->fd_kind <= AS_FD_OTHER)
+		pack_str(pk, as_fd_kind_names[e->fd_kind]);
+	else
+		msgpack_pack_nil(pk);
+	pack_str(pk, "t");
+	msgpack_pack_uint64(pk, as_ticks_to_ns(e->ts));
+	pack_str(pk, "dur");
+	msgpack_pack_uint64(pk, dur_ns);
+	pack_str(pk, "stack");
+	msgpack_pack_uint32(pk, stack);
+	as_spans_pack_stall_attr(pk, t, e->iter);  /* "span", "request": of its iteration */
+	pack_str(pk, "seen_by");
+	pack_str(pk, "watchdog");
+}
+
+/* The findings queued for iterations up to ITER (an ITER record, or NULL
+ * for "every one before ticks UPTO"): waits are written, the scheduler's
+ * figures of ITER are kept for its stall. */
+void as_offcpu_take(msgpack_packer *pk, struct as_thread *t, const struct as_record *iter, uint64_t upto)
+{
+	struct as_offcpu *o = &t->off;
+	uint64_t head = CMM_LOAD_SHARED(o->head), block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
+	cmm_smp_rmb();
+	if (iter)
+		upto = iter->ts;
+	while (o->tail != head) {
+		const struct as_off_event *e = &o->q[o->tail % AS_OFF_QUEUE];
+		if (e->iter > upto)
+			break;          /* a later iteration's */
+		int mine = iter && e->iter == iter->ts;
+		if (e->kind == AS_OFF_WAIT) {
+			uint64_t dur = e->dur;
+			if (mine && e->ts >= iter->ts && e->ts + dur > iter->ts + iter->dur)
+				dur = e->ts < iter->ts + iter->dur ? iter->ts + iter->dur - e->ts : 0;
+			uint64_t dur_ns = ticks_ns(dur);
+			if (dur_ns >= block_ns) {
+				pack_wait(pk, t, e, dur_ns);
+				if (mine)
+					as_stall_block(t, dur_ns);
+			}
+		} else if (e->kind == AS_OFF_SCHED && mine) {
+			o->c_sched_iter = e->iter;
+			o->c_run_ns = e->run_ns;
+			o->c_runq_ns = e->runq_ns;
+			o->c_window_ns = e->window_ns;
+			o->c_runnable = e->runnable;
+			o->c_asleep = e->asleep;
+		}
+		cmm_smp_mb();
+		CMM_STORE_SHARED(o->tail, o->tail + 1);
+	}
+}
+
+/* A stall's "cause", "cpu_ns", "runq_ns", "window_ns" (4 keys): from the
+ * scheduler's figures when the watchdog watched it, else from its samples. */
+void as_offcpu_pack_cause(msgpack_packer *pk, struct as_thread *t, uint64_t start, uint32_t sampled)
+{
+	const struct as_offcpu *o = &t->off;
+	const char *cause = sampled ? "cpu" : "unknown";
+	int known = o->c_sched_iter == start && o->c_window_ns;
+	if (known) {
+		/* The kernel adds a runqueue wait to runq_ns only once the thread
+		 * runs again, so a thread waiting for a CPU at the last reading
+		 * looks off CPU by the figures alone: the looks' states decide
+		 * between runnable and asleep, the figures between running and
+		 * waiting for a CPU.  Preempted means it waited for a CPU at
+		 * least twice as long as it ran: on a merely busy machine a
+		 * loop that burns CPU still gets a share and stays "cpu", with
+		 * its samples. */
+		uint64_t run = o->c_run_ns, runq = o->c_runq_ns, w = o->c_window_ns;
+		uint64_t off = w > run + runq ? w - run - runq : 0;
+		int asleep = o->c_runnable + o->c_asleep ? o->c_asleep > o->c_runnable : off > run + runq;
+		cause = asleep ? "off_cpu" : runq > 2 * run ? "preempted" : "cpu";
+	}
+	pack_str(pk, "cause");
+	pack_str(pk, cause);
+	const char *keys[3] = { "cpu_ns", "runq_ns", "window_ns" };
+	uint64_t vals[3] = { o->c_run_ns, o->c_runq_ns, o->c_window_ns };
+	for (int k = 0; k < 3; k++) {
+		pack_str(pk, keys[k]);
+		if (known)
+			msgpack_pack_uint64(pk, vals[k]);
+		else
+			msgpack_pack_nil(pk);
+	}
+}
