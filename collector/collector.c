@@ -770,9 +770,10 @@ static void collect_final(const char *reason)
 	as_collector_unlock();
 }
 
-/* After main pthread_exit()s, the process should end when its last thread
- * does; our own threads would keep it alive forever.  /proc/self/stat counts
- * the exited main thread (a zombie) and the shim's threads. */
+/* Once the main thread may end first (as_main_exited), the process should
+ * end when its last thread does; our own threads would keep it alive
+ * forever.  /proc/self/stat shows the main thread's state (Z once it
+ * ended) and counts it (a zombie) with the shim's threads. */
 static int only_shim_threads_left(void)
 {
 	char buf[1024];
@@ -781,6 +782,8 @@ static int only_shim_threads_left(void)
 		return 0;
 	buf[n] = '\0';
 	const char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return 0;       /* the main thread still runs */
 	for (int field = 2; p && field < 20; field++)
 		p = strchr(p + 1, ' ');
 	return p && atoi(p + 1) <= 1 + CMM_LOAD_SHARED(as_shim_threads);

@@ -249,8 +249,11 @@ AS_NO_TSAN void *as_term_handler_addr(void)
 }
 
 /* ---- fork ---- */
+static int fork_from_main;
+
 static void before_fork(void)
 {
+	fork_from_main = as_gettid() == getpid();
 	as_collector_lock();
 	as_registry_lock();
 	as_rings_before_fork();
@@ -267,6 +270,7 @@ static void after_fork_parent(void)
 static void after_fork_child(void)
 {
 	as_pid = getpid();
+	CMM_STORE_SHARED(as_main_exited, !fork_from_main);
 	urcu_bp_after_fork_child();
 	as_registry_unlock();
 	as_collector_unlock();

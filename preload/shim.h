@@ -161,7 +161,11 @@ extern int as_active AS_HIDDEN;
 extern int as_live;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_shim_threads;        /* threads the shim itself runs */
-extern int as_main_exited;         /* the main thread called pthread_exit */
+/* The main thread may end before the others: it called pthread_exit, or
+ * this is a fork child of another thread, which ends when its start
+ * function returns.  The collector then ends the process once only the
+ * shim's threads are left, as glibc would without them (collector.c). */
+extern int as_main_exited;
 extern int as_use_tsc AS_HIDDEN;
 extern uint64_t as_block_ticks AS_HIDDEN;   /* hot-path threshold, slightly under block_ms */
 

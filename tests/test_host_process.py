@@ -22,3 +22,16 @@ def test_old_disposition_is_the_programs(tmp_path, fn, sig):
     cmd = [prog("host_signals"), fn, sig]
     assert run_bare(cmd, tmp_path).stdout == "dfl mine\n"
     assert run_shim(cmd, tmp_path).stdout == "dfl mine\n"
+
+
+# A fork child of a thread other than main has that thread only; when it
+# returns from its start function the child must end (status 0) as it does
+# bare, not live on with the shim's threads (CPython's
+# test_threading.test_3_join_in_forked_from_thread hung on it).
+def test_fork_child_of_a_thread_ends_when_its_thread_returns(tmp_path):
+    p = run_shim([prog("fork_thread_return")], tmp_path, timeout=90)
+    assert p.stdout == "reaped 0\n"
+    ends = []
+    for path in tmp_path.glob("asyncshim.*.msgpack"):
+        ends += [r["reason"] for r in records(path) if r.get("type") == "end"]
+    assert ends == ["exit", "exit"]
