@@ -190,25 +190,20 @@ static void pack_header(void)
 /* ---- the file ---- */
 
 /* The trace fd is kept open (so a worker that drops privileges after fork
- * can still write) and moved high, away from the fds daemons dup2() over.
- * Before each write it is checked to still be our file: a program that
- * closed every fd, or reused the number, makes us reopen by path instead.
- * The number is then the program's: we never close it. */
+ * can still write) in the collector's own fd table (preload/fds.c): the
+ * thread that creates the file closes its copy in the program's table once
+ * the collector has taken it, so the program never sees it (an fd scan, a
+ * table grown to hold it).  Where the collector cannot have a table of its
+ * own, the fd stays in the program's: before each write it is checked to
+ * still be our file; a program that closed every fd, or reused the number,
+ * makes us reopen by path instead.  The number is then the program's: we
+ * never close it. */
 static int trace_fd = -1;
 
 static int same_file(int fd)
 {
 	struct stat st;
 	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == trace_dev && st.st_ino == trace_ino;
-}
-
-static int keep_high(int fd)
-{
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
-	if (high < 0)
-		return fd;
-	close(fd);
-	return high;
 }
 
 static int create_file(void)
@@ -225,7 +220,7 @@ static int create_file(void)
 			fstat(fd, &st);
 			trace_dev = st.st_dev;
 			trace_ino = st.st_ino;
-			trace_fd = keep_high(fd);
+			trace_fd = fd;
 			as_shm_init(pid, trace_ino);
 			return 0;
 		}
@@ -249,7 +244,7 @@ static int trace_file_fd(void)
 		close(fd);
 		fd = -1;
 	}
-	trace_fd = fd >= 0 ? keep_high(fd) : -1;
+	trace_fd = fd;
 	return trace_fd;
 }
 
@@ -789,14 +784,20 @@ static int only_shim_threads_left(void)
 	return p && atoi(p + 1) <= 1 + CMM_LOAD_SHARED(as_shim_threads);
 }
 
+/* Set by the collector once it has a table of its own (1) or cannot (2):
+ * as_collector_start waits for it (futex). */
+static int table_taken;
+
 static void *collector_main(void *arg)
 {
 	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
-	as_fds_private(trace_fd);
+	int own = as_fds_private(trace_fd) == 0;
 	as_collector_unlock();
+	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
+	futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	as_overhead_start();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
 	for (;;) {
@@ -826,15 +827,33 @@ static void *collector_main(void *arg)
 	return NULL;
 }
 
+/* Once the collector holds the trace fd in its own table, the program's
+ * copy goes (see trace_fd).  Called with no program thread using the
+ * number: the constructor, a fork child, a failed exec's resume. */
+static void hand_over_trace_fd(void)
+{
+	int state;
+	while ((state = __atomic_load_n(&table_taken, __ATOMIC_SEQ_CST)) == 0)
+		futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
+	if (state == 1 && trace_fd >= 0 && same_file(trace_fd)) {
+		int saved = errno;
+		syscall(SYS_close, trace_fd);   /* never the program's close */
+		errno = saved;
+	}
+}
+
 int as_collector_start(void)
 {
 	sigset_t all, old;
 	sigfillset(&all);
+	table_taken = 0;
 	/* the collector never takes the program's signals */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int r = pthread_create(&collector_thread, NULL, collector_main, NULL);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	collector_running = r == 0;
+	if (r == 0)
+		hand_over_trace_fd();
 	return r == 0 ? 0 : -1;
 }
 
@@ -874,6 +893,9 @@ void as_collector_resume(void)
 	}
 	collector_running = 0;
 	final_reason = NULL;
+	/* the fd went with the old collector's table: reopen it for the new one */
+	if (!as_cfg.flight && trace_ok)
+		trace_file_fd();
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);
 	CMM_STORE_SHARED(as_active, !ctl_disabled);

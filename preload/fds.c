@@ -97,9 +97,11 @@ void as_fd_set_nonblock(int fd, int nonblock)
  * every number (daemons do both), can neither close the trace under the
  * collector nor have a write meant for the trace land in its file: checking
  * the fd before each write cannot close that race, a table of its own does.
- * KEEP (the trace's fd, or -1) stays open in the new table; every other fd
- * of the copy is closed at once, so no file of the program's lives on in
- * it.  Raw syscalls: these closes are not the program's (hooks/fd.c).
+ * KEEP (the trace's fd, or -1) stays open in the new table, and so does
+ * fd 2 while it is the stderr the process started with (the shim's
+ * messages go there: preload/init.c); every other fd of the copy is closed
+ * at once, so no file of the program's lives on in it.  Raw syscalls:
+ * these closes are not the program's (hooks/fd.c).
  * Returns -1 where the kernel refuses (no close_range, a seccomp filter):
  * the thread then shares the program's table as before. */
 int as_fds_private(int keep)
@@ -109,9 +111,20 @@ int as_fds_private(int keep)
 		errno = saved;
 		return -1;
 	}
-	if (keep > 0)
-		syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0);
-	syscall(SYS_close_range, keep < 0 ? 0U : (unsigned)keep + 1, ~0U, 0);
+	int err = as_stderr_is_start() ? 2 : -1;
+	int lo = keep < err ? keep : err, hi = keep < err ? err : keep;   /* kept: lo <= hi, -1 = none */
+	unsigned from = 0;
+	if (lo >= 0 && lo != hi) {
+		if (lo > 0)
+			syscall(SYS_close_range, from, (unsigned)lo - 1, 0);
+		from = (unsigned)lo + 1;
+	}
+	if (hi >= 0) {
+		if ((unsigned)hi > from)
+			syscall(SYS_close_range, from, (unsigned)hi - 1, 0);
+		from = (unsigned)hi + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
 	as_tls.own_fds = 1;
 	errno = saved;
 	return 0;

@@ -524,6 +524,7 @@ void *as_term_handler_addr(void);
 /* ---- misc ---- */
 pid_t as_gettid(void);
 void as_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int as_stderr_is_start(void);
 int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen);
 
 #endif

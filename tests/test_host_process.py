@@ -3,6 +3,7 @@ its signal dispositions, its fd table, its messages on stderr, its end
 when its last thread returns, its privilege drops."""
 import os
 import subprocess
+import threading
 
 import pytest
 
@@ -35,3 +36,45 @@ def test_fork_child_of_a_thread_ends_when_its_thread_returns(tmp_path):
     for path in tmp_path.glob("asyncshim.*.msgpack"):
         ends += [r["reason"] for r in records(path) if r.get("type") == "end"]
     assert ends == ["exit", "exit"]
+
+
+# Nothing of the shim's lives in the program's fd table: select() on a
+# closed fd past the table's end is EBADF-free as bare (fd 1000 is past a
+# table the shim did not grow), the table has the same size, and no fd
+# names a shim file (the trace used to sit at fd 512 there).
+def test_fd_table_is_the_programs(tmp_path):
+    bare = run_bare([prog("host_fds")], tmp_path).stdout.splitlines()
+    shim = run_shim([prog("host_fds")], tmp_path).stdout.splitlines()
+    assert bare[2] == "shim 0"
+    assert shim[:3] == bare[:3]
+
+
+def test_messages_never_go_to_the_programs_new_fd_2(tmp_path):
+    """A daemon that put its journal at fd 2: a fork child that cannot
+    create its trace says nothing there (its start stderr is out of reach)."""
+    out = tmp_path / "d"
+    out.mkdir()
+    p = run_shim([prog("stderr_journal"), str(out), "fork"], tmp_path, options=f"out={out}/t")
+    assert (tmp_path / "journal.log").read_text() == ""
+    assert p.returncode == 0
+
+
+def test_shim_thread_messages_go_to_the_start_stderr(tmp_path):
+    """The collector, failing to create a flight dump after the program
+    moved fd 2, says so on the stderr the process started with."""
+    out = tmp_path / "d"
+    out.mkdir()
+    env = dict(os.environ, LD_PRELOAD=LIB, ASYNCSHIM_OPTIONS=f"mode=flight:out={out}/t")
+    p = subprocess.Popen([prog("stderr_journal"), str(out), "dump"], cwd=tmp_path, env=env,
+                         stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    timer = threading.Timer(60, p.kill)
+    timer.start()
+    try:
+        line = p.stderr.readline()
+        p.stdin.close()
+        p.wait()
+    finally:
+        timer.cancel()
+    assert "asyncshim: cannot create" in line
+    assert (tmp_path / "journal.log").read_text() == ""
+    assert p.returncode == 0
