@@ -790,12 +790,12 @@ static int table_taken;
 
 static void *collector_main(void *arg)
 {
-	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
 	int own = as_fds_private(trace_fd) == 0;
 	as_collector_unlock();
+	as_creds_join((int)(intptr_t)arg);
 	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
 	futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	as_overhead_start();
@@ -805,6 +805,7 @@ static void *collector_main(void *arg)
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
 		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
+		as_creds_follow();
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
 		unsigned cmds = as_ctl_take_pending();
@@ -821,6 +822,7 @@ static void *collector_main(void *arg)
 			exit(0);        /* what glibc does when the last thread exits */
 		}
 	}
+	as_creds_leave();
 	collect_final(final_reason ? final_reason : "exit");
 	CMM_STORE_SHARED(final_state, 2);
 	futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
@@ -849,7 +851,9 @@ int as_collector_start(void)
 	table_taken = 0;
 	/* the collector never takes the program's signals */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int r = pthread_create(&collector_thread, NULL, collector_main, NULL);
+	int seq = as_creds_spawn_begin();
+	int r = pthread_create(&collector_thread, NULL, collector_main, (void *)(intptr_t)seq);
+	as_creds_spawn_end(r == 0);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	collector_running = r == 0;
 	if (r == 0)

@@ -301,6 +301,7 @@ static void after_fork_child(void)
 {
 	as_pid = getpid();
 	CMM_STORE_SHARED(as_main_exited, !fork_from_main);
+	as_creds_after_fork_child();
 	urcu_bp_after_fork_child();
 	as_registry_unlock();
 	as_collector_unlock();

@@ -525,6 +525,17 @@ void *as_term_handler_addr(void);
 pid_t as_gettid(void);
 void as_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int as_stderr_is_start(void);
+
+/* ---- the shim's threads follow per-thread credentials (preload/creds.c) ---- */
+int as_creds_spawn_begin(void);
+void as_creds_spawn_end(int created);
+void as_creds_join(int seq);
+void as_creds_leave(void);
+int as_creds_pending(void);
+void as_creds_follow(void);
+void as_creds_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+void as_creds_capset(const void *hdr, const void *data);
+void as_creds_after_fork_child(void);
 int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen);
 
 #endif

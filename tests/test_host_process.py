@@ -78,3 +78,25 @@ def test_shim_thread_messages_go_to_the_start_stderr(tmp_path):
     assert "asyncshim: cannot create" in line
     assert (tmp_path / "journal.log").read_text() == ""
     assert p.returncode == 0
+
+
+root_only = pytest.mark.skipif(os.geteuid() != 0, reason="drops privileges: needs root")
+
+
+# Capabilities and keep-caps are per thread, but glibc makes each set*id
+# call on every thread and aborts when they disagree: the shim's threads
+# follow the program's per-thread calls, so they neither fail where the
+# program's thread succeeds nor keep what it gave up.
+@root_only
+def test_privilege_drop_keeping_capabilities(tmp_path):
+    p = run_shim([prog("keepcaps")], tmp_path)
+    assert p.stdout == "dropped\n0000000000000000 0000000000000000\n"
+
+
+@root_only
+@pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv"), reason="no setpriv (util-linux)")
+def test_setpriv_keeps_working(tmp_path):
+    cmd = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"]
+    p = run_shim(cmd, tmp_path, check=False)
+    assert p.returncode == 0, p.stderr
+    assert [r["reason"] for r in records(one_trace(tmp_path)) if r.get("type") == "end"] == ["exec"]
