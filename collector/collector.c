@@ -645,15 +645,15 @@ static void pack_ctl(const char *cmd)
 }
 
 /* Recording restarts with the next wait of each loop: an iteration that
- * began before (or while) recording was off is not one we measured. */
+ * began before (or while) recording was off is not one we measured.  The
+ * loop threads drop theirs themselves (hooks/wait.c); the collector resets
+ * its own stall bookkeeping. */
 static void restart_iterations(void)
 {
 	struct as_thread *t;
 	rcu_read_lock();
-	cds_list_for_each_entry_rcu(t, &as_threads, node) {
-		CMM_STORE_SHARED(t->iter_start, 0);
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
 		as_stall_reset(t);
-	}
 	rcu_read_unlock();
 }
 

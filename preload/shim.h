@@ -189,7 +189,8 @@ struct as_thread *as_thread_register(void);
 void as_buffer_init(void);
 void as_registry_lock(void);
 void as_registry_unlock(void);
-extern struct cds_list_head as_threads;
+#define AS_THREADS_ALIGN __attribute__((aligned(64)))   /* struct as_thread's */
+extern struct cds_list_head as_threads AS_THREADS_ALIGN;
 void as_thread_free(struct as_thread *t);
 
 static inline AS_HOT struct as_thread *as_thread_self(void)

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from conftest import LIB, one_trace, prog, records, run_shim
+from conftest import BUILD, EXAMPLES, LIB, one_trace, prog, records, run_shim
 
 
 def run_bare(cmd, cwd, timeout=60):
@@ -100,3 +100,48 @@ def test_setpriv_keeps_working(tmp_path):
     p = run_shim(cmd, tmp_path, check=False)
     assert p.returncode == 0, p.stderr
     assert [r["reason"] for r in records(one_trace(tmp_path)) if r.get("type") == "end"] == ["exec"]
+
+
+# The shim built with UBSan (every finding fatal) and TSan, on programs
+# that exercise its threads: reports go to files (log_path), so one made
+# on a shim thread, or after the program closed its stderr, is kept.
+UBSAN_LIB = os.path.join(BUILD, "ubsan", "libasyncshim.so")
+TSAN_LIB = os.path.join(BUILD, "tsan", "libasyncshim.so")
+TSAN_RUNTIME = "/usr/lib/x86_64-linux-gnu/libtsan.so.2"
+SAN_CASES = [
+    ([os.path.join(EXAMPLES, "loop")], ""),
+    ([prog("signal_storm"), "20000"], "buffer_kb=16:block_ms=1000"),
+    ([prog("thread_churn"), "2000"], ""),
+    ([prog("fork_stress"), "20"], ""),
+    ([prog("exec_chain"), "first"], ""),
+    ([prog("ctl_toggle"), "300"], ""),   # recording off and on again, and on while on
+]
+SAN_IDS = [os.path.basename(c[0][0]) for c in SAN_CASES]
+
+
+def sanitizer_reports(d, prefix):
+    return [f.read_text() for f in sorted(d.glob(prefix + ".*"))]
+
+
+@pytest.mark.skipif(not os.path.exists(UBSAN_LIB), reason="make build/ubsan/libasyncshim.so")
+@pytest.mark.parametrize("cmd,options", SAN_CASES, ids=SAN_IDS)
+def test_ubsan_finds_nothing(tmp_path, cmd, options):
+    env = dict(os.environ, LD_PRELOAD=UBSAN_LIB, ASYNCSHIM_OPTIONS=options,
+               UBSAN_OPTIONS=f"log_path={tmp_path}/ubsan:print_stacktrace=1")
+    p = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    reports = sanitizer_reports(tmp_path, "ubsan")
+    assert not reports, reports[0][-4000:]
+    assert p.returncode == 0, p.stderr[-4000:]
+
+
+# The collector zeroed the loop thread's iter_start when recording was
+# enabled again, racing with the thread (which owns it).
+@pytest.mark.skipif(not os.path.exists(TSAN_LIB) or not os.path.exists(TSAN_RUNTIME), reason="no TSan build")
+def test_tsan_enable_while_looping(tmp_path):
+    env = dict(os.environ, LD_PRELOAD=f"{TSAN_LIB}:{TSAN_RUNTIME}", ASYNCSHIM_OPTIONS="stacks=0",
+               TSAN_OPTIONS=f"report_thread_leaks=0 die_after_fork=0 exitcode=66 log_path={tmp_path}/tsan")
+    p = subprocess.run([prog("ctl_toggle"), "300"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=120)
+    reports = sanitizer_reports(tmp_path, "tsan")
+    assert not reports, reports[0][-4000:]
+    assert p.returncode == 0, p.stderr[-4000:]
