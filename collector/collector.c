@@ -206,6 +206,21 @@ static int same_file(int fd)
 	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == trace_dev && st.st_ino == trace_ino;
 }
 
+/* In the collector's own table (only there: the program's must not grow)
+ * the trace fd sits high, apart from the numbers the program uses: a tool
+ * that follows fds by number across threads (TSan) cannot tell the two
+ * tables apart. */
+static int keep_high(int fd)
+{
+	if (fd < 0 || !as_tls.own_fds)
+		return fd;
+	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	if (high < 0)
+		return fd;
+	close(fd);
+	return high;
+}
+
 static int create_file(void)
 {
 	pid_t pid = getpid();
@@ -220,7 +235,7 @@ static int create_file(void)
 			fstat(fd, &st);
 			trace_dev = st.st_dev;
 			trace_ino = st.st_ino;
-			trace_fd = fd;
+			trace_fd = keep_high(fd);
 			as_shm_init(pid, trace_ino);
 			return 0;
 		}
@@ -244,7 +259,7 @@ static int trace_file_fd(void)
 		close(fd);
 		fd = -1;
 	}
-	trace_fd = fd;
+	trace_fd = keep_high(fd);
 	return trace_fd;
 }
 
@@ -794,6 +809,8 @@ static void *collector_main(void *arg)
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
 	int own = as_fds_private(trace_fd) == 0;
+	if (own)
+		trace_fd = keep_high(trace_fd);
 	as_collector_unlock();
 	as_creds_join((int)(intptr_t)arg);
 	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
@@ -832,14 +849,14 @@ static void *collector_main(void *arg)
 /* Once the collector holds the trace fd in its own table, the program's
  * copy goes (see trace_fd).  Called with no program thread using the
  * number: the constructor, a fork child, a failed exec's resume. */
-static void hand_over_trace_fd(void)
+static void hand_over_trace_fd(int fd)
 {
 	int state;
 	while ((state = __atomic_load_n(&table_taken, __ATOMIC_SEQ_CST)) == 0)
 		futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
-	if (state == 1 && trace_fd >= 0 && same_file(trace_fd)) {
+	if (state == 1 && fd >= 0 && same_file(fd)) {
 		int saved = errno;
-		syscall(SYS_close, trace_fd);   /* never the program's close */
+		syscall(SYS_close, fd);         /* never the program's close */
 		errno = saved;
 	}
 }
@@ -849,6 +866,7 @@ int as_collector_start(void)
 	sigset_t all, old;
 	sigfillset(&all);
 	table_taken = 0;
+	int fd = trace_fd;      /* the collector may move its own copy */
 	/* the collector never takes the program's signals */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	int seq = as_creds_spawn_begin();
@@ -857,7 +875,7 @@ int as_collector_start(void)
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	collector_running = r == 0;
 	if (r == 0)
-		hand_over_trace_fd();
+		hand_over_trace_fd(fd);
 	return r == 0 ? 0 : -1;
 }
 
