@@ -104,6 +104,21 @@ void as_fd_set_nonblock(int fd, int nonblock)
  * these closes are not the program's (hooks/fd.c).
  * Returns -1 where the kernel refuses (no close_range, a seccomp filter):
  * the thread then shares the program's table as before. */
+/* Close every fd of this thread's table but A and B (-1: none). */
+static void close_all_but(int a, int b)
+{
+	int kept[2] = { a < b ? a : b, a < b ? b : a };
+	unsigned from = 0;
+	for (int i = 0; i < 2; i++) {
+		if (kept[i] < 0 || (unsigned)kept[i] < from)
+			continue;       /* none, or the same as the first */
+		if ((unsigned)kept[i] > from)
+			syscall(SYS_close_range, from, (unsigned)kept[i] - 1, 0);
+		from = (unsigned)kept[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 int as_fds_private(int keep)
 {
 	int saved = errno;
@@ -111,20 +126,7 @@ int as_fds_private(int keep)
 		errno = saved;
 		return -1;
 	}
-	int err = as_stderr_is_start() ? 2 : -1;
-	int lo = keep < err ? keep : err, hi = keep < err ? err : keep;   /* kept: lo <= hi, -1 = none */
-	unsigned from = 0;
-	if (lo >= 0 && lo != hi) {
-		if (lo > 0)
-			syscall(SYS_close_range, from, (unsigned)lo - 1, 0);
-		from = (unsigned)lo + 1;
-	}
-	if (hi >= 0) {
-		if ((unsigned)hi > from)
-			syscall(SYS_close_range, from, (unsigned)hi - 1, 0);
-		from = (unsigned)hi + 1;
-	}
-	syscall(SYS_close_range, from, ~0U, 0);
+	close_all_but(keep, as_stderr_is_start() ? 2 : -1);
 	as_tls.own_fds = 1;
 	errno = saved;
 	return 0;

@@ -283,8 +283,8 @@ static int fork_from_main;
 
 static void before_fork(void)
 {
+	as_collector_lock();    /* first: one fork at a time from here */
 	fork_from_main = as_gettid() == getpid();
-	as_collector_lock();
 	as_registry_lock();
 	as_rings_before_fork();
 	urcu_bp_before_fork();
