@@ -196,10 +196,14 @@ static void pack_header(void)
 /* ---- the file ---- */
 
 /* The trace fd is kept open (so a worker that drops privileges after fork
- * can still write) and moved high, away from the fds daemons dup2() over.
- * Before each write it is checked to still be our file: a program that
- * closed every fd, or reused the number, makes us reopen by path instead.
- * The number is then the program's: we never close it. */
+ * can still write) in the collector's own fd table (preload/fds.c): the
+ * thread that creates the file closes its copy in the program's table once
+ * the collector has taken it, so the program never sees it (an fd scan, a
+ * table grown to hold it).  Where the collector cannot have a table of its
+ * own, the fd stays in the program's: before each write it is checked to
+ * still be our file; a program that closed every fd, or reused the number,
+ * makes us reopen by path instead.  The number is then the program's: we
+ * never close it. */
 static int trace_fd = -1;
 
 static int same_file(int fd)
@@ -208,8 +212,14 @@ static int same_file(int fd)
 	return fd >= 0 && fstat(fd, &st) == 0 && st.st_dev == trace_dev && st.st_ino == trace_ino;
 }
 
+/* In the collector's own table (only there: the program's must not grow)
+ * the trace fd sits high, apart from the numbers the program uses: a tool
+ * that follows fds by number across threads (TSan) cannot tell the two
+ * tables apart. */
 static int keep_high(int fd)
 {
+	if (fd < 0 || !as_tls.own_fds)
+		return fd;
 	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
 	if (high < 0)
 		return fd;
@@ -334,7 +344,7 @@ static int trace_file_fd(void)
 		close(fd);
 		fd = -1;
 	}
-	trace_fd = fd >= 0 ? keep_high(fd) : -1;
+	trace_fd = keep_high(fd);
 	return trace_fd;
 }
 
@@ -910,15 +920,15 @@ static void pack_ctl(const char *cmd)
 }
 
 /* Recording restarts with the next wait of each loop: an iteration that
- * began before (or while) recording was off is not one we measured. */
+ * began before (or while) recording was off is not one we measured.  The
+ * loop threads drop theirs themselves (hooks/wait.c); the collector resets
+ * its own stall bookkeeping. */
 static void restart_iterations(void)
 {
 	struct as_thread *t;
 	rcu_read_lock();
-	cds_list_for_each_entry_rcu(t, &as_threads, node) {
-		CMM_STORE_SHARED(t->iter_start, 0);
+	cds_list_for_each_entry_rcu(t, &as_threads, node)
 		as_stall_reset(t);
-	}
 	rcu_read_unlock();
 }
 
@@ -1030,9 +1040,10 @@ static void collect_final(const char *reason)
 	as_collector_unlock();
 }
 
-/* After main pthread_exit()s, the process should end when its last thread
- * does; our own threads would keep it alive forever.  /proc/self/stat counts
- * the exited main thread (a zombie) and the shim's threads. */
+/* Once the main thread may end first (as_main_exited), the process should
+ * end when its last thread does; our own threads would keep it alive
+ * forever.  /proc/self/stat shows the main thread's state (Z once it
+ * ended) and counts it (a zombie) with the shim's threads. */
 static int only_shim_threads_left(void)
 {
 	char buf[1024];
@@ -1041,19 +1052,29 @@ static int only_shim_threads_left(void)
 		return 0;
 	buf[n] = '\0';
 	const char *p = strrchr(buf, ')');
+	if (!p || p[1] != ' ' || p[2] != 'Z')
+		return 0;       /* the main thread still runs */
 	for (int field = 2; p && field < 20; field++)
 		p = strchr(p + 1, ' ');
 	return p && atoi(p + 1) <= 1 + CMM_LOAD_SHARED(as_shim_threads);
 }
 
+/* Set by the collector once it has a table of its own (1) or cannot (2):
+ * as_collector_start waits for it (futex). */
+static int table_taken;
+
 static void *collector_main(void *arg)
 {
-	(void)arg;
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
-	as_fds_private(trace_fd);
+	int own = as_fds_private(trace_fd) == 0;
+	if (own)
+		trace_fd = keep_high(trace_fd);
 	as_collector_unlock();
+	as_creds_join((int)(intptr_t)arg);
+	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
+	futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	as_overhead_start();
 	as_shm_sweep();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
@@ -1062,6 +1083,7 @@ static void *collector_main(void *arg)
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
 		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
+		as_creds_follow();
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
 		unsigned cmds = as_ctl_take_pending();
@@ -1078,21 +1100,43 @@ static void *collector_main(void *arg)
 			exit(0);        /* what glibc does when the last thread exits */
 		}
 	}
+	as_creds_leave();
 	collect_final(final_reason ? final_reason : "exit");
 	CMM_STORE_SHARED(final_state, 2);
 	futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	return NULL;
 }
 
+/* Once the collector holds the trace fd in its own table, the program's
+ * copy goes (see trace_fd).  Called with no program thread using the
+ * number: the constructor, a fork child, a failed exec's resume. */
+static void hand_over_trace_fd(int fd)
+{
+	int state;
+	while ((state = __atomic_load_n(&table_taken, __ATOMIC_SEQ_CST)) == 0)
+		futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
+	if (state == 1 && fd >= 0 && same_file(fd)) {
+		int saved = errno;
+		syscall(SYS_close, fd);         /* never the program's close */
+		errno = saved;
+	}
+}
+
 int as_collector_start(void)
 {
 	sigset_t all, old;
 	sigfillset(&all);
+	table_taken = 0;
+	int fd = trace_fd;      /* the collector may move its own copy */
 	/* the collector never takes the program's signals */
 	pthread_sigmask(SIG_SETMASK, &all, &old);
-	int r = pthread_create(&collector_thread, NULL, collector_main, NULL);
+	int seq = as_creds_spawn_begin();
+	int r = pthread_create(&collector_thread, NULL, collector_main, (void *)(intptr_t)seq);
+	as_creds_spawn_end(r == 0);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	collector_running = r == 0;
+	if (r == 0)
+		hand_over_trace_fd(fd);
 	return r == 0 ? 0 : -1;
 }
 
@@ -1132,6 +1176,9 @@ void as_collector_resume(void)
 	}
 	collector_running = 0;
 	final_reason = NULL;
+	/* the fd went with the old collector's table: reopen it for the new one */
+	if (!as_cfg.flight && trace_ok)
+		trace_file_fd();
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);
 	CMM_STORE_SHARED(as_active, !ctl_disabled);

@@ -24,6 +24,8 @@ AS_REAL(void, _exit, (int));
 AS_REAL(void, _Exit, (int));
 AS_REAL(void, pthread_exit, (void *));
 AS_REAL(int, pthread_cancel, (pthread_t));
+AS_REAL(int, prctl, (int, unsigned long, unsigned long, unsigned long, unsigned long));
+AS_REAL(int, capset, (void *, void *));
 
 extern char **environ;
 
@@ -160,5 +162,31 @@ AS_EXPORT int pthread_cancel(pthread_t th)
 	int r = real_pthread_cancel(th);
 	if (r == 0)
 		as_raw_cancel(th);
+	return r;
+}
+
+/* Per-thread credentials: the shim's threads make the same call
+ * (preload/creds.c), so glibc's set*id on every thread works for them as
+ * it does for the program's. */
+AS_EXPORT int prctl(int option, ...)
+{
+	va_list ap;
+	va_start(ap, option);
+	unsigned long a2 = va_arg(ap, unsigned long), a3 = va_arg(ap, unsigned long);
+	unsigned long a4 = va_arg(ap, unsigned long), a5 = va_arg(ap, unsigned long);
+	va_end(ap);
+	AS_RESOLVE(prctl);
+	int r = real_prctl(option, a2, a3, a4, a5);
+	if (r >= 0)
+		as_creds_prctl(option, a2, a3, a4, a5);
+	return r;
+}
+
+AS_EXPORT int capset(void *hdr, void *data)
+{
+	AS_RESOLVE(capset);
+	int r = real_capset(hdr, data);
+	if (r == 0)
+		as_creds_capset(hdr, data);
 	return r;
 }

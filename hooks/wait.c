@@ -53,12 +53,26 @@ static inline AS_HOT int nested_wait(int epfd)
 	return 1;
 }
 
+/* Recording is off (enabled=0, asyncshim ctl disable): a loop thread that
+ * waits now ends its open iteration unrecorded, so recording restarts with
+ * its first wait after enable: an iteration that began before (or while)
+ * recording was off is not one we measured.  The thread does it itself:
+ * iter_start is its own (the collector writing it raced with the thread). */
+static __attribute__((noinline, cold)) void wait_unrecorded(void)
+{
+	struct as_thread *t = as_tls.t;
+	if (t && t->iter_start)
+		CMM_STORE_SHARED(t->iter_start, 0);
+}
+
 /* The wait call itself, bracketed; errno of the real call is untouched
  * because nothing after it calls into libc (as_watchdog_wake keeps it). */
 #define AS_WAIT_BODY(fam, waits, type, call, fd, expr, made)              \
 	do {                                                              \
-		if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active)))             \
-			return expr;    /* enabled=0, ctl disable: the real page only */ \
+		if (AS_UNLIKELY(!CMM_LOAD_SHARED(as_active))) {           \
+			wait_unrecorded();                                \
+			return expr;                                      \
+		}                                                         \
 		struct as_thread *t_ = loop_wait(fam, waits);             \
 		if (!t_) {                                                \
 			if (as_me()->family == FAMILY_EPOLL && fam == FAMILY_POLL) \

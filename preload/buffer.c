@@ -21,7 +21,10 @@
 
 __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
 
-CDS_LIST_HEAD(as_threads);
+/* Aligned as a struct as_thread is: the list walks (cds_list_for_each_entry
+ * and friends) end on the head taken as an as_thread, whose node member
+ * they read; a head less aligned than the struct is undefined (UBSan). */
+struct cds_list_head as_threads AS_THREADS_ALIGN = CDS_LIST_HEAD_INIT(as_threads);
 uint64_t as_ringless_threads, as_ringless_events;
 static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t exit_key;

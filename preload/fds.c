@@ -97,11 +97,28 @@ void as_fd_set_nonblock(int fd, int nonblock)
  * every number (daemons do both), can neither close the trace under the
  * collector nor have a write meant for the trace land in its file: checking
  * the fd before each write cannot close that race, a table of its own does.
- * KEEP (the trace's fd, or -1) stays open in the new table; every other fd
- * of the copy is closed at once, so no file of the program's lives on in
- * it.  Raw syscalls: these closes are not the program's (hooks/fd.c).
+ * KEEP (the trace's fd, or -1) stays open in the new table, and so does
+ * fd 2 while it is the stderr the process started with (the shim's
+ * messages go there: preload/init.c); every other fd of the copy is closed
+ * at once, so no file of the program's lives on in it.  Raw syscalls:
+ * these closes are not the program's (hooks/fd.c).
  * Returns -1 where the kernel refuses (no close_range, a seccomp filter):
  * the thread then shares the program's table as before. */
+/* Close every fd of this thread's table but A and B (-1: none). */
+static void close_all_but(int a, int b)
+{
+	int kept[2] = { a < b ? a : b, a < b ? b : a };
+	unsigned from = 0;
+	for (int i = 0; i < 2; i++) {
+		if (kept[i] < 0 || (unsigned)kept[i] < from)
+			continue;       /* none, or the same as the first */
+		if ((unsigned)kept[i] > from)
+			syscall(SYS_close_range, from, (unsigned)kept[i] - 1, 0);
+		from = (unsigned)kept[i] + 1;
+	}
+	syscall(SYS_close_range, from, ~0U, 0);
+}
+
 int as_fds_private(int keep)
 {
 	int saved = errno;
@@ -109,9 +126,7 @@ int as_fds_private(int keep)
 		errno = saved;
 		return -1;
 	}
-	if (keep > 0)
-		syscall(SYS_close_range, 0U, (unsigned)keep - 1, 0);
-	syscall(SYS_close_range, keep < 0 ? 0U : (unsigned)keep + 1, ~0U, 0);
+	close_all_but(keep, as_stderr_is_start() ? 2 : -1);
 	as_tls.own_fds = 1;
 	errno = saved;
 	return 0;

@@ -43,10 +43,40 @@ uint64_t as_mono_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
+/* The stderr this process image started with, by identity.  The shim's
+ * messages go there or nowhere: never into whatever the program has put at
+ * fd 2 since (a daemon's journal).  The shim keeps no fd of its own for
+ * it in the program's table, where the program would see it (an fd scan,
+ * a table grown past the program's own size); its threads keep the one
+ * at 2 in their own tables (preload/fds.c), and the program's threads
+ * write to 2 while it is still that file. */
+static dev_t stderr_dev;
+static ino_t stderr_ino;
+static int stderr_known;
+
+static void stderr_init(void)
+{
+	struct stat st;
+	stderr_known = fstat(2, &st) == 0;
+	stderr_dev = st.st_dev;
+	stderr_ino = st.st_ino;
+}
+
+int as_stderr_is_start(void)
+{
+	struct stat st;
+	int saved = errno;
+	int same = stderr_known && fstat(2, &st) == 0 && st.st_dev == stderr_dev && st.st_ino == stderr_ino;
+	errno = saved;
+	return same;
+}
+
 void as_warn(const char *fmt, ...)
 {
 	char buf[512];
 	int saved = errno;
+	if (!as_stderr_is_start())
+		return;
 	va_list ap;
 	va_start(ap, fmt);
 	int n = vsnprintf(buf, sizeof(buf) - 1, fmt, ap);
@@ -296,9 +326,12 @@ AS_NO_TSAN void *as_term_handler_addr(void)
 }
 
 /* ---- fork ---- */
+static int fork_from_main;
+
 static void before_fork(void)
 {
-	as_collector_lock();
+	as_collector_lock();    /* first: one fork at a time from here */
+	fork_from_main = as_gettid() == getpid();
 	as_registry_lock();
 	as_rings_before_fork();
 	urcu_bp_before_fork();
@@ -314,6 +347,8 @@ static void after_fork_parent(void)
 static void after_fork_child(void)
 {
 	as_pid = getpid();
+	CMM_STORE_SHARED(as_main_exited, !fork_from_main);
+	as_creds_after_fork_child();
 	urcu_bp_after_fork_child();
 	as_registry_unlock();
 	as_collector_unlock();
@@ -387,6 +422,7 @@ __attribute__((constructor)) static void as_init(void)
 
 	if (recover)    /* a helper process of asyncshim recover: only that */
 		_exit(as_recover(recover, getenv("ASYNCSHIM_RECOVER_TRACE")));
+	stderr_init();
 
 	strcpy(as_cfg.out, "./asyncshim");
 	as_cfg.block_ms = 10;

@@ -180,7 +180,11 @@ extern int as_active AS_HIDDEN;
 extern int as_live;
 extern pid_t as_pid;               /* getpid() of this process image's owner */
 extern int as_shim_threads;        /* threads the shim itself runs */
-extern int as_main_exited;         /* the main thread called pthread_exit */
+/* The main thread may end before the others: it called pthread_exit, or
+ * this is a fork child of another thread, which ends when its start
+ * function returns.  The collector then ends the process once only the
+ * shim's threads are left, as glibc would without them (collector.c). */
+extern int as_main_exited;
 /* threads that got no ring (no memory), and their loop waits: dropped
  * events, said in the end record (preload/buffer.c) */
 extern uint64_t as_ringless_threads, as_ringless_events;
@@ -207,7 +211,8 @@ struct as_thread *as_thread_register(void);
 void as_buffer_init(void);
 void as_registry_lock(void);
 void as_registry_unlock(void);
-extern struct cds_list_head as_threads;
+#define AS_THREADS_ALIGN __attribute__((aligned(64)))   /* struct as_thread's */
+extern struct cds_list_head as_threads AS_THREADS_ALIGN;
 void as_thread_free(struct as_thread *t);
 
 static inline AS_HOT struct as_thread *as_thread_self(void)
@@ -551,6 +556,18 @@ void *as_term_handler_addr(void);
 /* ---- misc ---- */
 pid_t as_gettid(void);
 void as_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+int as_stderr_is_start(void);
+
+/* ---- the shim's threads follow per-thread credentials (preload/creds.c) ---- */
+int as_creds_spawn_begin(void);
+void as_creds_spawn_end(int created);
+void as_creds_join(int seq);
+void as_creds_leave(void);
+int as_creds_pending(void);
+void as_creds_follow(void);
+void as_creds_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+void as_creds_capset(const void *hdr, const void *data);
+void as_creds_after_fork_child(void);
 int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen);
 
 #endif

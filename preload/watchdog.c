@@ -442,7 +442,7 @@ static void park(void)
 		use_membarrier = 0;
 		cmm_smp_mb();
 	}
-	int idle = !any_iteration();
+	int idle = !any_iteration() && !as_creds_pending();   /* a post wakes us: see preload/creds.c */
 	if (idle) {
 		struct timespec second = { 1, 0 };
 		futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
@@ -474,13 +474,14 @@ static void sleep_ns(uint64_t ns)
 
 static void *watchdog_main(void *arg)
 {
-	(void)arg;
 	as_tls.internal = 1;
 	as_fds_private(-1);
 	uatomic_inc(&as_shim_threads);
+	as_creds_join((int)(intptr_t)arg);
 	uint64_t seen = 0;
 	unsigned quiet = 0;
 	for (;;) {
+		as_creds_follow();
 		uint64_t stall_ns = (uint64_t)as_cfg.stall_ms * 1000000u;
 		if (!CMM_LOAD_SHARED(as_active)) {
 			sleep_ns(100000000u);   /* after the final flush; exec may fail */
@@ -524,7 +525,9 @@ static int start_thread(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
 	pthread_sigmask(SIG_SETMASK, &all, &old);       /* it takes no signal */
-	int r = pthread_create(&th, &attr, watchdog_main, NULL);
+	int seq = as_creds_spawn_begin();
+	int r = pthread_create(&th, &attr, watchdog_main, (void *)(intptr_t)seq);
+	as_creds_spawn_end(r == 0);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r == 0)
