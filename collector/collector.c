@@ -56,6 +56,8 @@ static uint64_t last_overhead_ns;
 static msgpack_sbuffer sbuf;
 static msgpack_packer pk;
 static int ctl_disabled;         /* asyncshim ctl PID disable */
+static int recorded;             /* a loop thread, or any record: the trace is worth keeping */
+static int trace_removed;        /* the final flush removed it: it had nothing */
 
 void as_collector_lock(void)
 {
@@ -685,6 +687,8 @@ static void drain_thread(struct as_thread *t)
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
 	head = as_offcpu_limit(t, tail, head, drain_final);   /* the watchdog's findings first */
 
+	if (head > tail || CMM_LOAD_SHARED(t->is_loop))
+		recorded = 1;
 	if (!t->c_announced) {
 		pack_thread(t, 0);
 		t->c_announced = 1;
@@ -903,6 +907,7 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 
 static void pack_ctl(const char *cmd)
 {
+	recorded = 1;
 	msgpack_pack_map(&pk, 3);
 	pack_kv_str("type", "ctl");
 	pack_kv_str("cmd", cmd);
@@ -1007,6 +1012,20 @@ static void collect_once(void)
 	as_collector_unlock();
 }
 
+/* A process that never ran a loop and recorded nothing (a shell, env,
+ * readlink in a wrapper chain) leaves no trace: removed at its end unless
+ * keep_empty=1.  Only the file this process made (same inode): never one
+ * that replaced it under the name. */
+static void remove_if_empty(void)
+{
+	struct stat st;
+	if (recorded || as_cfg.keep_empty || as_recovering || !trace_ok)
+		return;
+	if (lstat(trace_path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == trace_dev &&
+	    st.st_ino == trace_ino && unlink(trace_path) == 0)
+		trace_removed = 1;
+}
+
 static void collect_final(const char *reason)
 {
 	as_collector_lock();
@@ -1020,6 +1039,7 @@ static void collect_final(const char *reason)
 		write_end(reason);
 		finish_drain();
 		as_shm_done();
+		remove_if_empty();
 	} else if (flight_due) {        /* still recording after a trigger */
 		flight_dump(flight_trigger, flight_trigger_ns, reason);
 	} else if (as_cfg.flight_exit) {
@@ -1120,6 +1140,20 @@ void as_collector_final(const char *reason)
 	CMM_STORE_SHARED(final_state, 2);
 }
 
+/* A new trace file in place of one removed as empty. */
+static int start_again(void)
+{
+	trace_removed = 0;
+	if (same_file(trace_fd))
+		close(trace_fd);        /* ours: the unlinked file */
+	trace_fd = -1;
+	msgpack_sbuffer_destroy(&sbuf);
+	if (as_trace_create() == 0)
+		return 0;
+	trace_ok = 0;
+	return -1;
+}
+
 /* exec failed after the flush that preceded it: keep recording into the
  * same file (readers take the last end record). */
 void as_collector_resume(void)
@@ -1132,6 +1166,8 @@ void as_collector_resume(void)
 	}
 	collector_running = 0;
 	final_reason = NULL;
+	if (trace_removed && start_again() != 0)
+		return;
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);
 	CMM_STORE_SHARED(as_active, !ctl_disabled);
@@ -1157,6 +1193,12 @@ void as_collector_after_fork_child(void)
 		self->nest = 0;
 		self->dropped = 0;
 		self->iter_start = 0;
+		/* not a loop until it waits in one: the parent's loop state
+		 * would show every child, even one about to exec, as a loop
+		 * thread of 0 iterations, and time its calls as blocking */
+		self->is_loop = 0;
+		as_tls.loop = 0;
+		as_tls.raw = 0;
 		self->c_announced = 0;
 		self->c_drained = 0;
 		self->sample_pending = 0;
@@ -1173,6 +1215,8 @@ void as_collector_after_fork_child(void)
 	as_overhead_reset();
 	flight_due = 0;
 	flight_auto = 0;
+	recorded = 0;
+	trace_removed = 0;
 	if (!CMM_LOAD_SHARED(as_live))
 		return;
 	as_mono0 = as_mono_ns();

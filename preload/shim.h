@@ -168,6 +168,7 @@ struct as_config {
 	unsigned flight_exit;   /* write one at exit too */
 	unsigned ctl_signal;    /* asyncshim ctl's signal; 0 = none */
 	unsigned record_argv;   /* 1: the header has the whole command line, not just argv[0] */
+	unsigned keep_empty;    /* 1: keep the trace of a process that recorded nothing */
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
