@@ -477,9 +477,11 @@ static int trim_unfinished(int fd, off_t size, const char *path)
 	return ftruncate(fd, (off_t)whole);
 }
 
+static int recover_status = -1;  /* the exit status asyncshim run saw, -1 = none */
+
 /* asyncshim recover (preload/shm.c): append what a killed process's rings
  * hold to its trace, with the end record it never wrote. */
-int as_collector_recover(const char *path)
+int as_collector_recover(const char *path, const char *reason, int status)
 {
 	int fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);   /* read: trim_unfinished */
 	struct stat st;
@@ -499,7 +501,8 @@ int as_collector_recover(const char *path)
 	trace_ok = 1;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, sbuf_write);
-	collect_final("killed");
+	recover_status = status;
+	collect_final(reason);
 	return trace_ok ? 0 : -1;
 }
 
@@ -826,9 +829,12 @@ static void pack_end(const char *reason)
 	 * rings this one removed from /dev/shm (preload/shm.c): when not 0 */
 	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
 	uint64_t ringless = uatomic_read(&as_ringless_threads);
-	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0));
+	int status = as_recovering ? recover_status : -1;
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0) + (status >= 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
+	if (status >= 0)
+		pack_kv_i64("exit_status", status);
 	if (priv)
 		pack_kv_u64("private_rings", priv);
 	if (swept)
@@ -1195,10 +1201,14 @@ void as_collector_after_fork_child(void)
 		self->iter_start = 0;
 		/* not a loop until it waits in one: the parent's loop state
 		 * would show every child, even one about to exec, as a loop
-		 * thread of 0 iterations, and time its calls as blocking */
+		 * thread of 0 iterations, and time its calls as blocking; the
+		 * first epoll fd it waits on is its loop's (hooks/wait.c) */
 		self->is_loop = 0;
 		as_tls.loop = 0;
 		as_tls.raw = 0;
+		as_tls.family = 0;
+		as_tls.loop_fd = 0;
+		as_tls.poll_waits = 0;
 		self->c_announced = 0;
 		self->c_drained = 0;
 		self->sample_pending = 0;

@@ -490,7 +490,8 @@ uint64_t as_proc_start_time(pid_t pid);
 extern unsigned as_shm_private_rings;
 extern unsigned as_shm_swept;
 int as_recover(const char *prefix, const char *trace);
-int as_collector_recover(const char *trace);
+/* REASON "killed", or "exit_group" with the process's exit STATUS (-1: none) */
+int as_collector_recover(const char *trace, const char *reason, int status);
 uint32_t as_stacks_count(void);
 void as_stacks_continue(uint32_t n);
 struct as_thread *as_thread_fork_child(struct as_thread *old);

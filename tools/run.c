@@ -47,9 +47,11 @@ static int valid_uint(const char *s)
 	return 1;
 }
 
-/* The program was killed (SIGKILL): finish its traces from its rings
- * (asyncshim recover), PREFIX.<pid>.msgpack and those of exec'd images. */
-static void recover_killed(const char *lib, const char *prefix, pid_t pid)
+/* The program was killed (SIGKILL), or exited (STATUS >= 0) without its
+ * final flush (a raw exit_group, as Go's runtime does): finish its traces
+ * from its rings (asyncshim recover), PREFIX.<pid>.msgpack and those of
+ * exec'd images.  Traces that have their end record have no rings left. */
+static void recover_unfinished(const char *lib, const char *prefix, pid_t pid, int status)
 {
 	char path[PATH_MAX + 64];
 	for (int n = 0; n < 100; n++) {
@@ -59,7 +61,10 @@ static void recover_killed(const char *lib, const char *prefix, pid_t pid)
 			snprintf(path, sizeof(path), "%s.%d.%d.msgpack", prefix, (int)pid, n);
 		if (access(path, F_OK) != 0)
 			break;
-		recover_trace(lib, path, 1);
+		if (status >= 0)
+			recover_exited(lib, path, status);
+		else
+			recover_trace(lib, path, 1);
 	}
 }
 
@@ -214,7 +219,9 @@ int cmd_run(int argc, char **argv)
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-		recover_killed(lib, out, pid);
+		recover_unfinished(lib, out, pid, -1);
+	else if (WIFEXITED(status))
+		recover_unfinished(lib, out, pid, WEXITSTATUS(status));
 	print_traces(out, start);
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
