@@ -58,6 +58,7 @@ static msgpack_packer pk;
 static int ctl_disabled;         /* asyncshim ctl PID disable */
 static int recorded;             /* a loop thread, or any record: the trace is worth keeping */
 static int trace_removed;        /* the final flush removed it: it had nothing */
+static pid_t collector_tid;
 
 void as_collector_lock(void)
 {
@@ -830,11 +831,17 @@ static void pack_end(const char *reason)
 	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
 	uint64_t ringless = uatomic_read(&as_ringless_threads);
 	int status = as_recovering ? recover_status : -1;
-	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0) + (status >= 0));
+	if (!as_recovering)     /* /proc/self is the helper's then */
+		as_threads_seen_scan();
+	uint64_t nthreads = as_recovering ? 0 : as_threads_seen(collector_tid);
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0) +
+			 (status >= 0) + (nthreads > 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
 	if (status >= 0)
 		pack_kv_i64("exit_status", status);
+	if (nthreads)
+		pack_kv_u64("threads_seen", nthreads);
 	if (priv)
 		pack_kv_u64("private_rings", priv);
 	if (swept)
@@ -996,6 +1003,7 @@ static void ctl_apply(unsigned cmds)
 static void collect_once(void)
 {
 	as_collector_lock();
+	as_threads_seen_scan();
 	drain_all(0);
 	uint64_t now = as_mono_ns();
 	if (as_cfg.flight) {
@@ -1078,6 +1086,7 @@ static void *collector_main(void *arg)
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
+	collector_tid = as_gettid();
 	as_fds_private(trace_fd);
 	as_collector_unlock();
 	as_overhead_start();
@@ -1227,6 +1236,7 @@ void as_collector_after_fork_child(void)
 	flight_auto = 0;
 	recorded = 0;
 	trace_removed = 0;
+	as_threads_seen_reset();
 	if (!CMM_LOAD_SHARED(as_live))
 		return;
 	as_mono0 = as_mono_ns();

@@ -527,6 +527,11 @@ void as_on_own_stack(void (*fn)(void *), void *arg);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);
 void as_watchdog_finish(void);
+extern pid_t as_wd_tid;                 /* the watchdog thread's tid, 0 = none yet */
+/* the program's threads, loop or not (collector/threads_seen.c) */
+void as_threads_seen_scan(void);
+uint64_t as_threads_seen(pid_t collector_tid);
+void as_threads_seen_reset(void);
 int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
