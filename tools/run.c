@@ -135,8 +135,9 @@ static void summarize(const char *path, struct summary *s)
 	/* the name it was run by: redis-server, not redis-check-rdb */
 	const char *name = tr.argv0[0] ? tr.argv0 : tr.exe;
 	name = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
-	if (strlen(name) < sizeof(s->program))
-		snprintf(s->program, sizeof(s->program), "%s", name);
+	size_t len = strlen(name);
+	if (len < sizeof(s->program))
+		memcpy(s->program, name, len + 1);
 	else
 		snprintf(s->program, sizeof(s->program), "%.13s...", name);
 	for (size_t i = 0; i < tr.nthreads; i++) {
