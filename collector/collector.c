@@ -1033,7 +1033,9 @@ static void collect_once(void)
 static void remove_if_empty(void)
 {
 	struct stat st;
-	if (recorded || as_cfg.keep_empty || as_recovering || !trace_ok)
+	/* threads that got no ring and writes that failed are news too */
+	if (recorded || uatomic_read(&as_ringless_threads) || lost_bytes || as_cfg.keep_empty || as_recovering ||
+	    !trace_ok)
 		return;
 	if (lstat(trace_path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == trace_dev &&
 	    st.st_ino == trace_ino && unlink(trace_path) == 0)
