@@ -304,13 +304,20 @@ int cmd_run(int argc, char **argv)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, forward);
 	signal(SIGHUP, forward);
+	/* not reaped until its rings are read: while it is a zombie, the
+	 * stale-ring sweep of any other shimmed process (preload/shm.c) takes
+	 * it for alive and leaves its files alone */
+	siginfo_t info;
+	memset(&info, 0, sizeof(info));
+	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+		;
+	if (info.si_code == CLD_KILLED && info.si_status == SIGKILL)
+		recover_unfinished(lib, out, pid, -1);
+	else if (info.si_code == CLD_EXITED)
+		recover_unfinished(lib, out, pid, info.si_status);
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-		recover_unfinished(lib, out, pid, -1);
-	else if (WIFEXITED(status))
-		recover_unfinished(lib, out, pid, WEXITSTATUS(status));
 	print_traces(out, start);
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);
