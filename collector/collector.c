@@ -56,6 +56,9 @@ static uint64_t last_overhead_ns;
 static msgpack_sbuffer sbuf;
 static msgpack_packer pk;
 static int ctl_disabled;         /* asyncshim ctl PID disable */
+static int recorded;             /* a loop thread, or any record: the trace is worth keeping */
+static int trace_removed;        /* the final flush removed it: it had nothing */
+static pid_t collector_tid;
 
 void as_collector_lock(void)
 {
@@ -485,9 +488,11 @@ static int trim_unfinished(int fd, off_t size, const char *path)
 	return ftruncate(fd, (off_t)whole);
 }
 
+static int recover_status = -1;  /* the exit status asyncshim run saw, -1 = none */
+
 /* asyncshim recover (preload/shm.c): append what a killed process's rings
  * hold to its trace, with the end record it never wrote. */
-int as_collector_recover(const char *path)
+int as_collector_recover(const char *path, const char *reason, int status)
 {
 	int fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);   /* read: trim_unfinished */
 	struct stat st;
@@ -507,7 +512,8 @@ int as_collector_recover(const char *path)
 	trace_ok = 1;
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, sbuf_write);
-	collect_final("killed");
+	recover_status = status;
+	collect_final(reason);
 	return trace_ok ? 0 : -1;
 }
 
@@ -695,6 +701,8 @@ static void drain_thread(struct as_thread *t)
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
 	head = as_offcpu_limit(t, tail, head, drain_final);   /* the watchdog's findings first */
 
+	if (head > tail || CMM_LOAD_SHARED(t->is_loop))
+		recorded = 1;
 	if (!t->c_announced) {
 		pack_thread(t, 0);
 		t->c_announced = 1;
@@ -832,9 +840,18 @@ static void pack_end(const char *reason)
 	 * rings this one removed from /dev/shm (preload/shm.c): when not 0 */
 	unsigned priv = CMM_LOAD_SHARED(as_shm_private_rings), swept = CMM_LOAD_SHARED(as_shm_swept);
 	uint64_t ringless = uatomic_read(&as_ringless_threads);
-	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0));
+	int status = as_recovering ? recover_status : -1;
+	if (!as_recovering)     /* /proc/self is the helper's then */
+		as_threads_seen_scan();
+	uint64_t nthreads = as_recovering ? 0 : as_threads_seen(collector_tid);
+	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0) +
+			 (status >= 0) + (nthreads > 0));
 	pack_kv_str("type", "end");
 	pack_kv_str("reason", reason);
+	if (status >= 0)
+		pack_kv_i64("exit_status", status);
+	if (nthreads)
+		pack_kv_u64("threads_seen", nthreads);
 	if (priv)
 		pack_kv_u64("private_rings", priv);
 	if (swept)
@@ -913,6 +930,7 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 
 static void pack_ctl(const char *cmd)
 {
+	recorded = 1;
 	msgpack_pack_map(&pk, 3);
 	pack_kv_str("type", "ctl");
 	pack_kv_str("cmd", cmd);
@@ -995,6 +1013,7 @@ static void ctl_apply(unsigned cmds)
 static void collect_once(void)
 {
 	as_collector_lock();
+	as_threads_seen_scan();
 	drain_all(0);
 	uint64_t now = as_mono_ns();
 	if (as_cfg.flight) {
@@ -1017,6 +1036,22 @@ static void collect_once(void)
 	as_collector_unlock();
 }
 
+/* A process that never ran a loop and recorded nothing (a shell, env,
+ * readlink in a wrapper chain) leaves no trace: removed at its end unless
+ * keep_empty=1.  Only the file this process made (same inode): never one
+ * that replaced it under the name. */
+static void remove_if_empty(void)
+{
+	struct stat st;
+	/* threads that got no ring and writes that failed are news too */
+	if (recorded || uatomic_read(&as_ringless_threads) || lost_bytes || as_cfg.keep_empty || as_recovering ||
+	    !trace_ok)
+		return;
+	if (lstat(trace_path, &st) == 0 && S_ISREG(st.st_mode) && st.st_dev == trace_dev &&
+	    st.st_ino == trace_ino && unlink(trace_path) == 0)
+		trace_removed = 1;
+}
+
 static void collect_final(const char *reason)
 {
 	as_collector_lock();
@@ -1030,6 +1065,7 @@ static void collect_final(const char *reason)
 		write_end(reason);
 		finish_drain();
 		as_shm_done();
+		remove_if_empty();
 	} else if (flight_due) {        /* still recording after a trigger */
 		flight_dump(flight_trigger, flight_trigger_ns, reason);
 	} else if (as_cfg.flight_exit) {
@@ -1068,6 +1104,7 @@ static void *collector_main(void *arg)
 	as_tls.internal = 1;
 	uatomic_inc(&as_shim_threads);
 	as_collector_lock();
+	collector_tid = as_gettid();
 	int own = as_fds_private(trace_fd) == 0;
 	if (own)
 		trace_fd = keep_high(trace_fd);
@@ -1164,6 +1201,20 @@ void as_collector_final(const char *reason)
 	CMM_STORE_SHARED(final_state, 2);
 }
 
+/* A new trace file in place of one removed as empty. */
+static int start_again(void)
+{
+	trace_removed = 0;
+	if (same_file(trace_fd))
+		close(trace_fd);        /* ours: the unlinked file */
+	trace_fd = -1;
+	msgpack_sbuffer_destroy(&sbuf);
+	if (as_trace_create() == 0)
+		return 0;
+	trace_ok = 0;
+	return -1;
+}
+
 /* exec failed after the flush that preceded it: keep recording into the
  * same file (readers take the last end record). */
 void as_collector_resume(void)
@@ -1176,9 +1227,13 @@ void as_collector_resume(void)
 	}
 	collector_running = 0;
 	final_reason = NULL;
-	/* the fd went with the old collector's table: reopen it for the new one */
-	if (!as_cfg.flight && trace_ok)
+	if (trace_removed) {
+		if (start_again() != 0)
+			return;
+	} else if (!as_cfg.flight) {
+		/* the fd went with the old collector's table: reopen it for the new one */
 		trace_file_fd();
+	}
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);
 	CMM_STORE_SHARED(as_active, !ctl_disabled);
@@ -1204,6 +1259,16 @@ void as_collector_after_fork_child(void)
 		self->nest = 0;
 		self->dropped = 0;
 		self->iter_start = 0;
+		/* not a loop until it waits in one: the parent's loop state
+		 * would show every child, even one about to exec, as a loop
+		 * thread of 0 iterations, and time its calls as blocking; the
+		 * first epoll fd it waits on is its loop's (hooks/wait.c) */
+		self->is_loop = 0;
+		as_tls.loop = 0;
+		as_tls.raw = 0;
+		as_tls.family = 0;
+		as_tls.loop_fd = 0;
+		as_tls.poll_waits = 0;
 		self->c_announced = 0;
 		self->c_drained = 0;
 		self->sample_pending = 0;
@@ -1220,6 +1285,9 @@ void as_collector_after_fork_child(void)
 	as_overhead_reset();
 	flight_due = 0;
 	flight_auto = 0;
+	recorded = 0;
+	trace_removed = 0;
+	as_threads_seen_reset();
 	if (!CMM_LOAD_SHARED(as_live))
 		return;
 	as_mono0 = as_mono_ns();

@@ -81,6 +81,7 @@ int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t err
 		{ "flight_exit", &cfg->flight_exit, 0, 1 },
 		{ "ctl_signal", &cfg->ctl_signal, 0, 64 },
 		{ "record_argv", &cfg->record_argv, 0, 1 },
+		{ "keep_empty", &cfg->keep_empty, 0, 1 },
 	};
 	while (s && *s) {
 		const char *end = strchr(s, ':');

@@ -168,6 +168,7 @@ struct as_config {
 	unsigned flight_exit;   /* write one at exit too */
 	unsigned ctl_signal;    /* asyncshim ctl's signal; 0 = none */
 	unsigned record_argv;   /* 1: the header has the whole command line, not just argv[0] */
+	unsigned keep_empty;    /* 1: keep the trace of a process that recorded nothing */
 	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
 };
 extern struct as_config as_cfg;
@@ -494,7 +495,8 @@ uint64_t as_proc_start_time(pid_t pid);
 extern unsigned as_shm_private_rings;
 extern unsigned as_shm_swept;
 int as_recover(const char *prefix, const char *trace);
-int as_collector_recover(const char *trace);
+/* REASON "killed", or "exit_group" with the process's exit STATUS (-1: none) */
+int as_collector_recover(const char *trace, const char *reason, int status);
 uint32_t as_stacks_count(void);
 void as_stacks_continue(uint32_t n);
 struct as_thread *as_thread_fork_child(struct as_thread *old);
@@ -530,6 +532,11 @@ void as_on_own_stack(void (*fn)(void *), void *arg);
 void as_watchdog_start(void);
 void as_watchdog_after_fork_child(void);
 void as_watchdog_finish(void);
+extern pid_t as_wd_tid;                 /* the watchdog thread's tid, 0 = none yet */
+/* the program's threads, loop or not (collector/threads_seen.c) */
+void as_threads_seen_scan(void);
+uint64_t as_threads_seen(pid_t collector_tid);
+void as_threads_seen_reset(void);
 int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);

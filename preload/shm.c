@@ -469,6 +469,20 @@ static int read_proc(const char *path, uid_t uid, pid_t pid, struct as_shm_proc 
 	return 0;
 }
 
+/* asyncshim run saw the process exit with a status, yet it never made its
+ * final flush: it ended by a raw exit_group (Go's runtime does, from any
+ * thread), which runs no atexit handler and no destructor.  Else it was
+ * killed. */
+static const char *recover_reason(int *status)
+{
+	const char *s = getenv("ASYNCSHIM_RECOVER_STATUS");
+	*status = -1;
+	if (!s || !*s || strlen(s) > 3 || strspn(s, "0123456789") != strlen(s) || atoi(s) > 255)
+		return "killed";
+	*status = atoi(s);
+	return "exit_group";
+}
+
 /* Restore what the dead process's collector knew, adopt its rings, and
  * let the collector write them to TRACE and remove the files. */
 int as_recover(const char *prefix, const char *trace)
@@ -514,7 +528,9 @@ int as_recover(const char *prefix, const char *trace)
 			refused++;
 	}
 	closedir(d);
-	int r = as_collector_recover(trace);
+	int status;
+	const char *reason = recover_reason(&status);
+	int r = as_collector_recover(trace, reason, status);
 	proc_path(path, sizeof(path));
 	if (r == 0)
 		unlink(path);

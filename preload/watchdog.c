@@ -472,8 +472,11 @@ static void sleep_ns(uint64_t ns)
  * longer wait would only make loops with pauses cost more. */
 #define QUIET_LOOKS 2
 
+pid_t as_wd_tid;
+
 static void *watchdog_main(void *arg)
 {
+	CMM_STORE_SHARED(as_wd_tid, as_gettid());   /* not one of the program's threads */
 	as_tls.internal = 1;
 	as_fds_private(-1);
 	uatomic_inc(&as_shim_threads);

@@ -97,7 +97,8 @@ def test_flight_exit_writes_the_last_window(tmp_path):
     recs = records(path)
     (fl,) = [r for r in recs if r["type"] == "flight"]
     assert fl["trigger"] == "exit" and fl["kept_bytes"] <= 1 << 20
-    assert recs[-1] == {"type": "end", "reason": "exit", "duration_ns": recs[-1]["duration_ns"]}
+    assert recs[-1] == {"type": "end", "reason": "exit", "duration_ns": recs[-1]["duration_ns"],
+                        "threads_seen": 1}
     assert iteration_spans(recs)
 
 

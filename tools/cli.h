@@ -20,6 +20,9 @@ int find_library(char *out, size_t len);
 /* asyncshim recover on one trace (tools/recover.c); QUIET: say nothing
  * when there is nothing to recover.  Returns 0 or 2. */
 int recover_trace(const char *lib, const char *trace, int quiet);
+/* The same for a process that exited with STATUS but never wrote its end
+ * record (a raw exit_group): end reason "exit_group". */
+int recover_exited(const char *lib, const char *trace, int status);
 
 /* one line on stderr, returns 2 */
 int usage_error(const char *cmd, const char *msg);

@@ -78,7 +78,9 @@ static int valid_rings(const char *s)
 	return n > 0 && n <= 20 && !s[n];
 }
 
-static int run_helper(const char *lib, const char *prefix, const char *trace, const char *name, uid_t owner)
+/* STATUS >= 0: the exit status of a process that ended by a raw exit_group */
+static int run_helper(const char *lib, const char *prefix, const char *trace, const char *name, uid_t owner,
+		      int status)
 {
 	pid_t pid = fork();
 	if (pid < 0)
@@ -90,16 +92,22 @@ static int run_helper(const char *lib, const char *prefix, const char *trace, co
 		setenv("ASYNCSHIM_RECOVER_TRACE", trace, 1);
 		setenv("ASYNCSHIM_RECOVER_NAME", name, 1);
 		setenv("ASYNCSHIM_RECOVER_OWNER", uid, 1);
+		unsetenv("ASYNCSHIM_RECOVER_STATUS");
+		if (status >= 0) {
+			char s[16];
+			snprintf(s, sizeof(s), "%d", status);
+			setenv("ASYNCSHIM_RECOVER_STATUS", s, 1);
+		}
 		setenv("LD_PRELOAD", lib, 1);
 		unsetenv("ASYNCSHIM_OPTIONS");
 		execl("/bin/false", "false", (char *)NULL);
 		_exit(127);
 	}
-	int status;
-	while (waitpid(pid, &status, 0) < 0)
+	int ws;
+	while (waitpid(pid, &ws, 0) < 0)
 		if (errno != EINTR)
 			return -1;
-	return WIFEXITED(status) && WEXITSTATUS(status) == 0 ? 0 : -1;
+	return WIFEXITED(ws) && WEXITSTATUS(ws) == 0 ? 0 : -1;
 }
 
 /* TRACE copied to a new file beside it, owned like it, named in TMP:
@@ -125,7 +133,7 @@ static int copy_aside(int src, const struct stat *st, const char *trace, char *t
 	return 0;
 }
 
-static int recover_into(const char *lib, const char *rings, const char *trace)
+static int recover_into(const char *lib, const char *rings, const char *trace, int status)
 {
 	char tmp[PATH_MAX + 32];
 	struct stat st;
@@ -149,7 +157,7 @@ static int recover_into(const char *lib, const char *rings, const char *trace)
 		fprintf(stderr, "asyncshim recover: %s: cannot write a copy beside it: %s\n", trace, strerror(errno));
 		return 2;
 	}
-	if (run_helper(lib, rings, tmp, trace, st.st_uid) != 0) {
+	if (run_helper(lib, rings, tmp, trace, st.st_uid, status) != 0) {
 		unlink(tmp);
 		fprintf(stderr, "asyncshim recover: %s: the recovery failed (see above); the trace is unchanged\n", trace);
 		return 2;
@@ -161,7 +169,7 @@ static int recover_into(const char *lib, const char *rings, const char *trace)
 	return 0;
 }
 
-int recover_trace(const char *lib, const char *trace, int quiet)
+static int recover_one(const char *lib, const char *trace, int quiet, int status)
 {
 	struct header_info h;
 	char err[512] = "", proc[300];
@@ -194,7 +202,17 @@ int recover_trace(const char *lib, const char *trace, int quiet)
 		fprintf(stderr, "asyncshim recover: %s: process %lld is still running\n", trace, (long long)h.pid);
 		return 2;
 	}
-	return recover_into(lib, h.rings, trace);
+	return recover_into(lib, h.rings, trace, status);
+}
+
+int recover_trace(const char *lib, const char *trace, int quiet)
+{
+	return recover_one(lib, trace, quiet, -1);
+}
+
+int recover_exited(const char *lib, const char *trace, int status)
+{
+	return recover_one(lib, trace, 1, status);
 }
 
 int cmd_recover(int argc, char **argv)

@@ -86,12 +86,23 @@ void json_blocking(FILE *f, const struct trace *tr, const struct blocking *b)
 	fputc('}', f);
 }
 
+/* The end record's count, or the thread records' when older or recovered */
+static size_t trace_threads_seen(const struct trace *tr)
+{
+	return tr->threads_seen > tr->nthreads ? (size_t)tr->threads_seen : tr->nthreads;
+}
+
 static void json_trace(FILE *f, const struct trace *tr)
 {
 	fprintf(f, "{\"path\":");
 	json_str(f, tr->path);
 	fprintf(f, ",\"pid\":%" PRId64 ",\"ppid\":%" PRId64 ",\"exe\":", tr->pid, tr->ppid);
 	json_str(f, tr->exe);
+	fputs(",\"argv0\":", f);
+	json_str(f, tr->argv0[0] ? tr->argv0 : NULL);
+	fprintf(f, ",\"threads_seen\":%zu", trace_threads_seen(tr));
+	if (tr->exit_status >= 0)
+		fprintf(f, ",\"exit_status\":%" PRId64, tr->exit_status);
 	fputs(",\"duration_ms\":", f);
 	json_ms(f, tr->duration_ns);
 	fprintf(f, ",\"complete\":%s,\"end_reason\":", tr->complete ? "true" : "false");
@@ -135,14 +146,32 @@ static const char *thread_name(const struct trace *tr, int64_t tid)
 	return "?";
 }
 
+/* What was run, then the file that ran when they differ: redis-server is
+ * a symlink to redis-check-rdb. */
+static void text_program(FILE *f, const struct trace *tr)
+{
+	const char *a0 = tr->argv0, *exe = tr->exe;
+	const char *base = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+	const char *abase = strrchr(a0, '/') ? strrchr(a0, '/') + 1 : a0;
+	if (!a0[0] || !strcmp(abase, base))
+		fputs(exe, f);
+	else
+		fprintf(f, "%s (%s)", a0, exe);
+}
+
 static void text_trace(FILE *f, const struct trace *tr)
 {
 	size_t loops = 0;
 	for (size_t i = 0; i < tr->nthreads; i++)
 		loops += tr->threads[i].loop;
-	fprintf(f, "%s: pid %" PRId64 " %s, %.1f ms%s\n", tr->path, tr->pid, tr->exe, ms(tr->duration_ns),
+	fprintf(f, "%s: pid %" PRId64 " ", tr->path, tr->pid);
+	text_program(f, tr);
+	fprintf(f, ", %.1f ms%s\n", ms(tr->duration_ns),
 		tr->complete ? "" : " (no end record: the process died before its final flush)");
-	fprintf(f, "\nloop threads: %zu of %zu threads seen\n", loops, tr->nthreads);
+	if (tr->complete && tr->exit_status >= 0)
+		fprintf(f, "ended by a raw exit_group with status %" PRId64 " (not the C library's exit: no atexit "
+			   "handler or destructor ran); finished from its rings\n", tr->exit_status);
+	fprintf(f, "\nloop threads: %zu of %zu threads seen\n", loops, trace_threads_seen(tr));
 	if (loops) {
 		fprintf(f, "  %-8s %-16s %10s %10s  %s\n", "tid", "name", "iterations", "busy ms",
 			"lag ms: min / avg / p50 / p95 / p99 / max");

@@ -2,12 +2,14 @@
  * Sets LD_PRELOAD and ASYNCSHIM_OPTIONS, runs CMD, returns its exit status
  * and names the trace files it (and its children) wrote. */
 #include "cli.h"
+#include "trace.h"
 
 #include <dirent.h>
 #include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <inttypes.h>
 #include <libgen.h>
 #include <limits.h>
 #include <signal.h>
@@ -47,9 +49,11 @@ static int valid_uint(const char *s)
 	return 1;
 }
 
-/* The program was killed (SIGKILL): finish its traces from its rings
- * (asyncshim recover), PREFIX.<pid>.msgpack and those of exec'd images. */
-static void recover_killed(const char *lib, const char *prefix, pid_t pid)
+/* The program was killed (SIGKILL), or exited (STATUS >= 0) without its
+ * final flush (a raw exit_group, as Go's runtime does): finish its traces
+ * from its rings (asyncshim recover), PREFIX.<pid>.msgpack and those of
+ * exec'd images.  Traces that have their end record have no rings left. */
+static void recover_unfinished(const char *lib, const char *prefix, pid_t pid, int status)
 {
 	char path[PATH_MAX + 64];
 	for (int n = 0; n < 100; n++) {
@@ -59,12 +63,16 @@ static void recover_killed(const char *lib, const char *prefix, pid_t pid)
 			snprintf(path, sizeof(path), "%s.%d.%d.msgpack", prefix, (int)pid, n);
 		if (access(path, F_OK) != 0)
 			break;
-		recover_trace(lib, path, 1);
+		if (status >= 0)
+			recover_exited(lib, path, status);
+		else
+			recover_trace(lib, path, 1);
 	}
 }
 
-/* Trace files are PREFIX.<pid>[.<n>].msgpack; list those modified since start. */
-static void print_traces(const char *prefix, time_t since)
+/* Trace files are PREFIX.<pid>[.<n>].msgpack: those modified since start,
+ * in *PATHS (malloc'd), how many returned. */
+static size_t find_traces(const char *prefix, time_t since, char ***paths)
 {
 	char buf[PATH_MAX];
 	snprintf(buf, sizeof(buf), "%s", prefix);
@@ -75,23 +83,109 @@ static void print_traces(const char *prefix, time_t since)
 		dir = buf[0] ? buf : "/";
 		base = slash + 1;
 	}
+	*paths = NULL;
 	DIR *d = opendir(dir);
 	if (!d)
-		return;
-	size_t blen = strlen(base);
+		return 0;
+	size_t blen = strlen(base), n = 0, cap = 0;
 	struct dirent *e;
 	while ((e = readdir(d))) {
-		size_t n = strlen(e->d_name);
-		if (n <= blen + 9 || strncmp(e->d_name, base, blen) || e->d_name[blen] != '.' ||
-		    strcmp(e->d_name + n - 8, ".msgpack"))
+		size_t len = strlen(e->d_name);
+		if (len <= blen + 9 || strncmp(e->d_name, base, blen) || e->d_name[blen] != '.' ||
+		    strcmp(e->d_name + len - 8, ".msgpack"))
 			continue;
 		char path[PATH_MAX * 2];
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
 		struct stat st;
-		if (lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_mtime >= since)
-			fprintf(stderr, "asyncshim: trace %s\n", path);
+		if (lstat(path, &st) != 0 || !S_ISREG(st.st_mode) || st.st_mtime < since)
+			continue;
+		char **p = trace_grow(*paths, &cap, n, sizeof(*p));
+		char *copy = p ? strdup(path) : NULL;
+		if (p)
+			*paths = p;
+		if (!copy)
+			break;
+		(*paths)[n++] = copy;
 	}
 	closedir(d);
+	return n;
+}
+
+/* One trace's line of the table run ends with. */
+struct summary {
+	const char *path;
+	char program[17];
+	size_t loops;
+	uint64_t iterations, blocks, stalls;
+	int ok;                 /* it could be read */
+};
+
+static void summarize(const char *path, struct summary *s)
+{
+	struct trace tr;
+	char err[256];
+	memset(s, 0, sizeof(*s));
+	s->path = path;
+	s->ok = trace_load_keep(path, &tr, 0, err, sizeof(err)) == 0;
+	if (!s->ok) {
+		snprintf(s->program, sizeof(s->program), "(unreadable)");
+		trace_free(&tr);
+		return;
+	}
+	/* the name it was run by: redis-server, not redis-check-rdb */
+	const char *name = tr.argv0[0] ? tr.argv0 : tr.exe;
+	name = strrchr(name, '/') ? strrchr(name, '/') + 1 : name;
+	size_t len = strlen(name);
+	if (len < sizeof(s->program))
+		memcpy(s->program, name, len + 1);
+	else
+		snprintf(s->program, sizeof(s->program), "%.13s...", name);
+	for (size_t i = 0; i < tr.nthreads; i++) {
+		s->loops += tr.threads[i].loop;
+		s->iterations += tr.threads[i].iterations;
+	}
+	s->blocks = tr.blocks_total;
+	s->stalls = tr.stalls_total;
+	trace_free(&tr);
+}
+
+static int worth_a_line(const struct summary *s)
+{
+	return !s->ok || s->loops || s->blocks || s->stalls;
+}
+
+/* A short table on stderr: each trace with loop threads or findings (and
+ * any that cannot be read), the rest counted in one line. */
+static void print_traces(const char *prefix, time_t since)
+{
+	char **paths;
+	size_t n = find_traces(prefix, since, &paths);
+	struct summary *s = n ? calloc(n, sizeof(*s)) : NULL;
+	if (!s) {
+		for (size_t i = 0; i < n; i++)
+			fprintf(stderr, "asyncshim: trace %s\n", paths[i]);
+		goto out;
+	}
+	size_t listed = 0;
+	for (size_t i = 0; i < n; i++) {
+		summarize(paths[i], &s[i]);
+		listed += worth_a_line(&s[i]);
+	}
+	fprintf(stderr, "asyncshim: %zu trace%s written\n", n, n == 1 ? "" : "s");
+	if (listed)
+		fprintf(stderr, "  %-16s %12s %10s %14s %6s  %s\n", "program", "loop threads", "iterations",
+			"blocking calls", "stalls", "trace");
+	for (size_t i = 0; i < n; i++)
+		if (worth_a_line(&s[i]))
+			fprintf(stderr, "  %-16s %12zu %10" PRIu64 " %14" PRIu64 " %6" PRIu64 "  %s\n", s[i].program,
+				s[i].loops, s[i].iterations, s[i].blocks, s[i].stalls, s[i].path);
+	if (n > listed)
+		fprintf(stderr, "  and %zu more of processes without a loop thread or findings\n", n - listed);
+	free(s);
+out:
+	for (size_t i = 0; i < n; i++)
+		free(paths[i]);
+	free(paths);
 }
 
 /* CMD as execvp would find it: a name with a slash as is, else along PATH. */
@@ -210,11 +304,20 @@ int cmd_run(int argc, char **argv)
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, forward);
 	signal(SIGHUP, forward);
+	/* not reaped until its rings are read: while it is a zombie, the
+	 * stale-ring sweep of any other shimmed process (preload/shm.c) takes
+	 * it for alive and leaves its files alone */
+	siginfo_t info;
+	memset(&info, 0, sizeof(info));
+	while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+		;
+	if (info.si_code == CLD_KILLED && info.si_status == SIGKILL)
+		recover_unfinished(lib, out, pid, -1);
+	else if (info.si_code == CLD_EXITED)
+		recover_unfinished(lib, out, pid, info.si_status);
 	int status;
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
-	if (WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL)
-		recover_killed(lib, out, pid);
 	print_traces(out, start);
 	if (WIFEXITED(status))
 		return WEXITSTATUS(status);

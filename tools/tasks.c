@@ -717,9 +717,30 @@ out:
 	free(depths);
 }
 
-void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms)
+/* S cut to WIDTH columns with "..." at the end, so a long (C++, Rust)
+ * name does not push the columns after it out of line.  OUT holds WIDTH+1. */
+static const char *cell(const char *s, size_t width, char *out)
+{
+	if (strlen(s) <= width)
+		return s;
+	snprintf(out, width + 1, "%.*s...", (int)(width - 3), s);
+	return out;
+}
+
+/* func_name, fitted to WIDTH columns (at most 63) */
+static const char *func_cell(const struct task_model *m, uint64_t addr, size_t width, char *out)
 {
 	char buf[256];
+	const char *name = func_name(m, addr, buf, sizeof(buf));
+	if (strlen(name) > width)
+		return cell(name, width, out);
+	snprintf(out, width + 1, "%s", name);   /* BUF is gone on return */
+	return out;
+}
+
+void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms)
+{
+	char buf[64], src[64];
 	if (!m || (!m->n && !m->ncbs))
 		return;
 	if (m->n) {
@@ -733,13 +754,13 @@ void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms)
 		fprintf(f, "  top tasks by run time:\n");
 		for (size_t i = 0; i < n; i++)
 			fprintf(f, "    %-6" PRIu64 " %-24s %-8s run %9.3f ms  wait %9.3f ms  %" PRIu64 " suspensions\n",
-				top[i]->id, func_name(m, top[i]->fn, buf, sizeof(buf)), kind_name(top[i]->kind),
+				top[i]->id, func_cell(m, top[i]->fn, 24, buf), kind_name(top[i]->kind),
 				ms(top[i]->run_ns), ms(task_wait(top[i])), top[i]->suspensions);
 		n = top_tasks(m, cmp_delay, 1, top);
 		fprintf(f, "  top tasks by queue delay (created -> first run):\n");
 		for (size_t i = 0; i < n; i++)
 			fprintf(f, "    %-6" PRIu64 " %-24s %-8s queue delay %9.3f ms\n", top[i]->id,
-				func_name(m, top[i]->fn, buf, sizeof(buf)), kind_name(top[i]->kind),
+				func_cell(m, top[i]->fn, 24, buf), kind_name(top[i]->kind),
 				ms(task_queue_delay(top[i])));
 		if (m->nawaits) {
 			fprintf(f, "  await points by entry function:\n    %-24s %6s %11s %14s %12s\n", "function", "tasks",
@@ -747,7 +768,7 @@ void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms)
 			for (size_t i = 0; i < m->nawaits; i++) {
 				const struct await_stat *a = &m->awaits[i];
 				fprintf(f, "    %-24s %6" PRIu64 " %11" PRIu64 " %14.3f %12.3f\n",
-					func_name(m, a->fn, buf, sizeof(buf)), a->tasks, a->suspensions, ms(a->wait_ns),
+					func_cell(m, a->fn, 24, buf), a->tasks, a->suspensions, ms(a->wait_ns),
 					ms(a->resumed ? a->wait_ns / a->resumed : 0));
 			}
 		}
@@ -757,8 +778,8 @@ void tasks_text(FILE *f, const struct task_model *m, uint64_t block_ms)
 			block_ms, "function", "source", "count", "total ms", "max ms");
 		for (size_t i = 0; i < m->ncbs; i++) {
 			const struct cb_stat *c = m->cbv[i];
-			fprintf(f, "    %-28s %-14s %6" PRIu64 " %10.1f %10.1f\n", func_name(m, c->fn, buf, sizeof(buf)),
-				c->source, c->count, ms(c->total_ns), ms(c->max_ns));
+			fprintf(f, "    %-28s %-14s %6" PRIu64 " %10.1f %10.1f\n", func_cell(m, c->fn, 28, buf),
+				cell(c->source, 14, src), c->count, ms(c->total_ns), ms(c->max_ns));
 		}
 	}
 }

@@ -229,6 +229,15 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 	mp_i64(o, "pid", &tr->pid);
 	mp_i64(o, "ppid", &tr->ppid);
 	mp_str(o, "exe", tr->exe, sizeof(tr->exe));
+	const msgpack_object *argv = mp_get(o, "argv");
+	if (argv && argv->type == MSGPACK_OBJECT_ARRAY && argv->via.array.size &&
+	    argv->via.array.ptr[0].type == MSGPACK_OBJECT_STR) {
+		const msgpack_object_str *a0 = &argv->via.array.ptr[0].via.str;
+		size_t n = a0->size < sizeof(tr->argv0) - 1 ? a0->size : sizeof(tr->argv0) - 1;
+		memcpy(tr->argv0, a0->ptr, n);
+		tr->argv0[n] = '\0';
+		tr->argv0[strcspn(tr->argv0, "\n\r")] = '\0';   /* one line in the report */
+	}
 	mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
 	tr->block_ms = 10;
 	tr->stall_ms = 10;
@@ -325,6 +334,8 @@ static int load_end(struct trace *tr, const msgpack_object *o)
 	mp_u64(o, "lost_records", &tr->lost_records);
 	mp_u64(o, "ringless_threads", &tr->ringless_threads);
 	mp_u64(o, "ringless_events", &tr->ringless_events);
+	mp_u64(o, "threads_seen", &tr->threads_seen);
+	mp_i64(o, "exit_status", &tr->exit_status);
 	tr->complete = 1;
 	return 0;
 }
@@ -379,6 +390,7 @@ int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, 
 	memset(tr, 0, sizeof(*tr));
 	tr->path = path;
 	tr->keep = keep;
+	tr->exit_status = -1;
 	int rc = trace_stream(path, load_visit, tr, err, errlen);
 	if (rc == 0 && findings_finish(tr) != 0) {
 		snprintf(err, errlen, "out of memory");

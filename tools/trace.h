@@ -49,6 +49,9 @@ struct trace {
 	const char *path;
 	int64_t pid, ppid;
 	char exe[4096];
+	char argv0[256];        /* the name it was run by (a symlink's, say), "" = unknown */
+	uint64_t threads_seen;  /* threads the process had (end record), 0 = unknown */
+	int64_t exit_status;    /* end reason exit_group: its status, else -1 */
 	uint64_t start_unix_ns;
 	uint64_t block_ms;
 	uint64_t stall_ms;
