@@ -30,7 +30,8 @@ def test_old_disposition_is_the_programs(tmp_path, fn, sig):
 # bare, not live on with the shim's threads (CPython's
 # test_threading.test_3_join_in_forked_from_thread hung on it).
 def test_fork_child_of_a_thread_ends_when_its_thread_returns(tmp_path):
-    p = run_shim([prog("fork_thread_return")], tmp_path, timeout=90)
+    # keep_empty: neither process runs a loop; their end records are the point
+    p = run_shim([prog("fork_thread_return")], tmp_path, options="keep_empty=1", timeout=90)
     assert p.stdout == "reaped 0\n"
     ends = []
     for path in tmp_path.glob("asyncshim.*.msgpack"):
@@ -97,7 +98,7 @@ def test_privilege_drop_keeping_capabilities(tmp_path):
 @pytest.mark.skipif(not os.path.exists("/usr/bin/setpriv"), reason="no setpriv (util-linux)")
 def test_setpriv_keeps_working(tmp_path):
     cmd = ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "true"]
-    p = run_shim(cmd, tmp_path, check=False)
+    p = run_shim(cmd, tmp_path, options="keep_empty=1", check=False)
     assert p.returncode == 0, p.stderr
     assert [r["reason"] for r in records(one_trace(tmp_path)) if r.get("type") == "end"] == ["exec"]
 
