@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import TOOL, one_trace, prog, report, run_shim, shim_env
+from conftest import ROOT, TOOL, one_trace, prog, report, run_shim, shim_env
 
 
 def test_report_keeps_the_slowest_and_the_recent_requests(tmp_path):
@@ -113,3 +113,40 @@ def test_diff_pairs_the_main_loop_of_a_renamed_binary_and_flags_its_lag(tmp_path
     lines = p.stdout.splitlines()
     (mx,) = [ln for ln in lines if ln.split()[:1] == ["max"]]
     assert "REGRESSION" in mx, p.stdout
+
+
+def test_cumulative_span_overhead_matches_what_the_program_measured(tmp_path):
+    """200,000 cumulative spans: the program times them against the same
+    loop without spans (the fastest round of each, in the same run); the
+    shim's estimate of its cost is within 25 % of that."""
+    p = run_shim([prog("cumulative_cost")], tmp_path)
+    words = p.stdout.split()
+    measured_ms = float(words[words.index("measured_ns") + 1]) / 1e6
+    assert measured_ms > 0, p.stdout
+    ov = report(one_trace(tmp_path))["traces"][0]["overhead"]
+    # the whole estimate (the loop did little else) ...
+    assert abs(ov["estimated_ms"] - measured_ms) <= 0.25 * measured_ms + 0.5, (ov, measured_ms)
+    # ... and its cumulative-span part
+    assert ov["cumulative_runs"] == 200000, ov
+    assert abs(ov["cumulative_ms"] - measured_ms) <= 0.25 * measured_ms, (ov, measured_ms)
+    assert ov["estimated_ms"] >= ov["cumulative_ms"]
+
+
+def test_python_spans_count_what_the_binding_costs(tmp_path):
+    """An asyncio loop's spans from Python: the binding's own time counts."""
+    script = tmp_path / "spans.py"
+    script.write_text(
+        "import sys; sys.path.insert(0, %r)\n"
+        "import asyncio, asyncshim\n"
+        "async def main():\n"
+        "    for i in range(5000):\n"
+        "        if i %% 100 == 0:\n"
+        "            await asyncio.sleep(0)\n"
+        "        with asyncshim.span('s'):\n"
+        "            pass\n"
+        "asyncio.run(main())\n" % os.path.join(ROOT, "python"))
+    run_shim(["/usr/bin/python3", str(script)], tmp_path)
+    ov = report(one_trace(tmp_path))["traces"][0]["overhead"]
+    # a span from Python costs microseconds (ctypes); the shim's records alone are tens of ns
+    assert ov["estimated_ms"] >= 5000 * 0.0005, ov
+    assert ov["binding_ms"] >= 5000 * 0.0005, ov

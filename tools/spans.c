@@ -94,7 +94,8 @@ struct span_model {
 	size_t ncums, capcums;
 	int have_overhead;
 	uint64_t ov_calls, ov_records, ov_stacks, ov_stacks_ns, ov_sampling, ov_other, ov_cpu, ov_loop, ov_busy;
-	double ov_call_ns, ov_record_ns;
+	uint64_t ov_cum_runs, ov_cum_total, ov_binding;
+	double ov_call_ns, ov_record_ns, ov_cum_ns;
 	struct ctl_event *ctl;
 	size_t nctl, capctl;
 	int have_flight;
@@ -457,8 +458,12 @@ static int load_overhead(struct span_model *m, const msgpack_object *o, uint64_t
 	mp_u64(o, "loop_busy_ns", &m->ov_busy);
 	m->ov_call_ns = (v = mp_get(o, "call_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->ov_record_ns = (v = mp_get(o, "record_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
-	m->ov_stacks_ns = 0;
+	m->ov_stacks_ns = m->ov_cum_runs = m->ov_cum_total = m->ov_binding = 0;
 	mp_u64(o, "stacks_ns", &m->ov_stacks_ns);
+	mp_u64(o, "cumulative_runs", &m->ov_cum_runs);
+	mp_u64(o, "cumulative_total_ns", &m->ov_cum_total);
+	mp_u64(o, "binding_ns", &m->ov_binding);
+	m->ov_cum_ns = (v = mp_get(o, "cumulative_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->have_overhead = 1;
 	return 0;
 }
@@ -909,6 +914,11 @@ static void json_overhead(FILE *f, const struct trace *tr)
 	json_ms(f, m->ov_stacks_ns);
 	fputs(",\"sampling_ms\":", f);
 	json_ms(f, m->ov_sampling);
+	fprintf(f, ",\"cumulative_runs\":%" PRIu64 ",\"cumulative_ns\":%.1f,\"cumulative_ms\":", m->ov_cum_runs,
+		m->ov_cum_ns);
+	json_ms(f, m->ov_cum_total);
+	fputs(",\"binding_ms\":", f);
+	json_ms(f, m->ov_binding);
 	fprintf(f, ",\"other_records\":%" PRIu64 ",\"collector_cpu_ms\":", m->ov_other);
 	json_ms(f, m->ov_cpu);
 	fputc('}', f);
@@ -1146,9 +1156,10 @@ static void text_self(FILE *f, const struct trace *tr)
 		if (busy)
 			fprintf(f, " = %.2f%% of loop busy time", 100.0 * (double)m->ov_loop / (double)busy);
 		fprintf(f, "\n  (%" PRIu64 " timed calls x %.0f ns, %" PRIu64 " records x %.0f ns, %" PRIu64
-			   " stacks %.3f ms, stall sampling %.3f ms); collector thread %.1f ms CPU\n",
+			   " stacks %.3f ms, stall sampling %.3f ms, %" PRIu64 " cumulative span runs x %.0f ns,"
+			   " bindings %.3f ms); collector thread %.1f ms CPU\n",
 			m->ov_calls, m->ov_call_ns, m->ov_records, m->ov_record_ns, m->ov_stacks, ms(m->ov_stacks_ns),
-			ms(m->ov_sampling), ms(m->ov_cpu));
+			ms(m->ov_sampling), m->ov_cum_runs, m->ov_cum_ns, ms(m->ov_binding), ms(m->ov_cpu));
 	}
 }
 
