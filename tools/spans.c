@@ -722,10 +722,29 @@ static void free_node(void *p)
 	free(n);
 }
 
+/* Cumulative spans in a request's tree are not in by_id: when the trace
+ * was not finished (keep_requests), they go with their parent. */
+static void free_owned_cumulative(const void *p, VISIT which, void *arg)
+{
+	(void)arg;
+	if (which != postorder && which != leaf)
+		return;
+	struct node *n = *(struct node *const *)p;
+	if (!n->owned)
+		return;
+	for (struct node *c = n->first, *next; c; c = next) {
+		next = c->next;
+		if (c->kind == K_CUMULATIVE)
+			free_node(c);
+	}
+	n->first = n->last = NULL;
+}
+
 void spans_free(struct span_model *m)
 {
 	if (!m)
 		return;
+	twalk_r(m->by_id, free_owned_cumulative, NULL);
 	/* kept cumulative spans are not in by_id */
 	for (size_t i = 0; i < m->nkept; i++)
 		if (m->kept[i]->kind == K_CUMULATIVE)
