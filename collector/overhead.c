@@ -8,20 +8,26 @@
  * thread publishes its count at every iteration), records written — and
  * adds what the slow paths measured themselves: stack captures of blocking
  * calls (timed in as_blocking) and stall samples (each sample record carries
- * its handler's time).  Stack capture is not timed here: libunwind's
+ * its handler's time).  Cumulative spans write one record for many runs:
+ * their runs are counted from that record's count and priced by a timing
+ * of the span entry points at start (as_span_cumulative_ns); bindings that
+ * pay more than the shim for a span (Python's ctypes calls) time themselves
+ * and add it (asyncshim_overhead, as_thread.api_ns).  Stack capture is not timed here: libunwind's
  * per-thread state would outlive the collector thread.  The collector's own CPU time is read
  * from its thread clock.  Written as an `overhead` record with every flush
  * (cumulative; the last one counts).  An estimate: cache misses the shim
  * causes in the program's own code are not in it. */
 #include "../preload/ctl.h"
+#include "../preload/span.h"
 
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double call_ns, record_ns;
+static double call_ns, record_ns, span_ns;
 static uint64_t calls, records, stacks, stack_ticks, sampling_ns, other_records, busy_ticks;
+static uint64_t cumulative_runs, api_ns;
 static clockid_t collector_clock;
 static int clock_ok;
 
@@ -88,6 +94,7 @@ void as_overhead_start(void)
 	t->cap = cap;
 	record_ns = best_ns(ring_records, t, 2000);
 	free(t);
+	span_ns = as_span_cumulative_ns();
 }
 
 /* ITERS_BUSY: the records are all iterations, this long together (ticks). */
@@ -97,7 +104,11 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to, const ui
 		other_records += to - from;
 		return;
 	}
-	uint64_t c = CMM_LOAD_SHARED(t->calls), s = CMM_LOAD_SHARED(t->stack_ticks);
+	uint64_t c = CMM_LOAD_SHARED(t->calls), s = CMM_LOAD_SHARED(t->stack_ticks), a = CMM_LOAD_SHARED(t->api_ns);
+	if (a > t->c_api_seen) {
+		api_ns += a - t->c_api_seen;
+		t->c_api_seen = a;
+	}
 	if (c > t->c_calls_seen) {
 		calls += c - t->c_calls_seen;
 		t->c_calls_seen = c;
@@ -126,6 +137,10 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to, const ui
 		case AS_REC_ITER:
 			records++;
 			busy_ticks += r->dur;   /* the loops' busy time, to compare with */
+			break;
+		case AS_REC_SPAN_CUMUL:
+			records++;
+			cumulative_runs += r->dur;
 			break;
 		default:
 			records++;
@@ -160,8 +175,9 @@ void as_overhead_pack(msgpack_packer *pk)
 		cpu = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 	uint64_t busy = as_use_tsc ? (uint64_t)((double)busy_ticks * as_ns_per_tick) : busy_ticks;
 	uint64_t stack_ns = as_use_tsc ? (uint64_t)((double)stack_ticks * as_ns_per_tick) : stack_ticks;
-	double est = (double)calls * call_ns + (double)records * record_ns + (double)stack_ns + (double)sampling_ns;
-	msgpack_pack_map(pk, 13);
+	double est = (double)calls * call_ns + (double)records * record_ns + (double)stack_ns + (double)sampling_ns +
+		     (double)cumulative_runs * span_ns + (double)api_ns;
+	msgpack_pack_map(pk, 17);
 	key(pk, "type");
 	key(pk, "overhead");
 	kv_u64(pk, "t", as_mono_ns() - as_mono0);
@@ -172,6 +188,10 @@ void as_overhead_pack(msgpack_packer *pk)
 	kv_double(pk, "record_ns", record_ns);
 	kv_u64(pk, "stacks_ns", stack_ns);
 	kv_u64(pk, "sampling_ns", sampling_ns);
+	kv_u64(pk, "cumulative_runs", cumulative_runs);
+	kv_double(pk, "cumulative_ns", span_ns);
+	kv_u64(pk, "cumulative_total_ns", (uint64_t)((double)cumulative_runs * span_ns));
+	kv_u64(pk, "binding_ns", api_ns);
 	kv_u64(pk, "other_records", other_records);
 	kv_u64(pk, "collector_cpu_ns", cpu);
 	kv_u64(pk, "loop_ns", (uint64_t)est);
@@ -182,4 +202,5 @@ void as_overhead_pack(msgpack_packer *pk)
 void as_overhead_reset(void)
 {
 	calls = records = stacks = stack_ticks = sampling_ns = other_records = busy_ticks = 0;
+	cumulative_runs = api_ns = 0;
 }

@@ -70,6 +70,8 @@ struct as_thread {
 			size_t map_size;               /* the whole mapping, this page included */
 			pid_t tid;
 			pid_t shm_tid;                 /* nonzero: mapped from PREFIX.shm_tid (preload/shm.c) */
+			uint64_t api_ns;               /* what bindings measured their span calls cost (span.c) */
+			uint64_t c_api_seen;           /* collector: api_ns already counted */
 		};
 		char private_page[4096];
 	};

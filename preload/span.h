@@ -59,6 +59,10 @@ void as_span_note(struct as_thread *t);
 void as_span_init(void);
 void as_span_thread_flush(void);
 
+/* On the collector thread: ns one cumulative span (begin and end, through
+ * the API table) costs, on a context of its own that records nothing. */
+double as_span_cumulative_ns(void);
+
 /* ---- collector side (collector/spans.c) ---- */
 struct msgpack_packer;
 /* Pack the span record at ring slot I (any AS_REC_SPAN_* kind). */

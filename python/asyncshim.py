@@ -28,13 +28,19 @@ loaded, so a blocking call in a task is attributed to that task's span even
 when other tasks entered spans meanwhile.  The shim is told only when the
 span changes.  Event loops that do not run callbacks through asyncio's
 Handle (uvloop) do not get this: there the last span entered or left counts.
+
+A span from Python costs far more than one from C (each enter and exit is a
+few ctypes calls): the module times its own work and adds it to the shim's
+estimate of what it cost (asyncshim_overhead), now and then and at exit.
 """
 import asyncio.events
+import atexit
 import contextvars
 import ctypes
 import functools
 import inspect
 import threading
+import time
 
 __all__ = ["span", "request", "enabled"]
 
@@ -55,6 +61,11 @@ def _load():
         lib.asyncshim_span_meta_str.argtypes = [ctypes.c_uint64, ctypes.c_char_p, ctypes.c_char_p]
         lib.asyncshim_attribute.restype = None
         lib.asyncshim_attribute.argtypes = [ctypes.c_uint64, ctypes.c_uint64]
+        try:
+            lib.asyncshim_overhead.restype = None
+            lib.asyncshim_overhead.argtypes = [ctypes.c_uint64]
+        except AttributeError:
+            lib.asyncshim_overhead = None      # an older shim: not told
         return lib
     except (OSError, AttributeError):
         return None
@@ -67,6 +78,26 @@ _current = contextvars.ContextVar("asyncshim_current", default=(0, 0, 0))
 
 
 _told = threading.local()      # what the shim was last told on this thread
+_cost = threading.local()      # ns this thread spent in this module, not told yet
+_TELL_NS = 100_000             # tell the shim every ~100 us of cost (~50 spans)
+
+
+def _spent(t0):
+    """This thread spent the time since t0 (perf_counter_ns) in the module."""
+    ns = getattr(_cost, "ns", 0) + time.perf_counter_ns() - t0
+    if ns < _TELL_NS or _lib.asyncshim_overhead is None:
+        _cost.ns = ns
+        return
+    t1 = time.perf_counter_ns()
+    _lib.asyncshim_overhead(ns)
+    _cost.ns = time.perf_counter_ns() - t1     # telling costs too
+
+
+def _tell_rest():
+    ns = getattr(_cost, "ns", 0)
+    if ns and _lib is not None and _lib.asyncshim_overhead is not None:
+        _cost.ns = 0
+        _lib.asyncshim_overhead(ns)
 
 
 def _attribute(span_id, request_id):
@@ -91,6 +122,7 @@ def _wrap_handles():
 
 if _lib is not None:
     _wrap_handles()
+    atexit.register(_tell_rest)
 
 
 def enabled():
@@ -108,14 +140,17 @@ class span:
     _kind = KIND_SPAN
 
     def __init__(self, name):
+        t0 = time.perf_counter_ns() if _lib is not None else 0
         self.name = name
         self._id = 0
         self._token = None
         self._outer = None
+        self._made_ns = time.perf_counter_ns() - t0 if t0 else 0
 
     def __enter__(self):
         if _lib is None:
             return self
+        t0 = time.perf_counter_ns()
         outer = _current.get()
         self._outer = outer
         self._id = _lib.asyncshim_span_open(_bytes(self.name), outer[0], self._kind)
@@ -126,14 +161,18 @@ class span:
                 now = (self._id, self._id, outer[2])
             self._token = _current.set(now)
             _attribute(now[1], now[2])
+        _spent(t0 - self._made_ns)
+        self._made_ns = 0
         return self
 
     def __exit__(self, *exc):
         if self._id:
+            t0 = time.perf_counter_ns()
             _lib.asyncshim_span_close(self._id)
             _current.reset(self._token)
             _attribute(self._outer[1], self._outer[2])
             self._id = 0
+            _spent(t0)
         return False
 
     def set(self, key, value):

@@ -10,10 +10,14 @@
  *   - any other value regresses only when it grew by more than PCT percent of
  *     its BASE value AND by at least the floor (default: the traces' block_ms),
  *     so tiny lags (0.01 ms -> 0.03 ms) and scheduling noise never count;
- *   - lag is judged on p50, p95 and p99 (max is one sample: shown, not judged);
+ *   - lag is judged on p50, p95, p99 and max (a max that jumps from 7 to
+ *     143 ms is one iteration the loop could not serve: worth a look);
  *   - total stall time uses a floor of at least 3 x stall_ms: on a loaded
  *     machine one preempted iteration can look like a short stall;
- *   - loop threads are paired by name and order of appearance, call sites by
+ *   - loop threads are paired by role: the main thread with the main
+ *     thread (two builds of one server may be named differently), the
+ *     others by name and order of appearance, then the ones left in order;
+ *     call sites by
  *     call name and the first frames of the project's own code (not by
  *     address or tid, which change from run to run). */
 #include "cli.h"
@@ -47,7 +51,7 @@ struct loop_side {
 struct loop_row {
 	char name[80];
 	struct loop_side side[2];
-	int regressed[3];               /* p50, p95, p99 */
+	int regressed[4];               /* p50, p95, p99, max */
 };
 
 struct site_row {
@@ -77,7 +81,7 @@ struct diff {
 };
 
 static const double pcts[3] = { 50, 95, 99 };
-static const char *const pct_names[3] = { "p50", "p95", "p99" };
+static const char *const pct_names[4] = { "p50", "p95", "p99", "max" };
 
 static double ms(uint64_t ns)
 {
@@ -111,6 +115,10 @@ static void loop_key(const struct trace *tr, size_t idx, char *buf, size_t len)
 {
 	const struct thread_info *t = &tr->threads[idx];
 	unsigned ord = 1;
+	if (t->tid == tr->pid) {
+		snprintf(buf, len, "main thread");
+		return;
+	}
 	for (size_t i = 0; i < idx; i++)
 		ord += tr->threads[i].loop && !strcmp(tr->threads[i].name, t->name);
 	if (ord == 1)
@@ -143,6 +151,33 @@ static int add_loops(struct diff *d, int side)
 		row->side[side].t = &tr->threads[i];
 	}
 	return 0;
+}
+
+/* Loops only in BASE and loops only in NEW: paired in order (renamed
+ * threads of one program), "base-name / new-name". */
+static void pair_leftovers(struct diff *d)
+{
+	size_t j = 0;
+	for (size_t i = 0; i < d->nloops; i++) {
+		struct loop_row *b = &d->loops[i];
+		if (!b->side[BASE].t || b->side[NEW].t)
+			continue;
+		while (j < d->nloops && (d->loops[j].side[BASE].t || !d->loops[j].side[NEW].t))
+			j++;
+		if (j == d->nloops)
+			return;
+		struct loop_row *n = &d->loops[j];
+		char name[sizeof(b->name)];
+		snprintf(name, sizeof(name), "%.38s / %.38s", b->name, n->name);
+		memcpy(b->name, name, sizeof(name));
+		b->side[NEW] = n->side[NEW];
+		n->side[NEW].t = NULL;          /* empty now: dropped below */
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < d->nloops; i++)
+		if (d->loops[i].side[BASE].t || d->loops[i].side[NEW].t)
+			d->loops[k++] = d->loops[i];
+	d->nloops = k;
 }
 
 /* ---- aggregating call sites ---- */
@@ -205,9 +240,10 @@ static void judge(struct diff *d)
 		struct loop_row *l = &d->loops[i];
 		if (!l->side[BASE].t || !l->side[NEW].t)
 			continue;
-		for (int p = 0; p < 3; p++) {
-			l->regressed[p] = regressed(r, hist_percentile(&l->side[BASE].t->lag, pcts[p]),
-						    hist_percentile(&l->side[NEW].t->lag, pcts[p]));
+		const struct hist *b = &l->side[BASE].t->lag, *n = &l->side[NEW].t->lag;
+		for (int p = 0; p < 4; p++) {
+			l->regressed[p] = p < 3 ? regressed(r, hist_percentile(b, pcts[p]), hist_percentile(n, pcts[p]))
+						: regressed(r, b->max, n->max);
 			d->regressions += (unsigned)l->regressed[p];
 		}
 	}
@@ -243,8 +279,8 @@ static void print_loops(const struct diff *d)
 		for (int p = 0; p < 4; p++) {
 			uint64_t vb = p < 3 ? hist_percentile(b, pcts[p]) : b->max;
 			uint64_t vn = p < 3 ? hist_percentile(n, pcts[p]) : n->max;
-			printf("  %-20s %-5s %10.3f %12.3f %+12.3f%s\n", "", p < 3 ? pct_names[p] : "max", ms(vb),
-			       ms(vn), change_ms(vb, vn, 0.001), p < 3 && l->regressed[p] ? "  REGRESSION" : "");
+			printf("  %-20s %-5s %10.3f %12.3f %+12.3f%s\n", "", pct_names[p], ms(vb), ms(vn),
+			       change_ms(vb, vn, 0.001), l->regressed[p] ? "  REGRESSION" : "");
 		}
 	}
 }
@@ -350,7 +386,7 @@ static void print_json(const struct diff *d)
 		fputs(",\"new\":", stdout);
 		json_lag(stdout, l->side[NEW].t);
 		fputs(",\"regressions\":[", stdout);
-		for (int p = 0, k = 0; p < 3; p++)
+		for (int p = 0, k = 0; p < 4; p++)
 			if (l->regressed[p])
 				printf("%s\"%s\"", k++ ? "," : "", pct_names[p]);
 		fputs("]}", stdout);
@@ -457,6 +493,8 @@ int cmd_diff(int argc, char **argv)
 		if (add_loops(&d, BASE) || add_loops(&d, NEW) || add_sites(&d, BASE) || add_sites(&d, NEW)) {
 			fprintf(stderr, "asyncshim diff: out of memory\n");
 			rc = 2;
+		} else {
+			pair_leftovers(&d);
 		}
 	}
 	if (rc == 0) {

@@ -49,8 +49,6 @@ static struct findings *model(struct trace *tr)
 
 /* ---- the longest ones: a heap whose root is the one to let go first ---- */
 
-typedef int (*before_fn)(const void *a, const void *b);
-
 /* longer first, then earlier, then first recorded */
 static int block_before(const void *a, const void *b)
 {
@@ -109,7 +107,7 @@ static void sift_down(char *v, size_t n, size_t size, before_fn before)
 /* Offer ELEM to at most MAX kept (all of them, in order, for TRACE_KEEP_ALL).
  * 0: kept, nothing let go; 1: OUT holds the one let go (ELEM itself, or
  * the shortest kept, which ELEM replaced); -1: out of memory. */
-static int keep_offer(void **vp, size_t *n, size_t *cap, size_t max, size_t size, before_fn before,
+int keep_offer(void **vp, size_t *n, size_t *cap, size_t max, size_t size, before_fn before,
 		      const void *elem, void *out)
 {
 	char *v = *vp;

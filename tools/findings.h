@@ -18,6 +18,12 @@
 #include "sites.h"
 #include "trace.h"
 
+/* Keep the MAX elements BEFORE ranks first, in a heap whose root is the
+ * one to let go next (also for the spans' slowest requests). */
+typedef int (*before_fn)(const void *a, const void *b);
+int keep_offer(void **vp, size_t *n, size_t *cap, size_t max, size_t size, before_fn before, const void *elem,
+	       void *out);
+
 /* Every blocking call with one call, fd kind and stack. */
 struct block_site {
 	char call[32];

@@ -27,12 +27,6 @@ struct lines {
 	size_t n, cap;
 };
 
-static const char *base_name(const char *path)
-{
-	const char *slash = path ? strrchr(path, '/') : NULL;
-	return slash ? slash + 1 : path;
-}
-
 /* Appends S to BUF at *used, with ';' and whitespace (the format's
  * separators) made '_'. */
 static void put(char *buf, size_t len, size_t *used, const char *s)
@@ -54,10 +48,11 @@ static void put_frame(char *buf, size_t len, size_t *used, const struct site_fra
 	char one[600];
 	if (*used)
 		put_sep(buf, len, used);
+	(void)off;
 	if (f->function)
 		snprintf(one, sizeof(one), "%s", f->function);
 	else
-		snprintf(one, sizeof(one), "%s+0x%" PRIx64, base_name(f->module ? f->module : "[unknown]"), off);
+		site_frame_name(f, one, sizeof(one));
 	put(buf, len, used, one);
 }
 

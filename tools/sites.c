@@ -2,6 +2,7 @@
 #include "sites.h"
 #include "stacks.h"
 
+#include <inttypes.h>
 #include <string.h>
 
 void site_stack(struct trace *tr, uint64_t stack_id, struct site_stack *out)
@@ -44,14 +45,25 @@ size_t site_first_own(const struct site_stack *st)
 	return st->n;
 }
 
+void site_frame_name(const struct site_frame *f, char *buf, size_t len)
+{
+	if (f->function && f->file && f->line > 0)
+		snprintf(buf, len, "%s (%s:%d)", f->function, f->file, f->line);
+	else if (f->function && f->module && f->module[0] == '[')
+		snprintf(buf, len, "%s %s", f->function, f->module);
+	else if (f->function)
+		snprintf(buf, len, "%s [%s]", f->function, base_name(f->module ? f->module : "[unknown]"));
+	else
+		snprintf(buf, len, "%s+0x%" PRIx64, base_name(f->module ? f->module : "[unknown]"), f->offset);
+}
+
+/* A site label's frame: "slow_sleep loop.c:41", else as every report shows it. */
 static void frame_short(const struct site_frame *f, char *buf, size_t len)
 {
 	if (f->function && f->file && f->line > 0)
 		snprintf(buf, len, "%s %s:%d", f->function, base_name(f->file), f->line);
-	else if (f->function)
-		snprintf(buf, len, "%s", f->function);
 	else
-		snprintf(buf, len, "?? (%s)", f->module ? base_name(f->module) : "?");
+		site_frame_name(f, buf, len);
 }
 
 void site_label(const struct site_stack *st, char *buf, size_t len)
@@ -79,9 +91,8 @@ void site_label(const struct site_stack *st, char *buf, size_t len)
 
 void site_frame_text(const struct site_frame *f, char *buf, size_t len)
 {
-	const char *fn = f->function ? f->function : "??";
-	if (f->file && f->line > 0)
-		snprintf(buf, len, "%s %s:%d (%s)", fn, f->file, f->line, f->module ? f->module : "?");
+	if (f->function && f->file && f->line > 0)
+		snprintf(buf, len, "%s %s:%d (%s)", f->function, f->file, f->line, f->module ? f->module : "?");
 	else
-		snprintf(buf, len, "%s (%s)", fn, f->module ? f->module : "?");
+		site_frame_name(f, buf, len);
 }

@@ -21,6 +21,7 @@ struct site_frame {
 	const char *module;     /* NULL when unknown */
 	const char *file;       /* NULL when unknown */
 	int line;               /* 0 when unknown */
+	uint64_t offset;        /* in its module (the file's address) */
 };
 
 struct site_stack {
@@ -41,7 +42,11 @@ size_t site_first_own(const struct site_stack *st);
  * frames (any frames when none is the project's), or "" without a stack. */
 void site_label(const struct site_stack *st, char *buf, size_t len);
 
-/* One frame as "function file:line (module)". */
+/* One frame as every report shows it: "slow_sleep (loop.c:41)",
+ * "memcpy [libc.so.6]", or "nginx+0x76e8b" when no symbol names it. */
+void site_frame_name(const struct site_frame *f, char *buf, size_t len);
+
+/* One frame as "function file:line (module)" (site_frame_name without a line). */
 void site_frame_text(const struct site_frame *f, char *buf, size_t len);
 
 #endif

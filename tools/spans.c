@@ -3,14 +3,18 @@
  *
  * Records: `span` (begun), `span_end`, `span_meta`, `span_cumulative`;
  * `block` and `stall` records carry the ids of the span and request they
- * were made in.  Spans are kept in detail (tree, metadata, a request's
- * blocking calls) up to KEEP_MAX, in the order they began; later ones only
- * count in the statistics by name, and are forgotten when they end unless a
- * finding the report holds names them (spans_hold).  Lookups by id use glibc's tsearch trees.  A span
+ * were made in.  Spans outside requests are kept in detail (tree, metadata)
+ * up to KEEP_MAX, in the order they began; later ones only count in the
+ * statistics by name, and are forgotten when they end unless a finding the
+ * report holds names them (spans_hold).  Requests are held in detail (their
+ * span tree, metadata, blocking calls) while open; once ended, only the
+ * REQ_SLOWEST slowest and the REQ_RECENT most recent stay, as the first
+ * ones tell least about a long run; all count in the statistics.  Lookups by id use glibc's tsearch trees.  A span
  * whose begin is not in the trace (a flight-recorder window starts after
  * it) is ignored; one that never ends is reported as unfinished, lasting to
  * the end of the trace. */
 #include "spans.h"
+#include "findings.h"
 #include "hist.h"
 #include "json.h"
 #include "trace.h"
@@ -20,7 +24,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define KEEP_MAX 20000           /* spans and requests kept in detail */
+#define KEEP_MAX 20000           /* spans outside requests kept in detail */
+#define REQ_SLOWEST 1000         /* ended requests kept in detail: the slowest */
+#define REQ_RECENT 500           /* ... and the last ones to end */
+#define OWNED_MAX 200000         /* spans held in requests' trees at a time */
 #define META_MAX 16              /* metadata entries kept per span */
 #define NAMES_MAX 10000          /* distinct names with statistics */
 #define JSON_DEPTH 100           /* JSON readers limit nesting */
@@ -40,6 +47,8 @@ struct node {
 	uint64_t id, parent_id;
 	int64_t tid;
 	int kind, ended, kept;
+	int owned;                              /* in a request's tree, not (yet) in kept[] */
+	int slow, recent;                       /* requests: among the slowest, the recent */
 	uint64_t pins;                          /* findings held that name it */
 	char name[64];
 	uint64_t t, end;
@@ -73,6 +82,11 @@ struct span_model {
 	struct node **kept;
 	size_t nkept, capkept;
 	uint64_t omitted, spans, requests;
+	struct node **slow;                     /* heap: the slowest ended requests */
+	size_t nslow, capslow;
+	struct node *recent[REQ_RECENT];        /* ring: the last requests to end */
+	size_t recent_at;
+	size_t nowned;
 	void *names;                            /* tsearch: struct name_stat by (kind, name) */
 	struct hist req_h;                      /* request durations (ids are unique: no names) */
 	size_t nnames;
@@ -80,7 +94,8 @@ struct span_model {
 	size_t ncums, capcums;
 	int have_overhead;
 	uint64_t ov_calls, ov_records, ov_stacks, ov_stacks_ns, ov_sampling, ov_other, ov_cpu, ov_loop, ov_busy;
-	double ov_call_ns, ov_record_ns;
+	uint64_t ov_cum_runs, ov_cum_total, ov_binding;
+	double ov_call_ns, ov_record_ns, ov_cum_ns;
 	struct ctl_event *ctl;
 	size_t nctl, capctl;
 	int have_flight;
@@ -157,6 +172,28 @@ int spans_is_type(const char *type)
 	       !strcmp(type, "flight");
 }
 
+static void attach(struct node *parent, struct node *n)
+{
+	n->parent = parent;
+	if (parent->last)
+		parent->last->next = n;
+	else
+		parent->first = n;
+	parent->last = n;
+}
+
+/* N goes into the tree of an open or kept request when its parent is there:
+ * it lives and goes with that request.  1: taken. */
+static int own(struct span_model *m, struct node *n, struct node *parent)
+{
+	if (!parent || !parent->owned || !parent->kept || m->nowned >= OWNED_MAX)
+		return 0;
+	n->kept = n->owned = 1;
+	m->nowned++;
+	attach(parent, n);
+	return 1;
+}
+
 static int keep(struct span_model *m, struct node *n)
 {
 	struct node **p = trace_grow(m->kept, &m->capkept, m->nkept, sizeof(*p));
@@ -166,14 +203,8 @@ static int keep(struct span_model *m, struct node *n)
 	m->kept[m->nkept++] = n;
 	n->kept = 1;
 	struct node *parent = find(m, n->parent_id);
-	if (parent && parent->kept) {
-		n->parent = parent;
-		if (parent->last)
-			parent->last->next = n;
-		else
-			parent->first = n;
-		parent->last = n;
-	}
+	if (parent && parent->kept && !parent->owned)
+		attach(parent, n);
 	return 0;
 }
 
@@ -201,15 +232,21 @@ static int load_span(struct span_model *m, const msgpack_object *o, uint64_t *la
 		free(n);
 		return p ? 0 : -1;
 	}
-	if (n->kind == K_REQUEST)
+	if (n->kind == K_REQUEST) {
 		m->requests++;
-	else
-		m->spans++;
+		n->kept = n->owned = 1;         /* in detail while open */
+		return 0;
+	}
+	m->spans++;
+	if (own(m, n, find(m, n->parent_id)))
+		return 0;
 	if (m->nkept < KEEP_MAX)
 		return keep(m, n);
 	m->omitted++;
 	return 0;
 }
+
+static void pin(struct span_model *m, uint64_t id, int delta);
 
 static void forget(struct span_model *m, struct node *n)
 {
@@ -217,6 +254,71 @@ static void forget(struct span_model *m, struct node *n)
 	free(n->meta);
 	free(n->blocks);
 	free(n);
+}
+
+/* A request no longer kept: its blocking calls let go of the names they
+ * held, and its tree goes (nodes still open or named by a finding stay
+ * findable by id until they end or are let go, but leave the tree). */
+static void drop_request(struct span_model *m, struct node *r)
+{
+	for (uint32_t i = 0; i < r->nblocks; i++) {
+		pin(m, r->blocks[i].span, -1);
+		pin(m, r->blocks[i].request, -1);
+	}
+	free(r->blocks);
+	r->blocks = NULL;
+	r->nblocks = r->capblocks = 0;
+	r->next = NULL;
+	for (struct node *todo = r; todo;) {     /* the tree, through the next links */
+		struct node *x = todo;
+		todo = x->next;
+		if (x->first) {
+			x->last->next = todo;
+			todo = x->first;
+		}
+		x->first = x->last = x->parent = x->next = NULL;
+		if (x != r)
+			m->nowned--;
+		x->kept = x->owned = 0;
+		if (x->kind == K_CUMULATIVE) {
+			free(x->meta);
+			free(x);
+		} else if (x->ended && !x->pins) {
+			forget(m, x);
+		}
+	}
+}
+
+static int slower(const void *a, const void *b)
+{
+	const struct node *x = *(struct node *const *)a, *y = *(struct node *const *)b;
+	uint64_t dx = x->end - x->t, dy = y->end - y->t;
+	if (dx != dy)
+		return dx > dy;
+	return x->t < y->t;
+}
+
+/* Request R ended: it stays while among the slowest or the recent. */
+static int offer_request(struct span_model *m, struct node *r)
+{
+	struct node *out = NULL;
+	int rc = keep_offer((void **)&m->slow, &m->nslow, &m->capslow, REQ_SLOWEST, sizeof(r), slower, &r, &out);
+	if (rc < 0)
+		return -1;
+	r->slow = rc == 0 || out != r;
+	if (rc == 1 && out != r)
+		out->slow = 0;
+	struct node *old = m->recent[m->recent_at];
+	m->recent[m->recent_at] = r;
+	m->recent_at = (m->recent_at + 1) % REQ_RECENT;
+	r->recent = 1;
+	if (old)
+		old->recent = 0;
+	if (old && !old->slow)
+		drop_request(m, old);
+	if (out && out != old && !out->slow && !out->recent)
+		drop_request(m, out);
+	return 0;
 }
 
 static int load_end(struct span_model *m, const msgpack_object *o, uint64_t *last)
@@ -233,6 +335,8 @@ static int load_end(struct span_model *m, const msgpack_object *o, uint64_t *las
 	struct name_stat *s = n->kind == K_REQUEST ? NULL : name_stat(m, n->kind, n->name);
 	if (hist_add(s ? &s->h : &m->req_h, n->end - n->t) != 0)
 		return -1;
+	if (n->kind == K_REQUEST && n->owned)
+		return offer_request(m, n);
 	if (!n->kept && !n->pins)
 		forget(m, n);
 	return 0;
@@ -315,6 +419,16 @@ static int load_cumulative(struct span_model *m, const msgpack_object *o, uint64
 		return 0;               /* its parent began before the trace */
 	if (add_cum_stat(m, &x, parent ? parent->name : "") != 0)
 		return -1;
+	if (parent && parent->owned) {
+		struct node *n = parent->kept && m->nowned < OWNED_MAX ? malloc(sizeof(*n)) : NULL;
+		if (n) {
+			*n = x;
+			own(m, n, parent);
+		} else {
+			m->omitted++;
+		}
+		return 0;
+	}
 	if (m->nkept >= KEEP_MAX || (parent && !parent->kept)) {
 		m->omitted++;
 		return 0;
@@ -344,8 +458,12 @@ static int load_overhead(struct span_model *m, const msgpack_object *o, uint64_t
 	mp_u64(o, "loop_busy_ns", &m->ov_busy);
 	m->ov_call_ns = (v = mp_get(o, "call_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->ov_record_ns = (v = mp_get(o, "record_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
-	m->ov_stacks_ns = 0;
+	m->ov_stacks_ns = m->ov_cum_runs = m->ov_cum_total = m->ov_binding = 0;
 	mp_u64(o, "stacks_ns", &m->ov_stacks_ns);
+	mp_u64(o, "cumulative_runs", &m->ov_cum_runs);
+	mp_u64(o, "cumulative_total_ns", &m->ov_cum_total);
+	mp_u64(o, "binding_ns", &m->ov_binding);
+	m->ov_cum_ns = (v = mp_get(o, "cumulative_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->have_overhead = 1;
 	return 0;
 }
@@ -506,12 +624,70 @@ static int lag_visit(const msgpack_object *o, uint64_t index, void *ctx, char *e
 	return 0;
 }
 
+static void walk_requests(const void *p, VISIT which, void *arg)
+{
+	if (which != postorder && which != leaf)
+		return;
+	struct node *n = *(struct node *const *)p, ***v = arg;
+	if (n->kind == K_REQUEST && n->owned)
+		*(*v)++ = n;
+}
+
+static int by_start(const void *a, const void *b)
+{
+	const struct node *x = *(struct node *const *)a, *y = *(struct node *const *)b;
+	if (x->t != y->t)
+		return x->t < y->t ? -1 : 1;
+	return x->id < y->id ? -1 : x->id > y->id;
+}
+
+/* The requests still held (open, slowest, recent) and their trees join
+ * the kept list, requests in the order they began. */
+static int keep_requests(struct span_model *m)
+{
+	size_t n = m->nslow + REQ_RECENT + m->requests;       /* a bound: open ones too */
+	n = n < m->requests ? n : m->requests;
+	struct node **reqs = calloc(n ? n : 1, sizeof(*reqs)), **end = reqs;
+	if (!reqs)
+		return -1;
+	twalk_r(m->by_id, walk_requests, &end);
+	qsort(reqs, (size_t)(end - reqs), sizeof(*reqs), by_start);
+	int rc = 0;
+	for (struct node **r = reqs; r < end && !rc; r++) {
+		size_t from = m->nkept;
+		struct node *x = *r;
+		for (;;) {      /* breadth first: each node's children after it */
+			struct node **p = trace_grow(m->kept, &m->capkept, m->nkept, sizeof(*p));
+			if (!p) {
+				rc = -1;
+				break;
+			}
+			m->kept = p;
+			m->kept[m->nkept++] = x;
+			x->owned = 0;
+			if (x->next && x != *r) {
+				x = x->next;
+				continue;
+			}
+			while (from < m->nkept && !m->kept[from]->first)
+				from++;
+			if (from == m->nkept)
+				break;
+			x = m->kept[from++]->first;
+		}
+	}
+	free(reqs);
+	return rc;
+}
+
 int spans_finish(struct trace *tr, char *err, size_t errlen)
 {
 	struct span_model *m = tr->spans;
 	if (!m)
 		return 0;
 	m->end_ns = tr->duration_ns;
+	if (keep_requests(m) != 0)
+		return 0;
 	struct lag_pass p = { m, calloc(m->nkept ? m->nkept : 1, sizeof(struct node *)), 0 };
 	if (!p.reqs)
 		return 0;
@@ -546,10 +722,29 @@ static void free_node(void *p)
 	free(n);
 }
 
+/* Cumulative spans in a request's tree are not in by_id: when the trace
+ * was not finished (keep_requests), they go with their parent. */
+static void free_owned_cumulative(const void *p, VISIT which, void *arg)
+{
+	(void)arg;
+	if (which != postorder && which != leaf)
+		return;
+	struct node *n = *(struct node *const *)p;
+	if (!n->owned)
+		return;
+	for (struct node *c = n->first, *next; c; c = next) {
+		next = c->next;
+		if (c->kind == K_CUMULATIVE)
+			free_node(c);
+	}
+	n->first = n->last = NULL;
+}
+
 void spans_free(struct span_model *m)
 {
 	if (!m)
 		return;
+	twalk_r(m->by_id, free_owned_cumulative, NULL);
 	/* kept cumulative spans are not in by_id */
 	for (size_t i = 0; i < m->nkept; i++)
 		if (m->kept[i]->kind == K_CUMULATIVE)
@@ -557,6 +752,7 @@ void spans_free(struct span_model *m)
 	tdestroy(m->by_id, free_node);
 	tdestroy(m->names, free_name);
 	hist_free(&m->req_h);
+	free(m->slow);
 	free(m->kept);
 	free(m->cums);
 	free(m->ctl);
@@ -737,6 +933,11 @@ static void json_overhead(FILE *f, const struct trace *tr)
 	json_ms(f, m->ov_stacks_ns);
 	fputs(",\"sampling_ms\":", f);
 	json_ms(f, m->ov_sampling);
+	fprintf(f, ",\"cumulative_runs\":%" PRIu64 ",\"cumulative_ns\":%.1f,\"cumulative_ms\":", m->ov_cum_runs,
+		m->ov_cum_ns);
+	json_ms(f, m->ov_cum_total);
+	fputs(",\"binding_ms\":", f);
+	json_ms(f, m->ov_binding);
 	fprintf(f, ",\"other_records\":%" PRIu64 ",\"collector_cpu_ms\":", m->ov_other);
 	json_ms(f, m->ov_cpu);
 	fputc('}', f);
@@ -974,9 +1175,10 @@ static void text_self(FILE *f, const struct trace *tr)
 		if (busy)
 			fprintf(f, " = %.2f%% of loop busy time", 100.0 * (double)m->ov_loop / (double)busy);
 		fprintf(f, "\n  (%" PRIu64 " timed calls x %.0f ns, %" PRIu64 " records x %.0f ns, %" PRIu64
-			   " stacks %.3f ms, stall sampling %.3f ms); collector thread %.1f ms CPU\n",
+			   " stacks %.3f ms, stall sampling %.3f ms, %" PRIu64 " cumulative span runs x %.0f ns,"
+			   " bindings %.3f ms); collector thread %.1f ms CPU\n",
 			m->ov_calls, m->ov_call_ns, m->ov_records, m->ov_record_ns, m->ov_stacks, ms(m->ov_stacks_ns),
-			ms(m->ov_sampling), ms(m->ov_cpu));
+			ms(m->ov_sampling), m->ov_cum_runs, m->ov_cum_ns, ms(m->ov_binding), ms(m->ov_cpu));
 	}
 }
 

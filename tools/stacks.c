@@ -189,22 +189,39 @@ static void symbolize(struct stack_model *m, struct trace_stack *s)
 		s->n = 0;
 		return;
 	}
-	int top = 1;
+	/* The shim's frames go wherever they are (its hooks and the
+	 * trampolines it puts between a loop and its callbacks): the README
+	 * promises the program's stack.  A return address outside every module
+	 * past the first frame is no code: the end of a coroutine's stack
+	 * (gevent's greenlets), whose unwinding read junk; stop there. */
+	uint32_t n = 0, shim = 0;
+	int mapped = 0;
 	for (uint32_t i = 0; i < s->n; i++) {
 		struct sym_frame f;
 		sym_lookup(m->sym, s->pcs[i], i == 0, &f);
-		s->frames[i].function = f.function;
-		s->frames[i].module = f.module;
-		s->frames[i].file = f.file;
-		s->frames[i].line = f.line;
-		s->offsets[i] = f.offset;
-		if (top && shim_module(f.module))
-			s->hidden++;
-		else
-			top = 0;
+		int unknown = !strcmp(f.module, "[unknown]");
+		if (unknown && mapped)
+			break;
+		mapped |= !unknown;
+		struct site_frame x = { f.function, f.module, f.file, f.line, f.offset };
+		if (shim_module(f.module)) {
+			shim++;
+			continue;
+		}
+		s->offsets[n] = f.offset;
+		s->frames[n++] = x;
 	}
-	if (s->hidden == s->n)
-		s->hidden = 0;          /* all ours: show them rather than nothing */
+	if (!n && shim) {               /* all ours: show them rather than nothing */
+		for (uint32_t i = 0; i < shim; i++) {
+			struct sym_frame f;
+			sym_lookup(m->sym, s->pcs[i], i == 0, &f);
+			struct site_frame x = { f.function, f.module, f.file, f.line, f.offset };
+			s->offsets[n] = f.offset;
+			s->frames[n++] = x;
+		}
+	}
+	s->n = n;
+	s->hidden = 0;
 }
 
 size_t stack_frames(const struct trace *tr, uint64_t id, const struct site_frame **frames,

@@ -25,12 +25,6 @@ static double ms(uint64_t ns)
 	return (double)ns / 1e6;
 }
 
-static const char *base_name(const char *path)
-{
-	const char *slash = path ? strrchr(path, '/') : NULL;
-	return slash ? slash + 1 : path;
-}
-
 /* ---- frames ---- */
 
 static void json_frame(FILE *f, const struct site_frame *fr, uint64_t offset)
@@ -65,14 +59,9 @@ void stacks_json_frames(FILE *f, const struct trace *tr, uint64_t id)
 /* "slow_sleep (loop.c:41)" or "loop-O2+0x1514" */
 static void frame_text(const struct site_frame *fr, uint64_t offset, char *buf, size_t len)
 {
-	if (fr->function && fr->file)
-		snprintf(buf, len, "%s (%s:%d)", fr->function, fr->file, fr->line);
-	else if (fr->function && fr->module && fr->module[0] == '[')
-		snprintf(buf, len, "%s %s", fr->function, fr->module);
-	else if (fr->function)
-		snprintf(buf, len, "%s [%s]", fr->function, base_name(fr->module ? fr->module : "[unknown]"));
-	else
-		snprintf(buf, len, "%s+0x%" PRIx64, base_name(fr->module ? fr->module : "[unknown]"), offset);
+	struct site_frame x = *fr;
+	x.offset = offset;
+	site_frame_name(&x, buf, len);
 }
 
 static void text_stack(FILE *f, const struct trace *tr, uint64_t id, const char *indent)
