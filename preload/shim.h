@@ -518,6 +518,7 @@ void as_gate_after_fork_child(void);
  * hooks/dl.c, collector/stacks.c, collector/modules.c) ---- */
 #define AS_STACK_MAX 256                /* stack_depth limit */
 void as_stack_init(void);
+int as_pc_in_shim(const void *pc) AS_HIDDEN;
 struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
 void as_own_stack_map(void);
 void as_own_stack_unmap(void);
