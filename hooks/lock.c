@@ -16,7 +16,9 @@
  * the current @@GLIBC_2.3.2 and a compatibility @GLIBC_2.2.5 for binaries
  * older than 2003.  The real ones are looked up by version; the hooks
  * (unversioned) are what a program's reference of either version binds to,
- * so such ancient binaries would get the current one. */
+ * so such ancient binaries would get the current one.
+ * Libraries' constructors lock mutexes before the TSan runtime is up
+ * (liburcu-bp's does): in the TSan build these hooks are not instrumented. */
 #include "shim.h"
 
 #include <dlfcn.h>
@@ -36,7 +38,7 @@ AS_REAL(int, sem_timedwait, (sem_t *, const struct timespec *));
 AS_REAL(int, pthread_join, (pthread_t, void **));
 
 /* the condition variables' current version, not whatever dlsym picks */
-static void *resolve_cond(const char *name)
+static AS_NO_TSAN void *resolve_cond(const char *name)
 {
 	int saved = errno;
 	void *p = dlvsym(RTLD_NEXT, name, "GLIBC_2.3.2");
@@ -51,7 +53,7 @@ static void *resolve_cond(const char *name)
 	} while (0)
 
 /* where a timed call is worth a try first */
-static inline int timed_here(void)
+static inline AS_NO_TSAN int timed_here(void)
 {
 	struct as_tls *me;
 	return CMM_LOAD_SHARED(as_active) && (me = as_me())->loop && !me->busy;
@@ -60,24 +62,24 @@ static inline int timed_here(void)
 #define FROM_SHIM as_pc_in_shim(__builtin_return_address(0))
 
 /* The contended paths, kept out of line: the hooks' fast path stays short. */
-static __attribute__((noinline)) int mutex_lock_timed(pthread_mutex_t *m, int shim)
+static AS_NO_TSAN __attribute__((noinline)) int mutex_lock_timed(pthread_mutex_t *m, int shim)
 {
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_MUTEX_LOCK, -1, shim, real_pthread_mutex_lock(m));
 }
 
-static __attribute__((noinline)) int rdlock_timed(pthread_rwlock_t *l, int shim)
+static AS_NO_TSAN __attribute__((noinline)) int rdlock_timed(pthread_rwlock_t *l, int shim)
 {
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_RWLOCK_RDLOCK, -1, shim, real_pthread_rwlock_rdlock(l));
 }
 
-static __attribute__((noinline)) int wrlock_timed(pthread_rwlock_t *l, int shim)
+static AS_NO_TSAN __attribute__((noinline)) int wrlock_timed(pthread_rwlock_t *l, int shim)
 {
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_RWLOCK_WRLOCK, -1, shim, real_pthread_rwlock_wrlock(l));
 }
 
 /* EOWNERDEAD: a robust mutex whose owner died, now taken by the try, as
  * the lock would have (and locking it again would deadlock). */
-AS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
+AS_EXPORT AS_NO_TSAN int pthread_mutex_lock(pthread_mutex_t *m)
 {
 	AS_RESOLVE(pthread_mutex_lock);
 	if (AS_LIKELY(!timed_here()))
@@ -89,7 +91,7 @@ AS_EXPORT int pthread_mutex_lock(pthread_mutex_t *m)
 	return mutex_lock_timed(m, FROM_SHIM);
 }
 
-AS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
+AS_EXPORT AS_NO_TSAN int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 {
 	AS_RESOLVE(pthread_rwlock_rdlock);
 	if (AS_LIKELY(!timed_here()))
@@ -100,7 +102,7 @@ AS_EXPORT int pthread_rwlock_rdlock(pthread_rwlock_t *l)
 	return rdlock_timed(l, FROM_SHIM);
 }
 
-AS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
+AS_EXPORT AS_NO_TSAN int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 {
 	AS_RESOLVE(pthread_rwlock_wrlock);
 	if (AS_LIKELY(!timed_here()))
@@ -111,31 +113,31 @@ AS_EXPORT int pthread_rwlock_wrlock(pthread_rwlock_t *l)
 	return wrlock_timed(l, FROM_SHIM);
 }
 
-AS_EXPORT int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
+AS_EXPORT AS_NO_TSAN int pthread_cond_wait(pthread_cond_t *c, pthread_mutex_t *m)
 {
 	RESOLVE_COND(pthread_cond_wait);
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_COND_WAIT, -1, FROM_SHIM, real_pthread_cond_wait(c, m));
 }
 
-AS_EXPORT int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abs)
+AS_EXPORT AS_NO_TSAN int pthread_cond_timedwait(pthread_cond_t *c, pthread_mutex_t *m, const struct timespec *abs)
 {
 	RESOLVE_COND(pthread_cond_timedwait);
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_COND_TIMEDWAIT, -1, FROM_SHIM, real_pthread_cond_timedwait(c, m, abs));
 }
 
-AS_EXPORT int sem_wait(sem_t *s)
+AS_EXPORT AS_NO_TSAN int sem_wait(sem_t *s)
 {
 	AS_RESOLVE(sem_wait);
 	AS_TIMED_CALL_NB(int, AS_CALL_SEM_WAIT, -1, FROM_SHIM, real_sem_wait(s));
 }
 
-AS_EXPORT int sem_timedwait(sem_t *s, const struct timespec *abs)
+AS_EXPORT AS_NO_TSAN int sem_timedwait(sem_t *s, const struct timespec *abs)
 {
 	AS_RESOLVE(sem_timedwait);
 	AS_TIMED_CALL_NB(int, AS_CALL_SEM_TIMEDWAIT, -1, FROM_SHIM, real_sem_timedwait(s, abs));
 }
 
-AS_EXPORT int pthread_join(pthread_t th, void **ret)
+AS_EXPORT AS_NO_TSAN int pthread_join(pthread_t th, void **ret)
 {
 	AS_RESOLVE(pthread_join);
 	AS_TIMED_CALL_NB(int, AS_CALL_PTHREAD_JOIN, -1, FROM_SHIM, real_pthread_join(th, ret));
