@@ -511,6 +511,8 @@ extern double as_ns_per_tick;
 /* ---- in-process gate (preload/gate.c) ---- */
 int as_gate_init(char *err, size_t errlen);
 void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns);
+void as_gate_note_wait(pid_t tid, const char *call, int fd, int fd_kind, uint32_t stack, uint64_t dur_ns);
+void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns);   /* collector/collector.c */
 void as_gate_at_exit(void);
 void as_gate_after_fork_child(void);
 

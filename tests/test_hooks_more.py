@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from conftest import TOOL, prog, report, run_shim, traces
+from conftest import TOOL, prog, records, report, run_shim, shim_env, traces
 
 WAIT_MS = 200
 
@@ -86,3 +86,24 @@ def test_check_fails_on_a_mutex_wait(tmp_path):
     p = subprocess.run([TOOL, "check", "--max-block-ms", "100", path[0]], capture_output=True, text=True)
     assert p.returncode == 1, p.stdout + p.stderr
     assert "pthread_mutex_lock" in p.stdout and "wait_in_mutex" in p.stdout
+
+
+# ---- the gate and flight mode see the watchdog's waits ----
+
+def test_gate_fails_a_program_on_a_wait_only_the_watchdog_found(tmp_path):
+    p = subprocess.run([prog("offcpu_waits"), "nanosleep", "1", "300"], cwd=tmp_path,
+                       env=shim_env("gate=1:exitcode=42"), capture_output=True, text=True, timeout=60)
+    assert "OK" in p.stdout
+    assert p.returncode == 42, p.stderr
+    assert "nanosleep" in p.stderr and "found waiting in the kernel" in p.stderr
+    assert "wait_in_nanosleep" in p.stderr
+
+
+def test_flight_mode_triggers_on_a_wait_only_the_watchdog_found(tmp_path):
+    run_shim([prog("offcpu_waits"), "nanosleep", "1", "300"], tmp_path, options="mode=flight:trigger_ms=100")
+    (path,) = traces(tmp_path)
+    recs = records(path)
+    (fl,) = [r for r in recs if r["type"] == "flight"]
+    (b,) = [r for r in recs if r["type"] == "block"]
+    # a blocking call, not a stall: the wait is time the iteration did not run
+    assert fl["trigger"] == "block" and b["seen_by"] == "watchdog" and fl["t"] == b["t"]
