@@ -107,3 +107,29 @@ def test_flight_mode_triggers_on_a_wait_only_the_watchdog_found(tmp_path):
     (b,) = [r for r in recs if r["type"] == "block"]
     # a blocking call, not a stall: the wait is time the iteration did not run
     assert fl["trigger"] == "block" and b["seen_by"] == "watchdog" and fl["t"] == b["t"]
+
+
+# ---- Node: execSync runs a loop of its own inside the main loop's iteration ----
+
+NODE = shutil.which("node") or shutil.which("nodejs")
+NODE_EXECSYNC = """
+const cp = require("child_process");
+setTimeout(() => {
+    cp.execSync("sleep 0.3");
+    setTimeout(() => console.log("OK", process.pid), 50);
+}, 50);
+"""
+
+
+@pytest.mark.skipif(not NODE, reason="node is not installed (Debian: apt-get install nodejs)")
+def test_node_execsync_is_a_nested_blocking_call_and_fails_check(tmp_path):
+    p = run_shim([NODE, "-e", NODE_EXECSYNC], tmp_path, timeout=120)
+    pid = int(p.stdout.split("OK")[1].split()[0])
+    (path,) = [t for t in traces(tmp_path) if report(t)["traces"][0]["pid"] == pid]
+    tr = report(path)["traces"][0]
+    nested = [b for b in tr["blocking"] if b["nested"]]
+    assert len(nested) == 1, tr["blocking"]
+    assert nested[0]["seen_by"] == "hook" and nested[0]["call"].startswith("epoll")
+    assert 250 <= nested[0]["duration_ms"] < 6000, nested[0]
+    c = subprocess.run([TOOL, "check", "--max-block-ms", "100", path], capture_output=True, text=True)
+    assert c.returncode == 1, c.stdout + c.stderr
