@@ -6,6 +6,8 @@
  *        readb (0 bytes from a blocking pipe: the shim times it)
  *        write (1 byte to /dev/null)
  *        epoll (epoll_wait on an empty epoll fd, timeout 0)
+ *        mutex (pthread_mutex_lock of a free mutex, then unlock: the shim
+ *              tries the lock first and times only a contended one)
  *   MODE plain: a thread that never waited in a loop wait
  *        loop:  a thread that waited in epoll_wait once first (a loop thread)
  *
@@ -41,21 +43,24 @@
 #define STUB_FD 900              /* bench/libstub.c answers fds >= this */
 #define MAX_BLOCKS 100000
 
-enum op { OP_READ, OP_WRITE, OP_EPOLL, OP_READB };
+enum op { OP_READ, OP_WRITE, OP_EPOLL, OP_READB, OP_MUTEX };
 
 typedef ssize_t (*read_fn)(int, void *, size_t);
 typedef ssize_t (*write_fn)(int, const void *, size_t);
 typedef int (*epoll_fn)(int, struct epoll_event *, int, int);
+typedef int (*lock_fn)(pthread_mutex_t *);
 
 struct fns {
 	read_fn read;
 	write_fn write;
 	epoll_fn epoll_wait;
+	lock_fn lock;
 };
 
 static struct fns direct, hooked;
 static int stub;
 static double seconds, block_ns = 1e5;
+static __thread pthread_mutex_t mutex = PTHREAD_MUTEX_INITIALIZER;
 
 struct worker {
 	pthread_t th;
@@ -104,6 +109,12 @@ static __attribute__((noinline)) double block(const struct fns *f, enum op op, l
 		for (long i = 0; i < k; i++)
 			f->epoll_wait(fd, &ev, 1, 0);
 		break;
+	case OP_MUTEX:
+		for (long i = 0; i < k; i++) {
+			f->lock(&mutex);
+			pthread_mutex_unlock(&mutex);
+		}
+		break;
 	}
 	return (cpu_ns() - t0) / (double)k;
 }
@@ -135,7 +146,9 @@ static void *work(void *arg)
 	if (w->loop)
 		hooked.epoll_wait(ep, &ev, 1, 0);      /* now a loop thread */
 	int fd = w->op == OP_READ ? p[0] : w->op == OP_READB ? b[0] : w->op == OP_WRITE ? dn : ep;
-	if (stub) {
+	if (w->op == OP_MUTEX)
+		fd = -1;
+	else if (stub) {
 		/* the stub's fd takes the pipe's mode (the shim follows dup2);
 		 * left open at the end, as other threads may still use it */
 		int from = fd, stubfd = STUB_FD + (int)w->op;
@@ -194,6 +207,8 @@ static int parse_row(const char *s, enum op *op, int *loop)
 		*op = OP_EPOLL;
 	else if (n == 5 && !strncmp(s, "readb", 5))
 		*op = OP_READB;
+	else if (n == 5 && !strncmp(s, "mutex", 5))
+		*op = OP_MUTEX;
 	else
 		return -1;
 	if (!strcmp(c + 1, "loop"))
@@ -207,12 +222,12 @@ static int parse_row(const char *s, enum op *op, int *loop)
 
 static void run_row(const char *spec, int nthreads)
 {
-	static const char *const names[] = { "read", "write", "epoll", "readb" };
+	static const char *const names[] = { "read", "write", "epoll", "readb", "mutex" };
 	struct worker *ws = calloc((size_t)nthreads, sizeof(*ws));
 	enum op op;
 	int loop;
 	if (!ws || parse_row(spec, &op, &loop) != 0) {
-		fprintf(stderr, "calls: bad row '%s' (want read|write|epoll:plain|loop)\n", spec);
+		fprintf(stderr, "calls: bad row '%s' (want read|readb|write|epoll|mutex:plain|loop)\n", spec);
 		exit(2);
 	}
 	for (int i = 0; i < nthreads; i++) {
@@ -273,8 +288,11 @@ int main(int argc, char **argv)
 	hooked.read = (read_fn)dlsym(RTLD_DEFAULT, "read");
 	hooked.write = (write_fn)dlsym(RTLD_DEFAULT, "write");
 	hooked.epoll_wait = (epoll_fn)dlsym(RTLD_DEFAULT, "epoll_wait");
-	if (!direct.read || !direct.write || !direct.epoll_wait || !hooked.read) {
-		fprintf(stderr, "calls: cannot find read/write/epoll_wait\n");
+	/* the stub has no locks: libc's own, whichever run */
+	direct.lock = (lock_fn)dlsym(dlopen("libc.so.6", RTLD_NOW | RTLD_NOLOAD), "pthread_mutex_lock");
+	hooked.lock = (lock_fn)dlsym(RTLD_DEFAULT, "pthread_mutex_lock");
+	if (!direct.read || !direct.write || !direct.epoll_wait || !hooked.read || !direct.lock || !hooked.lock) {
+		fprintf(stderr, "calls: cannot find read/write/epoll_wait/pthread_mutex_lock\n");
 		return 2;
 	}
 	if (nthreads < 1 || nthreads > 1024 || seconds <= 0) {

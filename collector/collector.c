@@ -677,6 +677,12 @@ static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 	as_flight_mark_trigger();
 }
 
+/* a wait the watchdog found (collector/offcpu.c) triggers like a hook's */
+void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns)
+{
+	flight_note("block", t_ns, dur_ns);
+}
+
 static void flight_note_iter(struct as_thread *t, const struct as_record *r)
 {
 	uint64_t iter_ns = dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
@@ -741,9 +747,10 @@ static void drain_thread(struct as_thread *t)
 			as_stall_sample(t, r, i);
 			break;
 		case AS_REC_ITER:
+			/* the watchdog's waits first: time the stall does not have */
+			as_offcpu_take(&pk, t, r, 0);
 			if (as_cfg.flight)
 				flight_note_iter(t, r);
-			as_offcpu_take(&pk, t, r, 0);
 			as_stall_iter(&pk, t, r);
 			break;
 		case AS_REC_SPAN_BEGIN:

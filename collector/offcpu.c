@@ -50,10 +50,13 @@ uint64_t as_offcpu_limit(struct as_thread *t, uint64_t tail, uint64_t head, int 
 	return head;
 }
 
+/* Written like a hook's blocking call, and judged like one by the in-process
+ * gate and flight mode's triggers. */
 static void pack_wait(msgpack_packer *pk, struct as_thread *t, const struct as_off_event *e, uint64_t dur_ns)
 {
 	char buf[32];
 	uint32_t stack = as_stack_intern(pk, e->pcs, e->npcs);
+	as_gate_note_wait(t->tid, as_syscall_name(e->nr, buf, sizeof(buf)), e->fd, (int)e->fd_kind, stack, dur_ns);
 	msgpack_pack_map(pk, 11);
 	pack_str(pk, "type");
 	pack_str(pk, "block");
@@ -80,6 +83,7 @@ static void pack_wait(msgpack_packer *pk, struct as_thread *t, const struct as_o
 	as_spans_pack_stall_attr(pk, t, e->iter);  /* "span", "request": of its iteration */
 	pack_str(pk, "seen_by");
 	pack_str(pk, "watchdog");
+	as_flight_note_block(as_ticks_to_ns(e->ts), dur_ns);
 }
 
 /* The findings queued for iterations up to ITER (an ITER record, or NULL

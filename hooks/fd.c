@@ -104,6 +104,12 @@ AS_EXPORT int signalfd(int fd, const sigset_t *mask, int flags)
 	return fd == -1 ? as_fd_note(r, 1, flags & SFD_NONBLOCK) : r;
 }
 
+/* A record lock waits whatever the fd's O_NONBLOCK says. */
+static int fcntl_lock_timed(int fd, int cmd, void *arg)
+{
+	AS_TIMED_CALL_NB(int, AS_CALL_FCNTL, fd, 0, real_fcntl(fd, cmd, arg));
+}
+
 /* The third argument is an int or a pointer, read as a pointer the way
  * glibc's own fcntl reads it. */
 AS_EXPORT int fcntl(int fd, int cmd, ...)
@@ -113,6 +119,8 @@ AS_EXPORT int fcntl(int fd, int cmd, ...)
 	void *arg = va_arg(ap, void *);
 	va_end(ap);
 	AS_RESOLVE(fcntl);
+	if (cmd == F_SETLKW || cmd == F_OFD_SETLKW)
+		return fcntl_lock_timed(fd, cmd, arg);
 	int r = real_fcntl(fd, cmd, arg);
 	if (r < 0)
 		return r;

@@ -88,3 +88,24 @@ AS_EXPORT int fdatasync(int fd)
 	AS_RESOLVE(fdatasync);
 	AS_TIMED_CALL(int, AS_CALL_FDATASYNC, fd, real_fdatasync(fd));
 }
+
+/* ---- file locks ----
+ * LOCK_NB, and lockf's F_TLOCK, F_TEST and F_ULOCK, never wait: not timed.
+ * fcntl's F_SETLKW is timed by the fcntl hook (hooks/fd.c). */
+#include <sys/file.h>
+
+AS_REAL(int, flock, (int, int));
+AS_REAL(int, lockf, (int, int, off_t));
+
+AS_EXPORT int flock(int fd, int op)
+{
+	AS_RESOLVE(flock);
+	AS_TIMED_CALL_NB(int, AS_CALL_FLOCK, fd, op & LOCK_NB, real_flock(fd, op));
+}
+
+AS_EXPORT int lockf(int fd, int cmd, off_t len)
+{
+	AS_RESOLVE(lockf);
+	AS_TIMED_CALL_NB(int, AS_CALL_LOCKF, fd, cmd != F_LOCK, real_lockf(fd, cmd, len));
+}
+AS_EXPORT int lockf64(int, int, off_t) __attribute__((alias("lockf")));

@@ -70,3 +70,28 @@ AS_EXPORT ssize_t writev(int fd, const struct iovec *iov, int n)
 	AS_RESOLVE(writev);
 	AS_TIMED_RAW(ssize_t, AS_CALL_WRITEV, fd, real_writev(fd, iov, n), SYS_writev, fd, (long)iov, n, 0, 0, 0);
 }
+
+/* ---- fd to fd ----
+ * Recorded on the side that can wait: sendfile's out_fd (its in_fd is a
+ * file), splice's fd_out when fd_in cannot block.  A call is skipped only
+ * when neither side can block (SPLICE_F_NONBLOCK covers the pipe alone). */
+#include <fcntl.h>
+#include <sys/sendfile.h>
+
+AS_REAL(ssize_t, sendfile, (int, int, off_t *, size_t));
+AS_REAL(ssize_t, splice, (int, loff_t *, int, loff_t *, size_t, unsigned));
+
+AS_EXPORT ssize_t sendfile(int out, int in, off_t *off, size_t n)
+{
+	AS_RESOLVE(sendfile);
+	AS_TIMED_CALL(ssize_t, AS_CALL_SENDFILE, out, real_sendfile(out, in, off, n));
+}
+AS_EXPORT ssize_t sendfile64(int, int, off_t *, size_t) __attribute__((alias("sendfile")));
+
+AS_EXPORT ssize_t splice(int in, loff_t *in_off, int out, loff_t *out_off, size_t n, unsigned flags)
+{
+	AS_RESOLVE(splice);
+	int in_nb = as_fd_cannot_block(in);
+	AS_TIMED_CALL_NB(ssize_t, AS_CALL_SPLICE, in_nb ? out : in, in_nb && as_fd_cannot_block(out),
+			 real_splice(in, in_off, out, out_off, n, flags));
+}

@@ -104,3 +104,19 @@ AS_EXPORT int accept4(int fd, struct sockaddr *a, socklen_t *al, int flags)
 	AS_RESOLVE(accept4);
 	return as_fd_note(accept4_timed(fd, a, al, flags), 1, flags & SOCK_NONBLOCK);
 }
+
+/* ---- batches ---- */
+AS_REAL(int, recvmmsg, (int, struct mmsghdr *, unsigned, int, struct timespec *));
+AS_REAL(int, sendmmsg, (int, struct mmsghdr *, unsigned, int));
+
+AS_EXPORT int recvmmsg(int fd, struct mmsghdr *v, unsigned n, int flags, struct timespec *timeout)
+{
+	AS_RESOLVE(recvmmsg);
+	AS_TIMED_CALL_NB(int, AS_CALL_RECVMMSG, fd, DONTWAIT(fd, flags), real_recvmmsg(fd, v, n, flags, timeout));
+}
+
+AS_EXPORT int sendmmsg(int fd, struct mmsghdr *v, unsigned n, int flags)
+{
+	AS_RESOLVE(sendmmsg);
+	AS_TIMED_CALL_NB(int, AS_CALL_SENDMMSG, fd, DONTWAIT(fd, flags), real_sendmmsg(fd, v, n, flags));
+}

@@ -190,3 +190,45 @@ AS_EXPORT int capset(void *hdr, void *data)
 		as_creds_capset(hdr, data);
 	return r;
 }
+
+/* ---- waiting for children ----
+ * A wait with WNOHANG returns at once: not timed.  system() waits for its
+ * shell inside glibc (no hook sees that wait4): timed as a whole. */
+#include <sys/resource.h>
+#include <sys/wait.h>
+
+AS_REAL(pid_t, wait, (int *));
+AS_REAL(pid_t, waitpid, (pid_t, int *, int));
+AS_REAL(pid_t, wait4, (pid_t, int *, int, struct rusage *));
+AS_REAL(int, waitid, (idtype_t, id_t, siginfo_t *, int));
+AS_REAL(int, system, (const char *));
+
+AS_EXPORT pid_t wait(int *status)
+{
+	AS_RESOLVE(wait);
+	AS_TIMED_CALL_NB(pid_t, AS_CALL_WAIT, -1, 0, real_wait(status));
+}
+
+AS_EXPORT pid_t waitpid(pid_t pid, int *status, int options)
+{
+	AS_RESOLVE(waitpid);
+	AS_TIMED_CALL_NB(pid_t, AS_CALL_WAITPID, -1, options & WNOHANG, real_waitpid(pid, status, options));
+}
+
+AS_EXPORT pid_t wait4(pid_t pid, int *status, int options, struct rusage *ru)
+{
+	AS_RESOLVE(wait4);
+	AS_TIMED_CALL_NB(pid_t, AS_CALL_WAIT4, -1, options & WNOHANG, real_wait4(pid, status, options, ru));
+}
+
+AS_EXPORT int waitid(idtype_t type, id_t id, siginfo_t *info, int options)
+{
+	AS_RESOLVE(waitid);
+	AS_TIMED_CALL_NB(int, AS_CALL_WAITID, -1, options & WNOHANG, real_waitid(type, id, info, options));
+}
+
+AS_EXPORT int system(const char *cmd)
+{
+	AS_RESOLVE(system);
+	AS_TIMED_CALL_NB(int, AS_CALL_SYSTEM, -1, 0, real_system(cmd));
+}

@@ -138,3 +138,21 @@ AS_EXPORT AS_NO_TSAN int pthread_sigmask(int how, const sigset_t *set, sigset_t 
 	AS_RESOLVE(pthread_sigmask);
 	return mask_set(real_pthread_sigmask(how, set, old), how, set);
 }
+
+/* ---- signal waits ----
+ * sigtimedwait with a zero timeout only polls: not timed. */
+AS_REAL(int, sigwaitinfo, (const sigset_t *, siginfo_t *));
+AS_REAL(int, sigtimedwait, (const sigset_t *, siginfo_t *, const struct timespec *));
+
+AS_EXPORT int sigwaitinfo(const sigset_t *set, siginfo_t *info)
+{
+	AS_RESOLVE(sigwaitinfo);
+	AS_TIMED_CALL_NB(int, AS_CALL_SIGWAITINFO, -1, 0, real_sigwaitinfo(set, info));
+}
+
+AS_EXPORT int sigtimedwait(const sigset_t *set, siginfo_t *info, const struct timespec *timeout)
+{
+	AS_RESOLVE(sigtimedwait);
+	AS_TIMED_CALL_NB(int, AS_CALL_SIGTIMEDWAIT, -1, timeout && !timeout->tv_sec && !timeout->tv_nsec,
+			 real_sigtimedwait(set, info, timeout));
+}

@@ -6,7 +6,9 @@
  *
  * How it learns about blocking calls: the collector calls as_gate_note() for
  * every blocking call it writes to the trace (on its own thread, under its
- * lock, never on the hot path); the gate keeps one entry per call and stack.
+ * lock, never on the hot path), as_gate_note_wait() for every wait the
+ * watchdog found (collector/offcpu.c); the gate keeps one entry per call
+ * and stack.
  *
  * How it learns the exit status: an on_exit() handler, registered in the
  * constructor, is given the status passed to exit() -- also when main
@@ -46,7 +48,8 @@
 struct gate_finding {
 	pid_t tid;
 	char thread[16];
-	uint8_t call, fd_kind;
+	char call[24];          /* a hook's call name, or the syscall a watchdog wait was in */
+	uint8_t fd_kind, watchdog;
 	int32_t fd;
 	uint32_t stack;
 	uint64_t count, max_ns, total_ns;
@@ -113,13 +116,14 @@ static void thread_name(pid_t tid, char *buf, size_t len)
 	buf[strcspn(buf, "\n")] = '\0';
 }
 
-void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns)
+static void note(pid_t tid, const char *call, int watchdog, int fd, int fd_kind, uint32_t stack, uint64_t dur_ns)
 {
 	if (!as_cfg.gate)
 		return;
 	struct gate_finding *g = NULL;
 	for (size_t i = 0; i < nfound && !g; i++)
-		if (found[i].call == r->call && found[i].stack == r->stack && (r->stack || found[i].tid == tid))
+		if (found[i].watchdog == watchdog && !strcmp(found[i].call, call) && found[i].stack == stack &&
+		    (stack || found[i].tid == tid))
 			g = &found[i];
 	if (!g) {
 		if (nfound == capfound) {
@@ -135,16 +139,28 @@ void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns)
 		g = &found[nfound++];
 		memset(g, 0, sizeof(*g));
 		g->tid = tid;
-		g->call = r->call;
-		g->fd = r->fd;
-		g->fd_kind = r->fd_kind;
-		g->stack = r->stack;
+		snprintf(g->call, sizeof(g->call), "%s", call);
+		g->watchdog = (uint8_t)watchdog;
+		g->fd = fd;
+		g->fd_kind = (uint8_t)fd_kind;
+		g->stack = stack;
 		thread_name(tid, g->thread, sizeof(g->thread));
 	}
 	g->count++;
 	g->total_ns += dur_ns;
 	if (dur_ns > g->max_ns)
 		g->max_ns = dur_ns;
+}
+
+void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns)
+{
+	note(tid, as_call_names[r->call < AS_CALL_COUNT ? r->call : 0], 0, r->fd, r->fd_kind, r->stack, dur_ns);
+}
+
+/* A wait the watchdog found counts like a hook's blocking call. */
+void as_gate_note_wait(pid_t tid, const char *call, int fd, int fd_kind, uint32_t stack, uint64_t dur_ns)
+{
+	note(tid, call, 1, fd, fd_kind, stack, dur_ns);
 }
 
 /* ---- symbols, at exit ---- */
@@ -263,7 +279,7 @@ static int judge(struct gate_sym *s, struct gate_finding *g, char *site, size_t 
 		sf[i].function = fr[i].function;
 		sf[i].module = fr[i].module;
 	}
-	struct as_sup_rule *r = as_sup_match(&rules, as_call_names[g->call < AS_CALL_COUNT ? g->call : 0], sf, n);
+	struct as_sup_rule *r = as_sup_match(&rules, g->call, sf, n);
 	if (r)
 		r->hits += g->count;
 	site_label(fr, n, site, len);
@@ -276,10 +292,10 @@ static void report_site(const struct gate_finding *g, const char *site)
 	if (g->fd >= 0)
 		snprintf(fd, sizeof(fd), ", fd %d%s%s", (int)g->fd, g->fd_kind ? " " : "",
 			 g->fd_kind <= AS_FD_OTHER && g->fd_kind ? as_fd_kind_names[g->fd_kind] : "");
-	as_warn("  %s %.1f ms%s, thread %s (tid %d)%s, %llu time%s",
-		as_call_names[g->call < AS_CALL_COUNT ? g->call : 0], (double)g->max_ns / 1e6,
+	as_warn("  %s %.1f ms%s, thread %s (tid %d)%s, %llu time%s%s", g->call, (double)g->max_ns / 1e6,
 		g->count > 1 ? " max" : "", g->thread[0] ? g->thread : "?", (int)g->tid, fd,
-		(unsigned long long)g->count, g->count == 1 ? "" : "s");
+		(unsigned long long)g->count, g->count == 1 ? "" : "s",
+		g->watchdog ? " (found waiting in the kernel)" : "");
 	as_warn("      at %s", site[0] ? site : "(no stack: stacks=0, or not captured)");
 }
 

@@ -61,10 +61,22 @@ enum as_call {
 	/* a loop's wait on another epoll fd during an iteration: a nested loop
 	 * (hooks/wait.c), named like the wait, written with "nested": true */
 	AS_CALL_NESTED_EPOLL_WAIT, AS_CALL_NESTED_EPOLL_PWAIT, AS_CALL_NESTED_EPOLL_PWAIT2,
+	/* locks and semaphores (hooks/lock.c) */
+	AS_CALL_PTHREAD_MUTEX_LOCK, AS_CALL_PTHREAD_RWLOCK_RDLOCK, AS_CALL_PTHREAD_RWLOCK_WRLOCK,
+	AS_CALL_PTHREAD_COND_WAIT, AS_CALL_PTHREAD_COND_TIMEDWAIT, AS_CALL_SEM_WAIT, AS_CALL_SEM_TIMEDWAIT,
+	AS_CALL_PTHREAD_JOIN,
+	/* children (hooks/process.c) */
+	AS_CALL_WAIT, AS_CALL_WAITPID, AS_CALL_WAIT4, AS_CALL_WAITID, AS_CALL_SYSTEM,
+	/* file locks (hooks/file.c, fcntl in hooks/fd.c) */
+	AS_CALL_FLOCK, AS_CALL_LOCKF, AS_CALL_FCNTL,
+	/* fd to fd, batches (hooks/io.c, hooks/net.c) */
+	AS_CALL_SENDFILE, AS_CALL_SPLICE, AS_CALL_RECVMMSG, AS_CALL_SENDMMSG,
+	/* signal waits (hooks/signal.c) */
+	AS_CALL_SIGWAITINFO, AS_CALL_SIGTIMEDWAIT,
 	AS_CALL_COUNT
 };
 
-static const char *const as_call_names[AS_CALL_COUNT] = {
+static const char *const as_call_names[] = {
 	"none",
 	"epoll_wait", "epoll_pwait", "epoll_pwait2",
 	"poll", "ppoll", "select", "pselect",
@@ -75,7 +87,16 @@ static const char *const as_call_names[AS_CALL_COUNT] = {
 	"open", "openat", "fsync", "fdatasync",
 	"getaddrinfo",
 	"epoll_wait", "epoll_pwait", "epoll_pwait2",
+	"pthread_mutex_lock", "pthread_rwlock_rdlock", "pthread_rwlock_wrlock",
+	"pthread_cond_wait", "pthread_cond_timedwait", "sem_wait", "sem_timedwait",
+	"pthread_join",
+	"wait", "waitpid", "wait4", "waitid", "system",
+	"flock", "lockf", "fcntl",
+	"sendfile", "splice", "recvmmsg", "sendmmsg",
+	"sigwaitinfo", "sigtimedwait",
 };
+
+_Static_assert(sizeof(as_call_names) / sizeof(as_call_names[0]) == AS_CALL_COUNT, "one name per call");
 
 #define AS_CALL_IS_NESTED(c) ((c) >= AS_CALL_NESTED_EPOLL_WAIT && (c) <= AS_CALL_NESTED_EPOLL_PWAIT2)
 

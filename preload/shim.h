@@ -520,6 +520,8 @@ extern double as_ns_per_tick;
 /* ---- in-process gate (preload/gate.c) ---- */
 int as_gate_init(char *err, size_t errlen);
 void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns);
+void as_gate_note_wait(pid_t tid, const char *call, int fd, int fd_kind, uint32_t stack, uint64_t dur_ns);
+void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns);   /* collector/collector.c */
 void as_gate_at_exit(void);
 void as_gate_after_fork_child(void);
 
@@ -527,6 +529,7 @@ void as_gate_after_fork_child(void);
  * hooks/dl.c, collector/stacks.c, collector/modules.c) ---- */
 #define AS_STACK_MAX 256                /* stack_depth limit */
 void as_stack_init(void);
+int as_pc_in_shim(const void *pc) AS_HIDDEN;
 struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
 void as_own_stack_map(void);
 void as_own_stack_unmap(void);

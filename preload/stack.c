@@ -97,6 +97,12 @@ static int in_self(uintptr_t pc)
 	return pc >= self_lo && pc < self_hi;
 }
 
+/* hooks/lock.c: a lock the shim itself takes is not the program's wait */
+int as_pc_in_shim(const void *pc)
+{
+	return in_self((uintptr_t)pc);
+}
+
 /* ---- reading our own memory, validated ---- */
 
 #define READ_PAGES 8            /* pages a capture remembers as readable */

@@ -141,8 +141,9 @@ def test_fork_child_writes_its_own_trace(tmp_path):
     assert child in pids
     for t in rep:
         assert len(loop_threads(t)) == 1
-        # the parent's waitpid is a wait4 the watchdog finds (no hook times it)
-        assert [b["call"] for b in t["blocking"] if b["seen_by"] == "hook"] == ["usleep"]
+        # the parent also waits for the child: its waitpid hook times that
+        want = ["usleep"] if t["pid"] == child else ["usleep", "waitpid"]
+        assert [b["call"] for b in t["blocking"] if b["seen_by"] == "hook"] == want
 
 
 def test_periodic_flush_survives_sigkill(tmp_path):
