@@ -115,21 +115,35 @@ def test_diff_pairs_the_main_loop_of_a_renamed_binary_and_flags_its_lag(tmp_path
     assert "REGRESSION" in mx, p.stdout
 
 
-def test_cumulative_span_overhead_matches_what_the_program_measured(tmp_path):
-    """200,000 cumulative spans: the program times them against the same
-    loop without spans (the fastest round of each, in the same run); the
-    shim's estimate of its cost is within 25 % of that."""
-    p = run_shim([prog("cumulative_cost")], tmp_path)
+def cumulative_cost_run(d):
+    """(what the program measured in ms, the trace's overhead section)"""
+    p = run_shim([prog("cumulative_cost")], d)
     words = p.stdout.split()
     measured_ms = float(words[words.index("measured_ns") + 1]) / 1e6
     assert measured_ms > 0, p.stdout
-    ov = report(one_trace(tmp_path))["traces"][0]["overhead"]
-    # the whole estimate (the loop did little else) ...
-    assert abs(ov["estimated_ms"] - measured_ms) <= 0.25 * measured_ms + 0.5, (ov, measured_ms)
-    # ... and its cumulative-span part
-    assert ov["cumulative_runs"] == 200000, ov
-    assert abs(ov["cumulative_ms"] - measured_ms) <= 0.25 * measured_ms, (ov, measured_ms)
-    assert ov["estimated_ms"] >= ov["cumulative_ms"]
+    return measured_ms, report(one_trace(d))["traces"][0]["overhead"]
+
+
+def test_cumulative_span_overhead_matches_what_the_program_measured(tmp_path):
+    """200,000 cumulative spans: the program times them against the same
+    loop without spans (the fastest round of each, in the same run); the
+    shim's estimate of its cost is within 25 % of that.  Both are timings on
+    a machine that may be busy: a run another job disturbed is made again
+    (three at most); an estimate that is wrong (the base read 0.0004 ms for
+    ~4 ms) is wrong in every run."""
+    tries = []
+    for attempt in range(3):
+        d = tmp_path / str(attempt)
+        d.mkdir()
+        measured_ms, ov = cumulative_cost_run(d)
+        assert ov["cumulative_runs"] == 200000, ov
+        assert ov["estimated_ms"] >= ov["cumulative_ms"]
+        tries.append((measured_ms, ov["cumulative_ms"], ov["estimated_ms"]))
+        # the cumulative-span part, and the whole estimate (the loop did little else)
+        if (abs(ov["cumulative_ms"] - measured_ms) <= 0.25 * measured_ms and
+                abs(ov["estimated_ms"] - measured_ms) <= 0.25 * measured_ms + 0.5):
+            return
+    raise AssertionError(f"(measured, cumulative, estimated) ms: {tries}")
 
 
 def test_python_spans_count_what_the_binding_costs(tmp_path):
