@@ -19,6 +19,7 @@ case "${1:-build}" in
 	*) echo "usage: $0 build|test|bench" >&2; exit 2 ;;
 esac
 wait_s=${DEPS_LOCK_WAIT:-900}
+retry_s=${DEPS_RETRY_S:-10}
 
 missing_of() {
 	m=""
@@ -47,9 +48,9 @@ lock="-o DPkg::Lock::Timeout=$wait_s"
 tries=0
 until apt-get $lock update -q >/dev/null; do
 	tries=$((tries + 1))
-	[ "$tries" -ge $((wait_s / 10)) ] && { echo "asyncshim: apt-get update kept failing" >&2; exit 1; }
-	echo "asyncshim: apt-get update failed (another apt running?), retrying in 10 s" >&2
-	sleep 10
+	[ "$tries" -ge $((wait_s / retry_s)) ] && { echo "asyncshim: apt-get update kept failing" >&2; exit 1; }
+	echo "asyncshim: apt-get update failed (another apt running?), retrying in $retry_s s" >&2
+	sleep "$retry_s"
 done
 # services in the packages (redis, memcached, nginx) must not start at install
 own_policy=""
