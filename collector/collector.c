@@ -698,21 +698,10 @@ static void publish_tail(struct as_thread *t)
 
 static int drain_final;   /* the last drain: wait for no watchdog finding */
 
-static void drain_thread(struct as_thread *t)
+/* Pack ring records [tail, head) of T. */
+static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 {
-	uint64_t head = CMM_LOAD_SHARED(t->head);
-	cmm_smp_rmb();
-	/* a drain not yet followed by finish_drain has taken up to c_drained */
-	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail;
 	uint64_t block_ns = (uint64_t)as_cfg.block_ms * 1000000u;
-	head = as_offcpu_limit(t, tail, head, drain_final);   /* the watchdog's findings first */
-
-	if (head > tail || CMM_LOAD_SHARED(t->is_loop))
-		recorded = 1;
-	if (!t->c_announced) {
-		pack_thread(t, 0);
-		t->c_announced = 1;
-	}
 	struct census c = take_census(t, tail, head);
 	as_overhead_count(t, tail, head, c.others ? NULL : &c.busy);
 	if (c.iters)
@@ -724,7 +713,7 @@ static void drain_thread(struct as_thread *t)
 			as_stall_reset(t);
 			as_offcpu_take(&pk, t, NULL, t->ring[(head - 1) & (t->cap - 1)].ts);
 		}
-		goto drained;
+		return;
 	}
 	as_tasks_drain(&pk, t, tail, head);
 	/* iterations are packed in batches above; everything else one by one */
@@ -764,7 +753,47 @@ static void drain_thread(struct as_thread *t)
 			break;
 		}
 	}
-drained:
+}
+
+/* Flight mode: the first record in [tail, head) that may trigger a trace
+ * (a blocking call or an iteration of trigger_ms or more); head if none.
+ * The drain is cut after it, so the iterations that follow it are packed
+ * after the trigger, in the half of the window that is theirs
+ * (collector/flight.c), not batched with the lead-up. */
+static uint64_t flight_cut(const struct as_thread *t, uint64_t tail, uint64_t head)
+{
+	if (!as_cfg.flight || !as_cfg.trigger_ms || flight_due)
+		return head;
+	uint64_t trigger_ns = (uint64_t)as_cfg.trigger_ms * 1000000u;
+	for (uint64_t i = tail; i < head; i++) {
+		const struct as_record *r = &t->ring[i & (t->cap - 1)];
+		if ((r->kind == AS_REC_BLOCK || r->kind == AS_REC_ITER) && dur_to_ns(r->dur) >= trigger_ns)
+			return i;
+	}
+	return head;
+}
+
+static void drain_thread(struct as_thread *t)
+{
+	uint64_t head = CMM_LOAD_SHARED(t->head);
+	cmm_smp_rmb();
+	/* a drain not yet followed by finish_drain has taken up to c_drained */
+	uint64_t tail = t->c_drained > t->tail ? t->c_drained : t->tail;
+	head = as_offcpu_limit(t, tail, head, drain_final);   /* the watchdog's findings first */
+
+	if (head > tail || CMM_LOAD_SHARED(t->is_loop))
+		recorded = 1;
+	if (!t->c_announced) {
+		pack_thread(t, 0);
+		t->c_announced = 1;
+	}
+	uint64_t cut = flight_cut(t, tail, head);
+	if (cut < head) {
+		drain_range(t, tail, cut + 1);
+		drain_range(t, cut + 1, head);
+	} else {
+		drain_range(t, tail, head);
+	}
 	if (drain_final)        /* waits of the iteration the process ends in */
 		as_offcpu_take(&pk, t, NULL, UINT64_MAX);
 	t->c_drained = head;
