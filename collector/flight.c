@@ -11,6 +11,7 @@
  * flight_mb MiB.  So the window never exceeds flight_mb by more than one
  * piece, and a trace written from it is an ordinary trace file whose
  * first events are simply later than the process start. */
+#include "../preload/sys.h"
 #include "../preload/ctl.h"
 
 #include <stdlib.h>
@@ -168,7 +169,7 @@ void as_flight_reset(void)
 static int write_all(int fd, const char *p, size_t n)
 {
 	while (n) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = as_sys_write(fd, p, n);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)

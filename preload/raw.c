@@ -1,6 +1,7 @@
 /* raw.c — timed calls that make their syscall themselves, and what keeps
  * pthread_cancel working for them (the design: preload/shim.h, "raw
  * syscalls"). */
+#include "sys.h"
 #include "shim.h"
 
 #include <dlfcn.h>
@@ -39,7 +40,7 @@ static int libc_is_next(void)
 	int ok = 1;
 	for (size_t i = 0; ok && i < sizeof(raw_names) / sizeof(raw_names[0]); i++)
 		ok = as_resolve(raw_names[i]) == dlsym(libc, raw_names[i]);
-	dlclose(libc);
+	as_sys_dlclose(libc);
 	return ok;
 }
 
