@@ -6,8 +6,7 @@
  * writing (O_APPEND, checked to be the same inode we created), so a program
  * that closes or dup2()s over every fd cannot make us write somewhere else.
  * Record encodings are in docs/trace-format.md. */
-#include "../preload/sys.h"
-#include "../preload/shim.h"
+#include "../preload/runtime.h"
 #include "stacks.h"
 #include "../preload/task.h"
 #include "../preload/span.h"

@@ -11,7 +11,6 @@
  * flight_mb MiB.  So the window never exceeds flight_mb by more than one
  * piece, and a trace written from it is an ordinary trace file whose
  * first events are simply later than the process start. */
-#include "../preload/sys.h"
 #include "../preload/ctl.h"
 
 #include <stdlib.h>

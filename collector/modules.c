@@ -17,7 +17,6 @@
  * only copies into memory allocated beforehand (no malloc, no lock), so a
  * stall-sample handler that unwinds through dl_iterate_phdr on a thread
  * holding the malloc lock cannot deadlock against it. */
-#include "../preload/sys.h"
 #include "stacks.h"
 
 #include <link.h>

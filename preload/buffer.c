@@ -6,8 +6,7 @@
  * anonymous memory) and takes the registry mutex; every later record is a
  * plain store into the thread's own ring.  The registry is an RCU list (urcu-bp) so the
  * collector walks it without ever blocking a producer. */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 
 #include <pthread.h>
 #include <stdlib.h>

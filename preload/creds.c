@@ -16,8 +16,7 @@
  * The calling thread posts the call and waits (bounded) until every
  * following thread made it: the collector and the watchdog look for it
  * each time they wake, and are woken for it. */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 
 #include <linux/capability.h>
 #include <linux/futex.h>

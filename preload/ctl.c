@@ -11,7 +11,6 @@
  * Like the deadly signals (init.c), the shim takes a signal only while the
  * program leaves it at SIG_DFL, reports SIG_DFL to the program, and hands it
  * back the moment the program installs its own handler (hooks/signal.c). */
-#include "sys.h"
 #include "ctl.h"
 
 #include <signal.h>

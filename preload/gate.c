@@ -27,10 +27,8 @@
  * to judge, the gate dlopen()s libdw (elfutils) at exit and reads .symtab and
  * DWARF like the tools do; the library has no link dependency on libdw, and
  * falls back to dladdr() when libdw is not installed. */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 #include "suppress.h"
-#include "../collector/stacks.h"     /* as_stack_ips */
 
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>   /* types only: libdw is dlopen'd, never linked */

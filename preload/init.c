@@ -2,8 +2,7 @@
  *
  * Everything expensive happens here, once: resolving real functions,
  * calibrating the TSC, creating the trace file, starting the collector. */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 #include "span.h"
 #include "ctl.h"
 

@@ -19,8 +19,7 @@
  * raw syscall) is timed by that hook: it is not reported twice. */
 #include <libunwind.h>
 
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>

@@ -1,8 +1,7 @@
 /* raw.c — timed calls that make their syscall themselves, and what keeps
  * pthread_cancel working for them (the design: preload/shim.h, "raw
  * syscalls"). */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 
 #include <dlfcn.h>
 #include <pthread.h>

@@ -21,8 +21,7 @@
  * /dev/shm/asyncshim.PID.INODE and INODE is the trace file's, so a forked
  * child or an exec'd image (each with its own trace file) never shares them.
  * The trace header records PREFIX ("rings"). */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 
 #include <dirent.h>
 #include <errno.h>

@@ -5,7 +5,7 @@
  * Task records are written into the ring of the thread that did the thing
  * (created, ran, ended the task); a task may touch several threads (libuv
  * work: queued on the loop, run on the pool), the tools join them by id. */
-#include "sys.h"
+#include "runtime.h"
 #include "task.h"
 
 #include <dlfcn.h>

@@ -49,8 +49,7 @@
  * iter_start store visible before the watchdog looks again (a thread that
  * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
  * membarrier the park times out every second instead. */
-#include "sys.h"
-#include "shim.h"
+#include "runtime.h"
 #include "span.h"
 
 #include <fcntl.h>

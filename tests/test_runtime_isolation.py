@@ -124,8 +124,13 @@ def test_hooks_see_only_the_hook_api():
                 reach(g, seen)
         return seen
 
+    internals = re.compile(r"struct as_config \{|\bas_(collector_lock|trace_create|shm_init|gate_init|registry_lock)\(")
     for f in files:
         if f.startswith("hooks/"):
             inside = reach(f, set())
             assert "preload/runtime.h" not in inside, f + " includes the runtime's internals"
             assert not any(g.startswith("collector/") for g in inside), f
+            for h in inside:
+                with open(os.path.join(ROOT, h)) as fh:
+                    m = internals.search(fh.read())
+                assert not m, f"{f}: {h} declares the runtime's {m.group(0)}"
