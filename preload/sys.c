@@ -138,8 +138,9 @@ static int lock_take(struct as_lock *l, unsigned ms, int timed)
 {
 	int32_t c = uatomic_cmpxchg(&l->word, 0, 1);
 	if (c != 0) {
-		struct timespec now, end;
-		clock_gettime(CLOCK_MONOTONIC, &end);
+		struct timespec now, end = { 0, 0 };
+		if (timed)
+			clock_gettime(CLOCK_MONOTONIC, &end);
 		end.tv_sec += ms / 1000;
 		end.tv_nsec += (long)(ms % 1000) * 1000000L;
 		if (end.tv_nsec >= 1000000000L) {

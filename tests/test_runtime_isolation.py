@@ -9,7 +9,7 @@ import os
 import re
 import subprocess
 
-from conftest import BUILD, LIB, ROOT, prog, run_shim
+from conftest import BUILD, LIB, ROOT, one_trace, prog, records
 
 RUNTIME_DIRS = ("preload", "collector")
 LAYERS = ("hooks", "preload", "collector")
@@ -134,3 +134,17 @@ def test_hooks_see_only_the_hook_api():
                 with open(os.path.join(ROOT, h)) as fh:
                     m = internals.search(fh.read())
                 assert not m, f"{f}: {h} declares the runtime's {m.group(0)}"
+
+
+def test_runtime_work_passes_through_no_hook(tmp_path):
+    # a library after the shim sees the calls the shim makes, itself or
+    # through its hooks (tests/libs/spy_io.c): the program makes none, so
+    # its registration, the blocking call's stack, the stall sample and the
+    # trace must all be done without them
+    env = dict(os.environ, LD_PRELOAD=LIB + ":" + os.path.join(BUILD, "tests", "libspy_io.so"))
+    env.pop("ASYNCSHIM_OPTIONS", None)
+    p = subprocess.run([prog("quiet_loop")], cwd=tmp_path, env=env, capture_output=True, text=True,
+                       timeout=60, check=True)
+    assert "spy_io:" not in p.stderr, p.stderr
+    recs = records(one_trace(tmp_path))
+    assert [r["call"] for r in recs if r["type"] == "block"] == ["usleep"]
