@@ -175,7 +175,9 @@ void as_quiet_begin(sigset_t *old)
 	sigdelset(&set, SIGILL);
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGTRAP);
-	as_tls.busy = 1;        /* first: the mask hooks leave busy threads' as_tls.raw alone */
+	/* busy: what libunwind calls through its PLT, and a fault handler of
+	 * the program that runs here, is not recorded nor re-enters the shim */
+	as_tls.busy = 1;
 	as_sys_sigmask(SIG_BLOCK, &set, old);
 }
 
