@@ -6,7 +6,7 @@
  * writing (O_APPEND, checked to be the same inode we created), so a program
  * that closes or dup2()s over every fd cannot make us write somewhere else.
  * Record encodings are in docs/trace-format.md. */
-#include "../preload/shim.h"
+#include "../preload/runtime.h"
 #include "stacks.h"
 #include "../preload/task.h"
 #include "../preload/span.h"
@@ -40,7 +40,7 @@
 /* about 40 KB packed */
 #define ITERS_PER_RECORD 4096
 
-static pthread_mutex_t collect_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct as_lock collect_mutex = AS_LOCK_INIT;
 static char trace_path[PATH_MAX + 64];
 static dev_t trace_dev;
 static ino_t trace_ino;
@@ -62,12 +62,12 @@ static pid_t collector_tid;
 
 void as_collector_lock(void)
 {
-	pthread_mutex_lock(&collect_mutex);
+	as_lock(&collect_mutex);
 }
 
 void as_collector_unlock(void)
 {
-	pthread_mutex_unlock(&collect_mutex);
+	as_unlock(&collect_mutex);
 }
 
 static long futex(int *addr, int op, int val, const struct timespec *ts)
@@ -143,11 +143,11 @@ static void pack_kv_i64(const char *k, int64_t v)
 
 static ssize_t read_file(const char *path, char *buf, size_t len)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = as_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	ssize_t n = read(fd, buf, len);
-	close(fd);
+	ssize_t n = as_sys_read(fd, buf, len);
+	as_sys_close(fd);
 	return n;
 }
 
@@ -223,10 +223,10 @@ static int keep_high(int fd)
 {
 	if (fd < 0 || !as_tls.own_fds)
 		return fd;
-	int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+	int high = as_sys_fcntl(fd, F_DUPFD_CLOEXEC, 512);
 	if (high < 0)
 		return fd;
-	close(fd);
+	as_sys_close(fd);
 	return high;
 }
 
@@ -242,12 +242,12 @@ static int open_aside(const char *path, char *tmp, size_t tmplen)
 	size_t n = slash ? (size_t)(slash - path) : 0;
 	snprintf(dir, sizeof(dir), "%.*s", (int)n, n ? path : "/");
 	tmp[0] = '\0';
-	int fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | O_APPEND, 0600);
+	int fd = as_sys_open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC | O_APPEND, 0600);
 	if (fd >= 0)
 		return fd;
 	/* no O_TMPFILE on this filesystem: a name readers do not take for a trace */
 	snprintf(tmp, tmplen, "%s.%d.tmp", path, (int)getpid());
-	return open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
+	return as_sys_open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_APPEND, 0600);
 }
 
 static int link_into_place(int fd, const char *tmp, const char *path)
@@ -268,7 +268,7 @@ static int link_into_place(int fd, const char *tmp, const char *path)
 static int write_header(int fd)
 {
 	for (size_t off = 0; off < sbuf.size;) {
-		ssize_t n = write(fd, sbuf.data + off, sbuf.size - off);
+		ssize_t n = as_sys_write(fd, sbuf.data + off, sbuf.size - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -326,7 +326,7 @@ static int create_file(void)
 	if (!ok) {
 		if (fd >= 0) {
 			as_shm_done();
-			close(fd);
+			as_sys_close(fd);
 		}
 		as_warn("asyncshim: cannot create %s: %s; asyncshim disabled", trace_path, strerror(saved));
 		return -1;
@@ -342,9 +342,9 @@ static int trace_file_fd(void)
 {
 	if (same_file(trace_fd))
 		return trace_fd;
-	int fd = open(trace_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC);
+	int fd = as_sys_open(trace_path, O_WRONLY | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0);
 	if (fd >= 0 && !same_file(fd)) {
-		close(fd);
+		as_sys_close(fd);
 		fd = -1;
 	}
 	trace_fd = keep_high(fd);
@@ -391,7 +391,7 @@ static int append_whole(int fd, const char *data, size_t len)
 	off_t start = lseek(fd, 0, SEEK_END);
 	size_t off = 0;
 	while (off < len) {
-		ssize_t n = write(fd, data + off, len - off);
+		ssize_t n = as_sys_write(fd, data + off, len - off);
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n <= 0)
@@ -494,15 +494,15 @@ static int recover_status = -1;  /* the exit status asyncshim run saw, -1 = none
  * hold to its trace, with the end record it never wrote. */
 int as_collector_recover(const char *path, const char *reason, int status)
 {
-	int fd = open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC);   /* read: trim_unfinished */
+	int fd = as_sys_open(path, O_RDWR | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0);   /* read: trim_unfinished */
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0) {
 		if (fd >= 0)
-			close(fd);
+			as_sys_close(fd);
 		return -1;
 	}
 	if (trim_unfinished(fd, st.st_size, path) != 0) {
-		close(fd);
+		as_sys_close(fd);
 		return -1;
 	}
 	snprintf(trace_path, sizeof(trace_path), "%s", path);
@@ -957,7 +957,7 @@ static void flight_dump(const char *trigger, uint64_t trigger_ns, const char *en
 	write_end(end_reason);
 	lost_bytes = lost_records = 0;   /* the next flight trace starts afresh */
 	if (trace_fd >= 0 && same_file(trace_fd))
-		close(trace_fd);
+		as_sys_close(trace_fd);
 	trace_fd = -1;
 	trace_ok = 0;
 	as_flight_written();
@@ -1202,11 +1202,11 @@ int as_collector_start(void)
 	table_taken = 0;
 	int fd = trace_fd;      /* the collector may move its own copy */
 	/* the collector never takes the program's signals */
-	pthread_sigmask(SIG_SETMASK, &all, &old);
+	as_sys_sigmask(SIG_SETMASK, &all, &old);
 	int seq = as_creds_spawn_begin();
 	int r = pthread_create(&collector_thread, NULL, collector_main, (void *)(intptr_t)seq);
 	as_creds_spawn_end(r == 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	as_sys_sigmask(SIG_SETMASK, &old, NULL);
 	collector_running = r == 0;
 	if (r == 0)
 		hand_over_trace_fd(fd);
@@ -1242,7 +1242,7 @@ static int start_again(void)
 {
 	trace_removed = 0;
 	if (same_file(trace_fd))
-		close(trace_fd);        /* ours: the unlinked file */
+		as_sys_close(trace_fd);        /* ours: the unlinked file */
 	trace_fd = -1;
 	msgpack_sbuffer_destroy(&sbuf);
 	if (as_trace_create() == 0)
@@ -1258,7 +1258,7 @@ void as_collector_resume(void)
 	if (CMM_LOAD_SHARED(final_state) != 2 || !trace_ok)
 		return;
 	if (collector_running) {
-		pthread_join(collector_thread, NULL);
+		as_sys_join(collector_thread, NULL);
 		uatomic_dec(&as_shim_threads);
 	}
 	collector_running = 0;
@@ -1331,7 +1331,7 @@ void as_collector_after_fork_child(void)
 		as_tsc0 = __rdtsc();
 	msgpack_sbuffer_destroy(&sbuf);
 	if (same_file(trace_fd))
-		close(trace_fd);        /* the parent's file, inherited; the number may
+		as_sys_close(trace_fd);        /* the parent's file, inherited; the number may
 					 * be the program's (the collector's own table) */
 	trace_fd = -1;
 	int ok = as_trace_create() == 0;

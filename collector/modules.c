@@ -48,7 +48,7 @@ struct scratch {
 	unsigned long long adds;
 };
 
-static pthread_mutex_t mod_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct as_lock mod_mutex = AS_LOCK_INIT;
 static pid_t mod_pid;
 static struct module *mods;
 static size_t nmods, capmods;
@@ -202,11 +202,10 @@ static void sync_locked(void)
 static void lock(void)
 {
 	if (mod_pid != getpid()) {
-		pthread_mutex_t fresh = PTHREAD_MUTEX_INITIALIZER;
-		mod_mutex = fresh;
+		as_lock_init(&mod_mutex);
 		mod_pid = getpid();
 	}
-	pthread_mutex_lock(&mod_mutex);
+	as_lock(&mod_mutex);
 }
 
 void as_modules_sync(void)
@@ -215,7 +214,7 @@ void as_modules_sync(void)
 	as_tls.busy = 1;
 	lock();
 	sync_locked();
-	pthread_mutex_unlock(&mod_mutex);
+	as_unlock(&mod_mutex);
 	as_tls.busy = busy;
 	errno = saved;
 }
@@ -275,7 +274,7 @@ void as_modules_pack_new(msgpack_packer *pk)
 	lock();
 	sync_locked();
 	pack_unwritten(pk);
-	pthread_mutex_unlock(&mod_mutex);
+	as_unlock(&mod_mutex);
 }
 
 /* collector/stacks.c calls this for a new file */
@@ -286,5 +285,5 @@ void as_modules_new_file(msgpack_packer *pk)
 	synced_adds = ~0ull;
 	sync_locked();
 	pack_unwritten(pk);
-	pthread_mutex_unlock(&mod_mutex);
+	as_unlock(&mod_mutex);
 }

@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "../preload/shim.h"
+#include "../preload/runtime.h"
 
 /* A new trace file begins (start, fork child): every stack and module is
  * written again, as the file is read on its own.  Writes the module map. */
@@ -23,9 +23,7 @@ void as_modules_new_file(msgpack_packer *pk);
  * written to the trace the first time an id is used in this file. */
 uint32_t as_stack_of(msgpack_packer *pk, struct as_thread *t, uint64_t i);
 
-/* The code addresses of stack ID, innermost first: frame 0 exact, the others
- * return addresses.  For the in-process gate (preload/gate.c), at exit. */
-size_t as_stack_ips(uint32_t id, uint64_t *ips, size_t max);
+/* as_stack_ips (the gate's): preload/runtime.h */
 
 /* Stall bookkeeping, in ring order: blocking calls and samples come before
  * the ITER record of the iteration they happened in. */

@@ -6,6 +6,7 @@
  * this trace file a `func` record names it (dladdr: module, offset, and the
  * dynamic symbol when the address is exactly one), later records carry only
  * the address.  Encodings: docs/trace-format.md. */
+#include "../preload/runtime.h"
 #include "../preload/task.h"
 
 #include <dlfcn.h>

@@ -6,7 +6,7 @@
  * at each drain and at the end, and keeps every tid it saw (a thread that
  * lived between two drains is missed).  Collector thread only, under the
  * collector lock. */
-#include "../preload/shim.h"
+#include "../preload/runtime.h"
 
 #include <dirent.h>
 #include <search.h>

@@ -6,7 +6,7 @@
  * anonymous memory) and takes the registry mutex; every later record is a
  * plain store into the thread's own ring.  The registry is an RCU list (urcu-bp) so the
  * collector walks it without ever blocking a producer. */
-#include "shim.h"
+#include "runtime.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -26,7 +26,7 @@ __thread struct as_tls as_tls __attribute__((tls_model("initial-exec")));
  * they read; a head less aligned than the struct is undefined (UBSan). */
 struct cds_list_head as_threads AS_THREADS_ALIGN = CDS_LIST_HEAD_INIT(as_threads);
 uint64_t as_ringless_threads, as_ringless_events;
-static pthread_mutex_t registry_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct as_lock registry_mutex = AS_LOCK_INIT;
 static pthread_key_t exit_key;
 static int exit_key_ok;
 
@@ -37,12 +37,12 @@ pid_t as_gettid(void)
 
 void as_registry_lock(void)
 {
-	pthread_mutex_lock(&registry_mutex);
+	as_lock(&registry_mutex);
 }
 
 void as_registry_unlock(void)
 {
-	pthread_mutex_unlock(&registry_mutex);
+	as_unlock(&registry_mutex);
 }
 
 /* Runs when a registered thread exits: keep its name, then hand the ring
@@ -54,7 +54,7 @@ static void thread_exit(void *arg)
 	as_tls.loop = 0;
 	as_tls.t = NULL;
 	as_own_stack_unmap();
-	prctl(PR_GET_NAME, t->name, 0, 0, 0);
+	as_sys_prctl(PR_GET_NAME, (unsigned long)t->name, 0, 0, 0);
 	cmm_smp_wmb();
 	CMM_STORE_SHARED(t->dead, 1);
 }
@@ -102,7 +102,7 @@ struct as_thread *as_thread_register(void)
 	t->tid = tid;
 	t->pthread = pthread_self();
 	t->tls = &as_tls;
-	prctl(PR_GET_NAME, t->name, 0, 0, 0);  /* for asyncshim recover; updated when drained */
+	as_sys_prctl(PR_GET_NAME, (unsigned long)t->name, 0, 0, 0);  /* for asyncshim recover; updated when drained */
 	as_registry_lock();
 	cds_list_add_tail_rcu(&t->node, &as_threads);
 	as_registry_unlock();

@@ -16,7 +16,7 @@
  * The calling thread posts the call and waits (bounded) until every
  * following thread made it: the collector and the watchdog look for it
  * each time they wake, and are woken for it. */
-#include "shim.h"
+#include "runtime.h"
 
 #include <linux/capability.h>
 #include <linux/futex.h>
@@ -34,7 +34,7 @@ struct cred_call {
 	struct __user_cap_data_struct data[_LINUX_CAPABILITY_U32S_3];
 };
 
-static pthread_mutex_t post_mutex = PTHREAD_MUTEX_INITIALIZER;
+static struct as_lock post_mutex = AS_LOCK_INIT;
 static struct cred_call posted;
 static int posted_seq;           /* bumped per call posted */
 static int made;                 /* futex: followers that made the posted call */
@@ -51,7 +51,7 @@ static long futex(int *addr, int op, int val, const struct timespec *ts)
  * posted in between.  Returns what the thread passes to as_creds_join. */
 int as_creds_spawn_begin(void)
 {
-	pthread_mutex_lock(&post_mutex);
+	as_lock(&post_mutex);
 	__atomic_fetch_add(&followers, 1, __ATOMIC_SEQ_CST);
 	return __atomic_load_n(&posted_seq, __ATOMIC_SEQ_CST);
 }
@@ -60,7 +60,7 @@ void as_creds_spawn_end(int created)
 {
 	if (!created)
 		__atomic_fetch_sub(&followers, 1, __ATOMIC_SEQ_CST);
-	pthread_mutex_unlock(&post_mutex);
+	as_unlock(&post_mutex);
 }
 
 /* The shim thread, at its start. */
@@ -104,7 +104,7 @@ void as_collector_wake(void);
 static void post(const struct cred_call *call)
 {
 	int saved = errno;
-	pthread_mutex_lock(&post_mutex);
+	as_lock(&post_mutex);
 	posted = *call;
 	__atomic_store_n(&made, 0, __ATOMIC_SEQ_CST);
 	__atomic_fetch_add(&posted_seq, 1, __ATOMIC_SEQ_CST);
@@ -118,7 +118,7 @@ static void post(const struct cred_call *call)
 		struct timespec ts = { 0, 10000000 };
 		futex(&made, FUTEX_WAIT_PRIVATE, n, &ts);
 	}
-	pthread_mutex_unlock(&post_mutex);
+	as_unlock(&post_mutex);
 	errno = saved;
 }
 
@@ -171,6 +171,6 @@ void as_creds_capset(const void *hdr, const void *data)
 /* A fork child has none of the parent's shim threads (yet). */
 void as_creds_after_fork_child(void)
 {
-	pthread_mutex_init(&post_mutex, NULL);
+	as_lock_init(&post_mutex);
 	followers = 0;
 }

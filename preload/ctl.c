@@ -46,7 +46,7 @@ static void ctl_handler(int sig, siginfo_t *si, void *uc)
 static int take(int sig, const char *what)
 {
 	struct sigaction old, sa;
-	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL) {
+	if (as_sys_sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL) {
 		as_warn("asyncshim: signal %d is the program's; no %s by signal", sig, what);
 		return 0;
 	}
@@ -54,7 +54,7 @@ static int take(int sig, const char *what)
 	sa.sa_sigaction = ctl_handler;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_SIGINFO | SA_RESTART;
-	if (sigaction(sig, &sa, NULL) != 0)
+	if (as_sys_sigaction(sig, &sa, NULL) != 0)
 		return 0;
 	as_signal_own(sig, (void *)ctl_handler);
 	return sig;

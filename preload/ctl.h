@@ -8,7 +8,7 @@
 #ifndef ASYNCSHIM_CTL_H
 #define ASYNCSHIM_CTL_H
 
-#include "shim.h"
+#include "runtime.h"
 
 #include <msgpack.h>
 

@@ -16,7 +16,7 @@
  *
  * Updates are atomic read-modify-writes on the map's words (other threads
  * make and close fds at the same time); the fast path reads one word. */
-#include "shim.h"
+#include "runtime.h"
 
 #include <sched.h>
 #include <sys/syscall.h>

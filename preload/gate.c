@@ -29,9 +29,8 @@
  * to judge, the gate dlopen()s libdw (elfutils) at exit and reads .symtab and
  * DWARF like the tools do; the library has no link dependency on libdw, and
  * falls back to dladdr() when libdw is not installed. */
-#include "shim.h"
+#include "runtime.h"
 #include "suppress.h"
-#include "../collector/stacks.h"     /* as_stack_ips */
 
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>   /* types only: libdw is dlopen'd, never linked */
@@ -81,11 +80,39 @@ static void note_exit_status(int status, void *arg)
 		verdict();
 }
 
+#define GATE_RULES_MAX (1u << 20)
+
+/* The suppression file, read with the runtime's own calls (preload/sys.h). */
+static int load_rules(const char *path, char *err, size_t errlen)
+{
+	int fd = as_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+	char *text = fd >= 0 ? malloc(GATE_RULES_MAX) : NULL;
+	size_t len = 0;
+	ssize_t n = 0;
+	while (text && len < GATE_RULES_MAX && (n = as_sys_read(fd, text + len, GATE_RULES_MAX - len)) != 0) {
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			break;
+		len += (size_t)n;
+	}
+	int e = fd < 0 ? errno : !text ? ENOMEM : n < 0 ? errno : len == GATE_RULES_MAX ? EFBIG : 0;
+	if (fd >= 0)
+		as_sys_close(fd);
+	int rc = -1;
+	if (e)
+		snprintf(err, errlen, "%s: cannot read suppressions: %s", path, strerror(e));
+	else
+		rc = as_sup_parse(&rules, path, text, len, err, errlen);
+	free(text);
+	return rc;
+}
+
 int as_gate_init(char *err, size_t errlen)
 {
 	if (!as_cfg.gate)
 		return 0;
-	if (as_cfg.suppress[0] && as_sup_load(&rules, as_cfg.suppress, err, errlen) != 0)
+	if (as_cfg.suppress[0] && load_rules(as_cfg.suppress, err, errlen) != 0)
 		return -1;
 	if (on_exit(note_exit_status, NULL) != 0) {
 		snprintf(err, errlen, "cannot register the gate's exit handler");
@@ -108,10 +135,10 @@ static void thread_name(pid_t tid, char *buf, size_t len)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/comm", (int)tid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	ssize_t n = fd >= 0 ? read(fd, buf, len - 1) : -1;
+	int fd = as_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
+	ssize_t n = fd >= 0 ? as_sys_read(fd, buf, len - 1) : -1;
 	if (fd >= 0)
-		close(fd);
+		as_sys_close(fd);
 	buf[n > 0 ? n : 0] = '\0';
 	buf[strcspn(buf, "\n")] = '\0';
 }
@@ -348,5 +375,5 @@ static void verdict(void)
 	as_warn("asyncshim gate: the trace has the details: asyncshim report %s.%d.msgpack", as_cfg.out,
 		(int)getpid());
 	fflush(NULL);
-	_exit((int)as_cfg.exitcode);
+	as_sys_exit((int)as_cfg.exitcode);
 }

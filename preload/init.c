@@ -2,7 +2,7 @@
  *
  * Everything expensive happens here, once: resolving real functions,
  * calibrating the TSC, creating the trace file, starting the collector. */
-#include "shim.h"
+#include "runtime.h"
 #include "span.h"
 #include "ctl.h"
 
@@ -156,7 +156,7 @@ static enum as_fd_kind fd_kind(int fd)
 		return AS_FD_SOCKET;
 	if (S_ISCHR(st.st_mode)) {
 		struct termios tio;
-		return ioctl(fd, TCGETS, &tio) == 0 ? AS_FD_TTY : AS_FD_OTHER;
+		return as_sys_ioctl(fd, TCGETS, &tio) == 0 ? AS_FD_TTY : AS_FD_OTHER;
 	}
 	return AS_FD_OTHER;
 }
@@ -175,13 +175,15 @@ void as_quiet_begin(sigset_t *old)
 	sigdelset(&set, SIGILL);
 	sigdelset(&set, SIGFPE);
 	sigdelset(&set, SIGTRAP);
-	as_tls.busy = 1;        /* first: the mask hooks leave busy threads' as_tls.raw alone */
-	pthread_sigmask(SIG_BLOCK, &set, old);
+	/* busy: what libunwind calls through its PLT, and a fault handler of
+	 * the program that runs here, is not recorded nor re-enters the shim */
+	as_tls.busy = 1;
+	as_sys_sigmask(SIG_BLOCK, &set, old);
 }
 
 void as_quiet_end(const sigset_t *old)
 {
-	pthread_sigmask(SIG_SETMASK, old, NULL);
+	as_sys_sigmask(SIG_SETMASK, old, NULL);
 	as_tls.busy = 0;
 }
 
@@ -255,7 +257,8 @@ static void death_handler(int sig)
 	int saved = errno;
 	as_tls.busy = 1;
 	as_collector_final(sig > 0 && sig < 65 && death_names[sig][0] ? death_names[sig] : "signal");
-	signal(sig, SIG_DFL);
+	struct sigaction dfl = { .sa_handler = SIG_DFL };
+	as_sys_sigaction(sig, &dfl, NULL);
 	raise(sig);
 	errno = saved;
 }
@@ -265,14 +268,14 @@ static void take_signal(int sig)
 	struct sigaction old, sa;
 	if (sig <= 0 || sig >= 65 || as_signal_owned(sig) || as_sample_signal(sig))
 		return;         /* the shim's own already (ctl, stall sampling) */
-	if (sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
+	if (as_sys_sigaction(sig, NULL, &old) != 0 || old.sa_handler != SIG_DFL || (old.sa_flags & SA_SIGINFO))
 		return;
 	name_signal(sig);
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = death_handler;
 	sigemptyset(&sa.sa_mask);
 	sa.sa_flags = SA_RESTART | SA_NODEFER;
-	if (sigaction(sig, &sa, NULL) == 0)
+	if (as_sys_sigaction(sig, &sa, NULL) == 0)
 		as_signal_own(sig, (void *)death_handler);
 }
 
@@ -421,7 +424,7 @@ __attribute__((constructor)) static void as_init(void)
 	const char *recover = getenv("ASYNCSHIM_RECOVER");
 
 	if (recover)    /* a helper process of asyncshim recover: only that */
-		_exit(as_recover(recover, getenv("ASYNCSHIM_RECOVER_TRACE")));
+		as_sys_exit(as_recover(recover, getenv("ASYNCSHIM_RECOVER_TRACE")));
 	stderr_init();
 
 	strcpy(as_cfg.out, "./asyncshim");

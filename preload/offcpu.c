@@ -19,7 +19,7 @@
  * raw syscall) is timed by that hook: it is not reported twice. */
 #include <libunwind.h>
 
-#include "shim.h"
+#include "runtime.h"
 
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -268,11 +268,11 @@ static int read_proc(pid_t tid, const char *what, char *buf, size_t size)
 {
 	char path[64];
 	snprintf(path, sizeof(path), "/proc/self/task/%d/%s", (int)tid, what);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = as_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	ssize_t n = read(fd, buf, size - 1);
-	close(fd);
+	ssize_t n = as_sys_read(fd, buf, size - 1);
+	as_sys_close(fd);
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';

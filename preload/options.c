@@ -3,7 +3,7 @@
  * Parsing never allocates and never touches errno of the host in a way it can
  * see: it runs in the constructor.  Any unknown key or bad value is an error
  * that disables the shim (the caller prints the one line). */
-#include "shim.h"
+#include "runtime.h"
 
 #include <stdio.h>
 #include <stdlib.h>

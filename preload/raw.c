@@ -1,7 +1,7 @@
 /* raw.c — timed calls that make their syscall themselves, and what keeps
  * pthread_cancel working for them (the design: preload/shim.h, "raw
  * syscalls"). */
-#include "shim.h"
+#include "runtime.h"
 
 #include <dlfcn.h>
 #include <pthread.h>
@@ -39,7 +39,7 @@ static int libc_is_next(void)
 	int ok = 1;
 	for (size_t i = 0; ok && i < sizeof(raw_names) / sizeof(raw_names[0]); i++)
 		ok = as_resolve(raw_names[i]) == dlsym(libc, raw_names[i]);
-	dlclose(libc);
+	as_sys_dlclose(libc);
 	return ok;
 }
 
@@ -69,8 +69,9 @@ int as_raw_thread_ok(void)
 }
 
 /* The program changed this thread's mask (after a successful call).
- * A thread that is no loop yet is checked when it becomes one; the shim's
- * own quiet sections (busy) put back what they found.  Not followed: masks
+ * A thread that is no loop yet is checked when it becomes one.  A change
+ * inside a shim slow path (busy: a fault handler of the program's) is
+ * undone by the quiet section's end, so it is ignored.  Not followed: masks
  * put back without these calls (a signal handler's return, siglongjmp,
  * setcontext), so a handler that unblocks our signal when the code it
  * interrupted blocked it leaves as_tls.raw wrong until the next change. */

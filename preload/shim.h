@@ -1,7 +1,21 @@
-/* shim.h — what hooks/ and collector/ need from preload/.
+/* shim.h — the hook API: all that hooks/ may use of the runtime.
  *
  * The hot path is written once, here, as inline functions and the
  * AS_TIMED_CALL macro: every hook in hooks/ is a few lines that use them.
+ * The runtime's internals (preload/ and collector/ among themselves) are in
+ * preload/runtime.h, which hooks/ never include.
+ *
+ * The runtime never calls a function the shim interposes: its system calls
+ * and locks are its own (preload/sys.h), so none of its work lands in a
+ * hook.  What still can: code of other libraries the runtime calls, through
+ * their PLT -- liburcu-bp (pthread_mutex_lock in its registry and
+ * synchronize_rcu), libunwind (pipe2/write/read to validate addresses:
+ * as_tls.unwinding), msgpack-c and libc's stdio (malloc, not hooked), the
+ * next library's sigaction, pthread_join and dlclose (sys.c, on purpose:
+ * a sanitizer runtime must see them) -- and a program's signal handler
+ * that runs in the middle of a shim slow path.  Those are what as_tls.busy
+ * (this thread is inside the shim: not recorded, not registered again) and
+ * as_tls.internal (a shim thread, or one past its exit) still hold off.
  */
 #ifndef ASYNCSHIM_SHIM_H
 #define ASYNCSHIM_SHIM_H
@@ -147,42 +161,13 @@ static inline struct as_tls *as_me(void)
 	return &as_tls;
 }
 
-struct as_config {
-	char out[PATH_MAX];     /* absolute trace path prefix */
-	unsigned block_ms;
-	unsigned stall_ms;
-	unsigned stacks;
-	unsigned stack_depth;   /* frames kept per stack (preload/stack.c) */
-	unsigned buffer_kb;
-	unsigned enabled;
-	unsigned flush_ms;
-	unsigned drain_ms;      /* how often the collector empties the rings */
-	unsigned follow_exec;
-	unsigned gate;          /* in-process gate (preload/gate.c) */
-	unsigned exitcode;      /* the gate's exit status */
-	char suppress[PATH_MAX]; /* the gate's suppression file, "" = none */
-	/* flight-recorder mode and runtime control (preload/ctl.c) */
-	unsigned flight;        /* mode=flight */
-	unsigned flight_mb;     /* events kept in memory */
-	unsigned trigger_ms;    /* a blocking call or stall this long writes a trace; 0 = never */
-	unsigned flight_after_ms; /* events after the trigger kept in that trace */
-	unsigned flight_signal; /* writes a trace; 0 = none */
-	unsigned flight_exit;   /* write one at exit too */
-	unsigned ctl_signal;    /* asyncshim ctl's signal; 0 = none */
-	unsigned record_argv;   /* 1: the header has the whole command line, not just argv[0] */
-	unsigned keep_empty;    /* 1: keep the trace of a process that recorded nothing */
-	char raw[1024];         /* ASYNCSHIM_OPTIONS as given, for the header */
-};
-extern struct as_config as_cfg;
-
+extern pid_t as_pid;               /* getpid() of this process image's owner */
 /* Recording happens only while this is 1: after a successful init, with
  * enabled=1, before the final flush. */
 extern int as_active AS_HIDDEN;
 /* The shim is up: from a successful init to the final flush, whether
  * recording or disabled at run time (asyncshim ctl PID disable). */
 extern int as_live;
-extern pid_t as_pid;               /* getpid() of this process image's owner */
-extern int as_shim_threads;        /* threads the shim itself runs */
 /* The main thread may end before the others: it called pthread_exit, or
  * this is a fork child of another thread, which ends when its start
  * function returns.  The collector then ends the process once only the
@@ -190,7 +175,7 @@ extern int as_shim_threads;        /* threads the shim itself runs */
 extern int as_main_exited;
 /* threads that got no ring (no memory), and their loop waits: dropped
  * events, said in the end record (preload/buffer.c) */
-extern uint64_t as_ringless_threads, as_ringless_events;
+extern uint64_t as_ringless_events;
 extern int as_use_tsc AS_HIDDEN;
 extern uint64_t as_block_ticks AS_HIDDEN;   /* hot-path threshold, slightly under block_ms */
 
@@ -211,12 +196,6 @@ static inline AS_HOT uint64_t as_now(void)
 
 /* ---- per-thread buffers (preload/buffer.c) ---- */
 struct as_thread *as_thread_register(void);
-void as_buffer_init(void);
-void as_registry_lock(void);
-void as_registry_unlock(void);
-#define AS_THREADS_ALIGN __attribute__((aligned(64)))   /* struct as_thread's */
-extern struct cds_list_head as_threads AS_THREADS_ALIGN;
-void as_thread_free(struct as_thread *t);
 
 static inline AS_HOT struct as_thread *as_thread_self(void)
 {
@@ -311,7 +290,6 @@ int as_fd_copy(int from, int to);
 void as_fd_forget(int fd);
 void as_fd_forget_range(unsigned first, unsigned last);
 void as_fd_set_nonblock(int fd, int nonblock);
-int as_fds_private(int keep);
 
 /* ---- raw syscalls (preload/raw.c) ----
  * A timed call on a loop thread makes its syscall itself instead of calling
@@ -392,13 +370,9 @@ static inline long as_raw_result(long r)
 		v_;                                                           \
 	})
 
-void as_raw_start(void);
 int as_raw_thread_ok(void);
 void as_raw_mask_changed(int how, const void *set);
 void as_raw_cancel(pthread_t th);
-void as_raw_redirect(void *ucontext);
-void as_kick(struct as_thread *target);       /* preload/watchdog.c: sends the signal */
-int as_kick_signal(void);                       /* that signal, 0 = none */
 
 /* The body of every non-wait hook: pass straight through unless this is a
  * loop thread with recording on and the call can block (NONBLOCK false);
@@ -470,82 +444,23 @@ static inline AS_HOT void as_wait_end(struct as_thread *t)
 		as_watchdog_wake();
 }
 
-/* ---- rings that survive SIGKILL (preload/shm.c) ---- */
-#define AS_THREAD_SHARED offsetof(struct as_thread, shm_magic)
-struct as_shm_proc {
-	uint64_t magic;                /* written last */
-	uint32_t version, thread_size; /* sizeof(struct as_thread) of the writer */
-	pid_t pid;
-	uint64_t start_time;           /* /proc/PID/stat field 22: tells a reused pid */
-	int use_tsc;
-	uint64_t tsc0, mono0;
-	double ns_per_tick;
-	uint32_t nstacks;              /* stack ids already in the trace */
-	struct as_config cfg;
-};
-extern char as_shm_prefix[128];
-extern int as_recovering;
-extern uint64_t as_recover_end;        /* ticks: the latest moment the recovered rings show */
-void as_shm_init(pid_t pid, ino_t trace_ino);
-void as_shm_sync(uint32_t nstacks);
-struct as_thread *as_shm_ring(size_t size, pid_t tid);
-void as_shm_ring_done(struct as_thread *t);
-void as_shm_done(void);
-void as_shm_after_fork_child(void);
-void as_shm_sweep(void);
-uint64_t as_proc_start_time(pid_t pid);
-extern unsigned as_shm_private_rings;
-extern unsigned as_shm_swept;
-int as_recover(const char *prefix, const char *trace);
-/* REASON "killed", or "exit_group" with the process's exit STATUS (-1: none) */
-int as_collector_recover(const char *trace, const char *reason, int status);
-uint32_t as_stacks_count(void);
-void as_stacks_continue(uint32_t n);
-struct as_thread *as_thread_fork_child(struct as_thread *old);
-void as_rings_before_fork(void);
-void as_rings_after_fork_child(struct as_thread *keep);
-
-/* ---- collector (collector/collector.c) ---- */
-int as_collector_start(void);
+/* ---- what the runtime must hear of, from the hooks ---- */
+/* the process ends (exit, exec, a death) / an exec failed */
 void as_collector_final(const char *reason);
 void as_collector_resume(void);
-int as_trace_create(void);
-void as_collector_after_fork_child(void);
-void as_collector_lock(void);
-void as_collector_unlock(void);
-uint64_t as_ticks_to_ns(uint64_t ticks);
-extern uint64_t as_tsc0, as_mono0;
-extern double as_ns_per_tick;
-
-/* ---- in-process gate (preload/gate.c) ---- */
-int as_gate_init(char *err, size_t errlen);
-void as_gate_note(pid_t tid, const struct as_record *r, uint64_t dur_ns);
-void as_gate_note_wait(pid_t tid, const char *call, int fd, int fd_kind, uint32_t stack, uint64_t dur_ns);
-void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns);   /* collector/collector.c */
-void as_gate_at_exit(void);
-void as_gate_after_fork_child(void);
-
-/* ---- stacks and stall sampling (preload/stack.c, preload/watchdog.c,
- * hooks/dl.c, collector/stacks.c, collector/modules.c) ---- */
-#define AS_STACK_MAX 256                /* stack_depth limit */
-void as_stack_init(void);
+void as_modules_sync(void);             /* dlopen/dlclose: the module map (collector/modules.c) */
+/* the program's signal handlers: the shim's own (preload/init.c, watchdog.c) stay its own */
+int as_signal_owned(int sig);
+void as_signal_release(int sig);
+void *as_own_handler(int sig);
+/* the shim's own code (preload/stack.c): a lock it takes is not the program's wait */
 int as_pc_in_shim(const void *pc) AS_HIDDEN;
-struct as_record *as_reserve_stack(struct as_thread *t, void *ucontext);
-void as_own_stack_map(void);
-void as_own_stack_unmap(void);
-void as_on_own_stack(void (*fn)(void *), void *arg);
-void as_watchdog_start(void);
-void as_watchdog_after_fork_child(void);
-void as_watchdog_finish(void);
-extern pid_t as_wd_tid;                 /* the watchdog thread's tid, 0 = none yet */
-/* the program's threads, loop or not (collector/threads_seen.c) */
-void as_threads_seen_scan(void);
-uint64_t as_threads_seen(pid_t collector_tid);
-void as_threads_seen_reset(void);
 int as_sample_signal(int sig);
 struct sigaction;
 int as_sample_sigaction(int sig, const struct sigaction *act, struct sigaction *old);
-void as_modules_sync(void);
+/* per-thread credentials the shim's threads follow (preload/creds.c) */
+void as_creds_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
+void as_creds_capset(const void *hdr, const void *data);
 /* the sleep family through REAL, resumed when only a stall sample interrupted it */
 struct timespec;
 int as_nanosleep(int (*real)(const struct timespec *, struct timespec *), const struct timespec *req,
@@ -555,31 +470,10 @@ int as_clock_nanosleep(int (*real)(clockid_t, int, const struct timespec *, stru
 int as_usleep(int (*real)(useconds_t), useconds_t us);
 unsigned as_sleep(unsigned (*real)(unsigned), unsigned s);
 
-/* ---- init.c ---- */
-void as_set_block_threshold(void);
-int as_signal_owned(int sig);
-void as_signal_release(int sig);
-void as_signal_own(int sig, void *handler);
-void *as_own_handler(int sig);
-void *as_term_handler_addr(void);
-
 #define AS_EXPORT __attribute__((visibility("default")))
 
 /* ---- misc ---- */
 pid_t as_gettid(void);
 void as_warn(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-int as_stderr_is_start(void);
-
-/* ---- the shim's threads follow per-thread credentials (preload/creds.c) ---- */
-int as_creds_spawn_begin(void);
-void as_creds_spawn_end(int created);
-void as_creds_join(int seq);
-void as_creds_leave(void);
-int as_creds_pending(void);
-void as_creds_follow(void);
-void as_creds_prctl(int option, unsigned long arg2, unsigned long arg3, unsigned long arg4, unsigned long arg5);
-void as_creds_capset(const void *hdr, const void *data);
-void as_creds_after_fork_child(void);
-int as_parse_options(const char *s, struct as_config *cfg, char *err, size_t errlen);
 
 #endif

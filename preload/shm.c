@@ -21,7 +21,7 @@
  * /dev/shm/asyncshim.PID.INODE and INODE is the trace file's, so a forked
  * child or an exec'd image (each with its own trace file) never shares them.
  * The trace header records PREFIX ("rings"). */
-#include "shim.h"
+#include "runtime.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -73,11 +73,11 @@ uint64_t as_proc_start_time(pid_t pid)
 {
 	char path[64], buf[1024];
 	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	int fd = as_sys_open(path, O_RDONLY | O_CLOEXEC, 0);
 	if (fd < 0)
 		return 0;
-	ssize_t n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
+	ssize_t n = as_sys_read(fd, buf, sizeof(buf) - 1);
+	as_sys_close(fd);
 	if (n <= 0)
 		return 0;
 	buf[n] = '\0';
@@ -98,13 +98,13 @@ static int may_share(void)
 /* File PATH, new, of SIZE bytes, mapped shared (at ADDR if not NULL), or NULL. */
 static void *map_new(const char *path, size_t size, void *addr)
 {
-	int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+	int fd = as_sys_open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return NULL;
 	void *p = MAP_FAILED;
 	if (ftruncate(fd, (off_t)size) == 0)
 		p = mmap(addr, size, PROT_READ | PROT_WRITE, MAP_SHARED | (addr ? MAP_FIXED : 0), fd, 0);
-	close(fd);
+	as_sys_close(fd);
 	if (p == MAP_FAILED) {
 		unlink(path);
 		return NULL;
@@ -272,13 +272,13 @@ static uint64_t recorded_start(int fd, int is_proc, int *killed)
 		struct as_shm_proc p;
 		size_t len = offsetof(struct as_shm_proc, start_time) + sizeof(p.start_time);
 		/* magic 0 (finished) still has the right pid and start time */
-		if (pread(fd, &p, len, 0) != (ssize_t)len || p.version != SHM_VERSION)
+		if (as_sys_pread(fd, &p, len, 0) != (ssize_t)len || p.version != SHM_VERSION)
 			return 0;
 		*killed = p.magic == SHM_MAGIC;
 		return p.start_time;
 	}
 	uint64_t v[2];
-	if (pread(fd, v, sizeof(v), 0) != (ssize_t)sizeof(v) || v[0] != SHM_RING_MAGIC)
+	if (as_sys_pread(fd, v, sizeof(v), 0) != (ssize_t)sizeof(v) || v[0] != SHM_RING_MAGIC)
 		return 0;
 	return v[1];
 }
@@ -301,7 +301,7 @@ static int stale(const char *name)
 	if (fd < 0)
 		return 0;               /* another user's, or not a file of ours */
 	uint64_t recorded = recorded_start(fd, is_proc, &killed);
-	close(fd);
+	as_sys_close(fd);
 	uint64_t now = as_proc_start_time(pid);
 	if (now ? !recorded || recorded == now : kill(pid, 0) == 0 || errno != ESRCH)
 		return 0;               /* alive, or it may be (start time unknown) */
@@ -369,12 +369,12 @@ static pid_t prefix_pid(const char *prefix)
 static int open_owned(const char *path, uid_t uid, size_t min, size_t max, size_t *size)
 {
 	struct stat st;
-	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	int fd = as_sys_open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != uid || (st.st_mode & 07077) ||
 	    st.st_nlink != 1 || st.st_size < 0 || (size_t)st.st_size < min || (size_t)st.st_size > max) {
-		close(fd);
+		as_sys_close(fd);
 		return -1;
 	}
 	*size = (size_t)st.st_size;
@@ -385,7 +385,7 @@ static int read_all(int fd, void *buf, size_t len)
 {
 	size_t done = 0;
 	while (done < len) {
-		ssize_t n = pread(fd, (char *)buf + done, len - done, (off_t)done);
+		ssize_t n = as_sys_pread(fd, (char *)buf + done, len - done, (off_t)done);
 		if (n <= 0)
 			return -1;
 		done += (size_t)n;
@@ -418,7 +418,7 @@ static int adopt_ring(const char *path, pid_t tid, uid_t uid)
 	size_t size = fsize + AS_THREAD_SHARED;
 	struct as_thread *t = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	int ok = t != MAP_FAILED && read_all(fd, (char *)t + AS_THREAD_SHARED, fsize) == 0;
-	close(fd);
+	as_sys_close(fd);
 	if (!ok || !ring_sane(t, size)) {
 		if (t != MAP_FAILED)
 			munmap(t, size);
@@ -456,7 +456,7 @@ static int read_proc(const char *path, uid_t uid, pid_t pid, struct as_shm_proc 
 	if (fd < 0)
 		return recover_fail("no state of a killed process (already recovered, or not its owner's)", path);
 	int r = read_all(fd, p, sizeof(*p));
-	close(fd);
+	as_sys_close(fd);
 	if (r != 0 || p->magic != SHM_MAGIC)
 		return recover_fail("no state of a killed process (already recovered?)", path);
 	if (p->version != SHM_VERSION || p->thread_size != sizeof(struct as_thread))

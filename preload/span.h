@@ -30,7 +30,7 @@
 #ifndef ASYNCSHIM_SPAN_H
 #define ASYNCSHIM_SPAN_H
 
-#include "shim.h"
+#include "runtime.h"
 
 #define AS_SPAN_NAME_MAX 63
 #define AS_SPAN_KEY_MAX 31

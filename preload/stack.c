@@ -46,7 +46,7 @@
  * unwinding from our stack walks on into the program's. */
 #include <libunwind.h>
 
-#include "shim.h"
+#include "runtime.h"
 
 #include <dlfcn.h>
 #include <link.h>

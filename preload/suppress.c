@@ -106,47 +106,52 @@ static const char *add_file(struct as_sup *s, const char *path)
 	return s->files[s->nfiles] ? s->files[s->nfiles++] : NULL;
 }
 
-int as_sup_load(struct as_sup *s, const char *path, char *err, size_t errlen)
+/* One line of PATH (LINE, without its newline): 0, or -1 with ERR. */
+static int parse_line(struct as_sup *s, const char *file, unsigned line, char *buf, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "re");
-	if (!f) {
-		snprintf(err, errlen, "%s: cannot read suppressions: %s", path, strerror(errno));
+	char *text = strip(buf);
+	if (!*text)
+		return 0;
+	struct as_sup_rule r = { .file = file, .line = line };
+	const char *why = parse_rule(&r, text);
+	if (!why && !(r.text = dup_n(text, strlen(text))))
+		why = "out of memory";
+	if (!why && add_rule(s, &r) != 0)
+		why = "out of memory";
+	if (!why)
+		return 0;
+	snprintf(err, errlen, "%s:%u: bad suppression '%.200s': %s", file, line, text, why);
+	rule_free(&r);
+	return -1;
+}
+
+/* Lines longer than SUP_LINE_MAX - 1 bytes, newline included, are refused
+ * (what a fgets of that buffer size could not hold). */
+int as_sup_parse(struct as_sup *s, const char *path, const char *text, size_t len, char *err, size_t errlen)
+{
+	const char *file = add_file(s, path);
+	if (!file) {
+		snprintf(err, errlen, "%s: out of memory", path);
 		return -1;
 	}
-	const char *file = add_file(s, path);
 	char buf[SUP_LINE_MAX];
 	unsigned line = 0;
-	int rc = file ? 0 : -1;
-	if (!file)
-		snprintf(err, errlen, "%s: out of memory", path);
-	while (rc == 0 && fgets(buf, sizeof(buf), f)) {
+	size_t at = 0;
+	while (at < len) {
+		const char *nl = memchr(text + at, '\n', len - at);
+		size_t n = nl ? (size_t)(nl - (text + at)) : len - at;
 		line++;
-		if (!strchr(buf, '\n') && !feof(f)) {
+		if (n + (nl ? 1 : 0) > SUP_LINE_MAX - 1) {
 			snprintf(err, errlen, "%s:%u: line too long", path, line);
-			rc = -1;
-			break;
+			return -1;
 		}
-		char *text = strip(buf);
-		if (!*text)
-			continue;
-		struct as_sup_rule r = { .file = file, .line = line };
-		const char *why = parse_rule(&r, text);
-		if (!why && !(r.text = dup_n(text, strlen(text))))
-			why = "out of memory";
-		if (!why && add_rule(s, &r) != 0)
-			why = "out of memory";
-		if (why) {
-			snprintf(err, errlen, "%s:%u: bad suppression '%.200s': %s", path, line, text, why);
-			rule_free(&r);
-			rc = -1;
-		}
+		memcpy(buf, text + at, n);
+		buf[n] = '\0';
+		if (parse_line(s, file, line, buf, err, errlen) != 0)
+			return -1;
+		at += n + (nl ? 1 : 0);
 	}
-	if (rc == 0 && ferror(f)) {
-		snprintf(err, errlen, "%s: read error", path);
-		rc = -1;
-	}
-	fclose(f);
-	return rc;
+	return 0;
 }
 
 static const char *base_name(const char *path)

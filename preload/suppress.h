@@ -42,8 +42,12 @@ struct as_sup {
 };
 
 /* Append the rules of PATH to S.  Returns 0, or -1 with one line
- * ("FILE:LINE: why" or "FILE: why") in err; S stays usable either way. */
+ * ("FILE:LINE: why" or "FILE: why") in err; S stays usable either way.
+ * as_sup_load reads the file with stdio (the tools: tools/suppress_file.c);
+ * as_sup_parse takes its text, which the gate reads with the runtime's
+ * own calls (preload/gate.c: the shim calls no function it interposes). */
 int as_sup_load(struct as_sup *s, const char *path, char *err, size_t errlen);
+int as_sup_parse(struct as_sup *s, const char *path, const char *text, size_t len, char *err, size_t errlen);
 
 /* The first rule matching a finding: CALL is the blocking call's name, or
  * NULL for a stall (rules restricted with call: never match stalls).  A rule

@@ -5,6 +5,7 @@
  * Task records are written into the ring of the thread that did the thing
  * (created, ran, ended the task); a task may touch several threads (libuv
  * work: queued on the loop, run on the pool), the tools join them by id. */
+#include "runtime.h"
 #include "task.h"
 
 #include <dlfcn.h>
@@ -188,7 +189,7 @@ void *as_resolve_lib(const char *name)
 			void *q = dlsym(h, name);
 			if (q && !p && dladdr(q, &in) && in.dli_fbase != self.dli_fbase)
 				p = q;
-			dlclose(h);
+			as_sys_dlclose(h);
 		}
 		free(l->paths[i]);
 	}

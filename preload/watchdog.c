@@ -49,7 +49,7 @@
  * iter_start store visible before the watchdog looks again (a thread that
  * ran past the barrier sees as_wd_parked = 1 and wakes it).  Without
  * membarrier the park times out every second instead. */
-#include "shim.h"
+#include "runtime.h"
 #include "span.h"
 
 #include <fcntl.h>
@@ -358,13 +358,13 @@ void as_kick(struct as_thread *t)
  * of them is due, *done a sum that moves whenever a loop finishes an
  * iteration (its record is pushed or dropped). */
 /* Held by a look (scan) and by as_watchdog_finish. */
-static pthread_mutex_t look_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct as_lock look_lock = AS_LOCK_INIT;
 
 static int scan(uint64_t now, uint64_t stall, uint64_t *next, uint64_t *done)
 {
 	struct as_thread *t;
 	int busy = 0;
-	pthread_mutex_lock(&look_lock);
+	as_lock(&look_lock);
 	rcu_read_lock();
 	cds_list_for_each_entry_rcu(t, &as_threads, node) {
 		if (!CMM_LOAD_SHARED(t->is_loop) || CMM_LOAD_SHARED(t->dead))
@@ -392,7 +392,7 @@ static int scan(uint64_t now, uint64_t stall, uint64_t *next, uint64_t *done)
 			*next = t->wd_next;
 	}
 	rcu_read_unlock();
-	pthread_mutex_unlock(&look_lock);
+	as_unlock(&look_lock);
 	return busy;
 }
 
@@ -401,14 +401,7 @@ static int scan(uint64_t now, uint64_t stall, uint64_t *next, uint64_t *done)
  * watchdog stuck in a look is not waited for. */
 void as_watchdog_finish(void)
 {
-	struct timespec until;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_nsec += 200000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
-	if (!running || pthread_mutex_timedlock(&look_lock, &until) != 0)
+	if (!running || as_lock_timed(&look_lock, 200) != 0)
 		return;
 	struct as_thread *t;
 	uint64_t now = as_now();
@@ -419,7 +412,7 @@ void as_watchdog_finish(void)
 		else if (t->off.iter)
 			as_offcpu_end_wait(t, now);     /* a wait in the iteration the process ends in */
 	rcu_read_unlock();
-	pthread_mutex_unlock(&look_lock);
+	as_unlock(&look_lock);
 }
 
 static int any_iteration(void)
@@ -527,11 +520,11 @@ static int start_thread(void)
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	sigfillset(&all);
-	pthread_sigmask(SIG_SETMASK, &all, &old);       /* it takes no signal */
+	as_sys_sigmask(SIG_SETMASK, &all, &old);       /* it takes no signal */
 	int seq = as_creds_spawn_begin();
 	int r = pthread_create(&th, &attr, watchdog_main, (void *)(intptr_t)seq);
 	as_creds_spawn_end(r == 0);
-	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	as_sys_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (r == 0)
 		pthread_setname_np(th, "asyncshim-wd");
@@ -578,7 +571,7 @@ void as_watchdog_start(void)
 void as_watchdog_after_fork_child(void)
 {
 	as_wd_parked = 0;
-	pthread_mutex_init(&look_lock, NULL);   /* the parent's watchdog may have held it */
+	as_lock_init(&look_lock);   /* the parent's watchdog may have held it */
 	struct as_thread *t;
 	cds_list_for_each_entry(t, &as_threads, node)
 		as_offcpu_forget(t);    /* the parent's watchdog's, half done */
