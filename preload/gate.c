@@ -30,7 +30,7 @@
  * DWARF like the tools do; the library has no link dependency on libdw, and
  * falls back to dladdr() when libdw is not installed. */
 #include "shim.h"
-#include "suppress.h"
+#include "../format/suppress.h"
 #include "../collector/stacks.h"     /* as_stack_ips */
 
 #include <dlfcn.h>
