@@ -19,10 +19,12 @@ TOOL_CFLAGS = $(BASE_CFLAGS) -Ipreload $(shell pkg-config --cflags $(PKGS_TOOL) 
 TOOL_LIBS = $(shell pkg-config --libs $(PKGS_TOOL) 2>/dev/null) -lm
 SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
 
-SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c)
-# preload/suppress.c: one suppression parser for check and the in-process gate
-TOOL_SRC := $(wildcard tools/*.c) preload/suppress.c
-HEADERS := $(wildcard preload/*.h tools/*.h collector/*.h include/*.h)
+# format/: the trace's types and keys, the packer, the suppression parser:
+# one copy shared by the library and the tools
+FORMAT_SRC := $(wildcard format/*.c)
+SHIM_SRC := $(wildcard preload/*.c hooks/*.c collector/*.c) $(FORMAT_SRC)
+TOOL_SRC := $(wildcard tools/*.c) $(FORMAT_SRC)
+HEADERS := $(wildcard preload/*.h tools/*.h collector/*.h format/*.h include/*.h)
 SHIM_OBJ := $(SHIM_SRC:%.c=$(BUILD)/%.o)
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 PROGS := $(patsubst tests/progs/%.c,$(BUILD)/tests/%,$(wildcard tests/progs/*.c))
@@ -134,7 +136,7 @@ $(BUILD)/ubsan/libasyncshim.so: $(SHIM_SRC) $(HEADERS) | deps
 # FUZZ_SECONDS (default 600), `make test` for about a minute.
 FUZZ_SECONDS ?= 600
 FUZZ_SRC := tools/trace.c tools/hist.c tools/json.c tools/progress.c tools/tasks.c tools/stacks.c tools/symbolize.c \
-	tools/spans.c tools/findings.c
+	tools/spans.c tools/findings.c $(FORMAT_SRC)
 $(BUILD)/fuzz/fuzz_trace: tests/fuzz/fuzz_trace.c $(TOOL_SRC) $(HEADERS) | deps
 	@mkdir -p $(dir $@)
 	clang $(TOOL_CFLAGS) -Wno-unused-command-line-argument -O1 -fsanitize=fuzzer,address,undefined \

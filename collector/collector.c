@@ -11,6 +11,7 @@
 #include "../preload/task.h"
 #include "../preload/span.h"
 #include "../preload/ctl.h"
+#include "../format/pack.h"
 
 #include <fcntl.h>
 #include <limits.h>
@@ -115,29 +116,29 @@ static uint64_t dur_to_ns(uint64_t ticks)
 
 static void pack_str(const char *s)
 {
-	size_t n = strlen(s);
-	msgpack_pack_str(&pk, n);
-	msgpack_pack_str_body(&pk, s, n);
+	as_pack_str(&pk, s);
 }
 
-static void pack_kv_str(const char *k, const char *v)
+static void pack_key(enum as_trace_key k)
 {
-	pack_str(k);
-	if (v)
-		pack_str(v);
-	else
-		msgpack_pack_nil(&pk);
+	as_pack_key(&pk, k);
 }
 
-static void pack_kv_u64(const char *k, uint64_t v)
+static void pack_kv_str(enum as_trace_key k, const char *v)
 {
-	pack_str(k);
+	pack_key(k);
+	pack_str(v);
+}
+
+static void pack_kv_u64(enum as_trace_key k, uint64_t v)
+{
+	pack_key(k);
 	msgpack_pack_uint64(&pk, v);
 }
 
-static void pack_kv_i64(const char *k, int64_t v)
+static void pack_kv_i64(enum as_trace_key k, int64_t v)
 {
-	pack_str(k);
+	pack_key(k);
 	msgpack_pack_int64(&pk, v);
 }
 
@@ -162,12 +163,12 @@ static void pack_header(void)
 	uint64_t since = as_mono_ns() - as_mono0;
 
 	msgpack_pack_map(&pk, 11);
-	pack_kv_str("type", "header");
-	pack_kv_u64("format", AS_TRACE_FORMAT);
-	pack_kv_i64("pid", getpid());
-	pack_kv_i64("ppid", getppid());
-	pack_kv_str("exe", exe);
-	pack_str("argv");
+	as_pack_type(&pk, AS_T_header);
+	pack_kv_u64(AS_K_format, AS_TRACE_FORMAT);
+	pack_kv_i64(AS_K_pid, getpid());
+	pack_kv_i64(AS_K_ppid, getppid());
+	pack_kv_str(AS_K_exe, exe);
+	pack_key(AS_K_argv);
 	/* arguments can hold secrets (--db-password=...): argv[0] only,
 	 * unless asked for */
 	int argc = 0;
@@ -178,22 +179,22 @@ static void pack_header(void)
 		pack_str(cmd + i);
 		i += (ssize_t)strlen(cmd + i) + 1;
 	}
-	pack_kv_u64("start_unix_ns", (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec - since);
-	pack_kv_str("clock", as_use_tsc ? "tsc" : "monotonic");
-	pack_kv_str("rings", as_shm_prefix[0] ? as_shm_prefix : NULL);
-	pack_kv_str("options_string", as_cfg.raw);
-	pack_str("options");
+	pack_kv_u64(AS_K_start_unix_ns, (uint64_t)rt.tv_sec * 1000000000u + (uint64_t)rt.tv_nsec - since);
+	pack_kv_str(AS_K_clock, as_use_tsc ? "tsc" : "monotonic");
+	pack_kv_str(AS_K_rings, as_shm_prefix[0] ? as_shm_prefix : NULL);
+	pack_kv_str(AS_K_options_string, as_cfg.raw);
+	pack_key(AS_K_options);
 	msgpack_pack_map(&pk, 10);
-	pack_kv_str("out", as_cfg.out);
-	pack_kv_u64("block_ms", as_cfg.block_ms);
-	pack_kv_u64("stall_ms", as_cfg.stall_ms);
-	pack_kv_u64("stacks", as_cfg.stacks);
-	pack_kv_u64("stack_depth", as_cfg.stack_depth);
-	pack_kv_u64("buffer_kb", as_cfg.buffer_kb);
-	pack_kv_u64("flush_ms", as_cfg.flush_ms);
-	pack_kv_str("mode", as_cfg.flight ? "flight" : "normal");
-	pack_kv_u64("flight_mb", as_cfg.flight_mb);
-	pack_kv_u64("trigger_ms", as_cfg.trigger_ms);
+	pack_kv_str(AS_K_out, as_cfg.out);
+	pack_kv_u64(AS_K_block_ms, as_cfg.block_ms);
+	pack_kv_u64(AS_K_stall_ms, as_cfg.stall_ms);
+	pack_kv_u64(AS_K_stacks, as_cfg.stacks);
+	pack_kv_u64(AS_K_stack_depth, as_cfg.stack_depth);
+	pack_kv_u64(AS_K_buffer_kb, as_cfg.buffer_kb);
+	pack_kv_u64(AS_K_flush_ms, as_cfg.flush_ms);
+	pack_kv_str(AS_K_mode, as_cfg.flight ? "flight" : "normal");
+	pack_kv_u64(AS_K_flight_mb, as_cfg.flight_mb);
+	pack_kv_u64(AS_K_trigger_ms, as_cfg.trigger_ms);
 }
 
 /* ---- the file ---- */
@@ -534,16 +535,16 @@ static void pack_thread(struct as_thread *t, int exited)
 		memcpy(t->name, name, sizeof(t->name) - 1);  /* for asyncshim recover */
 	}
 	msgpack_pack_map(&pk, 6);
-	pack_kv_str("type", "thread");
-	pack_kv_i64("tid", t->tid);
-	pack_kv_str("name", name);
-	pack_str("loop");
+	as_pack_type(&pk, AS_T_thread);
+	pack_kv_i64(AS_K_tid, t->tid);
+	pack_kv_str(AS_K_name, name);
+	pack_key(AS_K_loop);
 	if (CMM_LOAD_SHARED(t->is_loop))
 		msgpack_pack_true(&pk);
 	else
 		msgpack_pack_false(&pk);
-	pack_kv_u64("dropped", __atomic_load_n(&t->dropped, __ATOMIC_RELAXED));
-	pack_str("exited");
+	pack_kv_u64(AS_K_dropped, __atomic_load_n(&t->dropped, __ATOMIC_RELAXED));
+	pack_key(AS_K_exited);
 	if (exited)
 		msgpack_pack_true(&pk);
 	else
@@ -582,10 +583,10 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 	while (t->ring[from & (t->cap - 1)].kind != AS_REC_ITER)
 		from++;
 	msgpack_pack_map(&pk, 4);
-	pack_kv_str("type", "iters");
-	pack_kv_i64("tid", t->tid);
+	as_pack_type(&pk, AS_T_iters);
+	pack_kv_i64(AS_K_tid, t->tid);
 	uint64_t t0 = as_ticks_to_ns(t->ring[from & (t->cap - 1)].ts), prev = t0, i = from;
-	pack_str("d");
+	pack_key(AS_K_d);
 	msgpack_pack_array(&pk, (size_t)n * 2);
 	for (uint64_t done = 0; i < to && done < n; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
@@ -598,7 +599,7 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 		prev = start >= prev ? start : prev;
 		done++;
 	}
-	pack_str("t0");
+	pack_key(AS_K_t0);
 	msgpack_pack_uint64(&pk, t0);
 	return i;
 }
@@ -623,23 +624,23 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 {
 	int nested = AS_CALL_IS_NESTED(r->call);
 	msgpack_pack_map(&pk, nested ? 12 : 11);
-	pack_kv_str("type", "block");
-	pack_kv_str("seen_by", "hook");
+	as_pack_type(&pk, AS_T_block);
+	pack_kv_str(AS_K_seen_by, "hook");
 	if (nested) {
-		pack_str("nested");
+		pack_key(AS_K_nested);
 		msgpack_pack_true(&pk);
 	}
-	pack_kv_i64("tid", t->tid);
-	pack_kv_str("call", r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
-	pack_str("fd");
+	pack_kv_i64(AS_K_tid, t->tid);
+	pack_kv_str(AS_K_call, r->call < AS_CALL_COUNT ? as_call_names[r->call] : "?");
+	pack_key(AS_K_fd);
 	if (r->fd >= 0)
 		msgpack_pack_int32(&pk, r->fd);
 	else
 		msgpack_pack_nil(&pk);
-	pack_kv_str("fd_kind", r->fd_kind <= AS_FD_OTHER ? as_fd_kind_names[r->fd_kind] : NULL);
-	pack_kv_u64("t", as_ticks_to_ns(r->ts));
-	pack_kv_u64("dur", dur_to_ns(r->dur));
-	pack_kv_u64("stack", r->stack);
+	pack_kv_str(AS_K_fd_kind, r->fd_kind <= AS_FD_OTHER ? as_fd_kind_names[r->fd_kind] : NULL);
+	pack_kv_u64(AS_K_t, as_ticks_to_ns(r->ts));
+	pack_kv_u64(AS_K_dur, dur_to_ns(r->dur));
+	pack_kv_u64(AS_K_stack, r->stack);
 	as_spans_pack_block_attr(&pk, t);   /* "span", "request" */
 }
 
@@ -882,25 +883,25 @@ static void pack_end(const char *reason)
 	uint64_t nthreads = as_recovering ? 0 : as_threads_seen(collector_tid);
 	msgpack_pack_map(&pk, 3 + (priv > 0) + (swept > 0) + (lost_bytes ? 2 : 0) + (ringless ? 2 : 0) +
 			 (status >= 0) + (nthreads > 0));
-	pack_kv_str("type", "end");
-	pack_kv_str("reason", reason);
+	as_pack_type(&pk, AS_T_end);
+	pack_kv_str(AS_K_reason, reason);
 	if (status >= 0)
-		pack_kv_i64("exit_status", status);
+		pack_kv_i64(AS_K_exit_status, status);
 	if (nthreads)
-		pack_kv_u64("threads_seen", nthreads);
+		pack_kv_u64(AS_K_threads_seen, nthreads);
 	if (priv)
-		pack_kv_u64("private_rings", priv);
+		pack_kv_u64(AS_K_private_rings, priv);
 	if (swept)
-		pack_kv_u64("removed_stale_rings", swept);
+		pack_kv_u64(AS_K_removed_stale_rings, swept);
 	/* recovering: the last moment the dead process's rings show */
-	pack_kv_u64("duration_ns", as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
+	pack_kv_u64(AS_K_duration_ns, as_recovering ? as_ticks_to_ns(as_recover_end) : as_mono_ns() - as_mono0);
 	if (lost_bytes) {
-		pack_kv_u64("lost_bytes", lost_bytes);
-		pack_kv_u64("lost_records", lost_records);
+		pack_kv_u64(AS_K_lost_bytes, lost_bytes);
+		pack_kv_u64(AS_K_lost_records, lost_records);
 	}
 	if (ringless) {
-		pack_kv_u64("ringless_threads", ringless);
-		pack_kv_u64("ringless_events", uatomic_read(&as_ringless_events));
+		pack_kv_u64(AS_K_ringless_threads, ringless);
+		pack_kv_u64(AS_K_ringless_events, uatomic_read(&as_ringless_events));
 	}
 }
 
@@ -968,9 +969,9 @@ static void pack_ctl(const char *cmd)
 {
 	recorded = 1;
 	msgpack_pack_map(&pk, 3);
-	pack_kv_str("type", "ctl");
-	pack_kv_str("cmd", cmd);
-	pack_kv_u64("t", as_mono_ns() - as_mono0);
+	as_pack_type(&pk, AS_T_ctl);
+	pack_kv_str(AS_K_cmd, cmd);
+	pack_kv_u64(AS_K_t, as_mono_ns() - as_mono0);
 }
 
 /* Recording restarts with the next wait of each loop: an iteration that

@@ -12,6 +12,7 @@
  * piece, and a trace written from it is an ordinary trace file whose
  * first events are simply later than the process start. */
 #include "../preload/ctl.h"
+#include "../format/pack.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -43,14 +44,12 @@ static int is_dictionary(const msgpack_object *o)
 		return 0;
 	for (uint32_t i = 0; i < o->via.map.size; i++) {
 		const msgpack_object *k = &o->via.map.ptr[i].key, *v = &o->via.map.ptr[i].val;
-		if (k->type != MSGPACK_OBJECT_STR || k->via.str.size != 4 || memcmp(k->via.str.ptr, "type", 4))
+		if (k->type != MSGPACK_OBJECT_STR || as_trace_key_of(k->via.str.ptr, k->via.str.size) != AS_K_type)
 			continue;
 		if (v->type != MSGPACK_OBJECT_STR)
 			return 0;
-		size_t n = v->via.str.size;
-		const char *s = v->via.str.ptr;
-		return (n == 5 && !memcmp(s, "stack", 5)) || (n == 4 && !memcmp(s, "func", 4)) ||
-		       (n == 6 && !memcmp(s, "module", 6));
+		enum as_trace_type ty = as_trace_type_of(v->via.str.ptr, v->via.str.size);
+		return ty == AS_T_stack || ty == AS_T_func || ty == AS_T_module;
 	}
 	return 0;
 }
@@ -194,29 +193,22 @@ size_t as_flight_bytes(void)
 	return kept + (dict_ok ? dict.size : 0);
 }
 
-static void key(msgpack_packer *pk, const char *k)
-{
-	msgpack_pack_str(pk, strlen(k));
-	msgpack_pack_str_body(pk, k, strlen(k));
-}
-
 /* {"type":"flight", ...}: why and when this trace was written, and what
  * the window held. */
 void as_flight_pack_info(msgpack_packer *pk, const char *trigger, uint64_t trigger_ns)
 {
 	msgpack_pack_map(pk, 7);
-	key(pk, "type");
-	key(pk, "flight");
-	key(pk, "trigger");
-	key(pk, trigger);
-	key(pk, "t");
+	as_pack_type(pk, AS_T_flight);
+	as_pack_key(pk, AS_K_trigger);
+	as_pack_str(pk, trigger);
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, trigger_ns);
-	key(pk, "flight_mb");
+	as_pack_key(pk, AS_K_flight_mb);
 	msgpack_pack_uint32(pk, as_cfg.flight_mb);
-	key(pk, "kept_bytes");
+	as_pack_key(pk, AS_K_kept_bytes);
 	msgpack_pack_uint64(pk, kept);
-	key(pk, "dropped_bytes");
+	as_pack_key(pk, AS_K_dropped_bytes);
 	msgpack_pack_uint64(pk, evicted);
-	key(pk, "dictionary_bytes");
+	as_pack_key(pk, AS_K_dictionary_bytes);
 	msgpack_pack_uint64(pk, dict_ok ? dict.size : 0);
 }

@@ -18,6 +18,7 @@
  * stall-sample handler that unwinds through dl_iterate_phdr on a thread
  * holding the malloc lock cannot deadlock against it. */
 #include "stacks.h"
+#include "../format/pack.h"
 
 #include <link.h>
 #include <pthread.h>
@@ -219,13 +220,6 @@ void as_modules_sync(void)
 	errno = saved;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
 static void pack_module(msgpack_packer *pk, struct module *m)
 {
 	static const char hex[] = "0123456789abcdef";
@@ -237,25 +231,24 @@ static void pack_module(msgpack_packer *pk, struct module *m)
 	id[2 * m->build_id_len] = '\0';
 	int vdso = !strcmp(m->path, "[vdso]") && m->end - m->start <= VDSO_MAX;
 	msgpack_pack_map(pk, vdso ? 8 : 7);
-	pack_str(pk, "type");
-	pack_str(pk, "module");
-	pack_str(pk, "path");
-	pack_str(pk, m->path);
-	pack_str(pk, "base");
+	as_pack_type(pk, AS_T_module);
+	as_pack_key(pk, AS_K_path);
+	as_pack_str(pk, m->path);
+	as_pack_key(pk, AS_K_base);
 	msgpack_pack_uint64(pk, m->base);
-	pack_str(pk, "start");
+	as_pack_key(pk, AS_K_start);
 	msgpack_pack_uint64(pk, m->start);
-	pack_str(pk, "end");
+	as_pack_key(pk, AS_K_end);
 	msgpack_pack_uint64(pk, m->end);
-	pack_str(pk, "build_id");
+	as_pack_key(pk, AS_K_build_id);
 	if (m->build_id_len)
-		pack_str(pk, id);
+		as_pack_str(pk, id);
 	else
 		msgpack_pack_nil(pk);
-	pack_str(pk, "t");
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, m->t_ns);
 	if (vdso) {
-		pack_str(pk, "image");
+		as_pack_key(pk, AS_K_image);
 		msgpack_pack_bin(pk, m->end - m->start);
 		msgpack_pack_bin_body(pk, (const void *)(uintptr_t)m->start, m->end - m->start);
 	}

@@ -11,6 +11,7 @@
  * (recording switched off) is not waited for more than HOLD_NS. */
 #include "stacks.h"
 #include "../preload/span.h"
+#include "../format/pack.h"
 
 #include <string.h>
 
@@ -19,13 +20,6 @@
 static uint64_t ticks_ns(uint64_t ticks)
 {
 	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
-}
-
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
 }
 
 /* Where this drain must stop: before the ITER record of an iteration the
@@ -58,31 +52,30 @@ static void pack_wait(msgpack_packer *pk, struct as_thread *t, const struct as_o
 	uint32_t stack = as_stack_intern(pk, e->pcs, e->npcs);
 	as_gate_note_wait(t->tid, as_syscall_name(e->nr, buf, sizeof(buf)), e->fd, (int)e->fd_kind, stack, dur_ns);
 	msgpack_pack_map(pk, 11);
-	pack_str(pk, "type");
-	pack_str(pk, "block");
-	pack_str(pk, "tid");
+	as_pack_type(pk, AS_T_block);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	pack_str(pk, "call");
-	pack_str(pk, as_syscall_name(e->nr, buf, sizeof(buf)));
-	pack_str(pk, "fd");
+	as_pack_key(pk, AS_K_call);
+	as_pack_str(pk, as_syscall_name(e->nr, buf, sizeof(buf)));
+	as_pack_key(pk, AS_K_fd);
 	if (e->fd >= 0)
 		msgpack_pack_int32(pk, e->fd);
 	else
 		msgpack_pack_nil(pk);
-	pack_str(pk, "fd_kind");
+	as_pack_key(pk, AS_K_fd_kind);
 	if (e->fd_kind && e->fd_kind <= AS_FD_OTHER)
-		pack_str(pk, as_fd_kind_names[e->fd_kind]);
+		as_pack_str(pk, as_fd_kind_names[e->fd_kind]);
 	else
 		msgpack_pack_nil(pk);
-	pack_str(pk, "t");
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, as_ticks_to_ns(e->ts));
-	pack_str(pk, "dur");
+	as_pack_key(pk, AS_K_dur);
 	msgpack_pack_uint64(pk, dur_ns);
-	pack_str(pk, "stack");
+	as_pack_key(pk, AS_K_stack);
 	msgpack_pack_uint32(pk, stack);
 	as_spans_pack_stall_attr(pk, t, e->iter);  /* "span", "request": of its iteration */
-	pack_str(pk, "seen_by");
-	pack_str(pk, "watchdog");
+	as_pack_key(pk, AS_K_seen_by);
+	as_pack_str(pk, "watchdog");
 	as_flight_note_block(as_ticks_to_ns(e->ts), dur_ns);
 }
 
@@ -145,12 +138,12 @@ void as_offcpu_pack_cause(msgpack_packer *pk, struct as_thread *t, uint64_t star
 		int asleep = o->c_runnable + o->c_asleep ? o->c_asleep > o->c_runnable : off > run + runq;
 		cause = asleep ? "off_cpu" : runq > 2 * run ? "preempted" : "cpu";
 	}
-	pack_str(pk, "cause");
-	pack_str(pk, cause);
-	const char *keys[3] = { "cpu_ns", "runq_ns", "window_ns" };
+	as_pack_key(pk, AS_K_cause);
+	as_pack_str(pk, cause);
+	const enum as_trace_key keys[3] = { AS_K_cpu_ns, AS_K_runq_ns, AS_K_window_ns };
 	uint64_t vals[3] = { o->c_run_ns, o->c_runq_ns, o->c_window_ns };
 	for (int k = 0; k < 3; k++) {
-		pack_str(pk, keys[k]);
+		as_pack_key(pk, keys[k]);
 		if (known)
 			msgpack_pack_uint64(pk, vals[k]);
 		else

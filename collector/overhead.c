@@ -19,6 +19,7 @@
  * causes in the program's own code are not in it. */
 #include "../preload/ctl.h"
 #include "../preload/span.h"
+#include "../format/pack.h"
 
 #include <pthread.h>
 #include <stdlib.h>
@@ -149,21 +150,15 @@ void as_overhead_count(struct as_thread *t, uint64_t from, uint64_t to, const ui
 	}
 }
 
-static void key(msgpack_packer *pk, const char *k)
+static void kv_u64(msgpack_packer *pk, enum as_trace_key k, uint64_t v)
 {
-	msgpack_pack_str(pk, strlen(k));
-	msgpack_pack_str_body(pk, k, strlen(k));
-}
-
-static void kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-	key(pk, k);
+	as_pack_key(pk, k);
 	msgpack_pack_uint64(pk, v);
 }
 
-static void kv_double(msgpack_packer *pk, const char *k, double v)
+static void kv_double(msgpack_packer *pk, enum as_trace_key k, double v)
 {
-	key(pk, k);
+	as_pack_key(pk, k);
 	msgpack_pack_double(pk, v);
 }
 
@@ -178,24 +173,23 @@ void as_overhead_pack(msgpack_packer *pk)
 	double est = (double)calls * call_ns + (double)records * record_ns + (double)stack_ns + (double)sampling_ns +
 		     (double)cumulative_runs * span_ns + (double)api_ns;
 	msgpack_pack_map(pk, 17);
-	key(pk, "type");
-	key(pk, "overhead");
-	kv_u64(pk, "t", as_mono_ns() - as_mono0);
-	kv_u64(pk, "calls", calls);
-	kv_u64(pk, "records", records);
-	kv_u64(pk, "stacks", stacks);
-	kv_double(pk, "call_ns", call_ns);
-	kv_double(pk, "record_ns", record_ns);
-	kv_u64(pk, "stacks_ns", stack_ns);
-	kv_u64(pk, "sampling_ns", sampling_ns);
-	kv_u64(pk, "cumulative_runs", cumulative_runs);
-	kv_double(pk, "cumulative_ns", span_ns);
-	kv_u64(pk, "cumulative_total_ns", (uint64_t)((double)cumulative_runs * span_ns));
-	kv_u64(pk, "binding_ns", api_ns);
-	kv_u64(pk, "other_records", other_records);
-	kv_u64(pk, "collector_cpu_ns", cpu);
-	kv_u64(pk, "loop_ns", (uint64_t)est);
-	kv_u64(pk, "loop_busy_ns", busy);
+	as_pack_type(pk, AS_T_overhead);
+	kv_u64(pk, AS_K_t, as_mono_ns() - as_mono0);
+	kv_u64(pk, AS_K_calls, calls);
+	kv_u64(pk, AS_K_records, records);
+	kv_u64(pk, AS_K_stacks, stacks);
+	kv_double(pk, AS_K_call_ns, call_ns);
+	kv_double(pk, AS_K_record_ns, record_ns);
+	kv_u64(pk, AS_K_stacks_ns, stack_ns);
+	kv_u64(pk, AS_K_sampling_ns, sampling_ns);
+	kv_u64(pk, AS_K_cumulative_runs, cumulative_runs);
+	kv_double(pk, AS_K_cumulative_ns, span_ns);
+	kv_u64(pk, AS_K_cumulative_total_ns, (uint64_t)((double)cumulative_runs * span_ns));
+	kv_u64(pk, AS_K_binding_ns, api_ns);
+	kv_u64(pk, AS_K_other_records, other_records);
+	kv_u64(pk, AS_K_collector_cpu_ns, cpu);
+	kv_u64(pk, AS_K_loop_ns, (uint64_t)est);
+	kv_u64(pk, AS_K_loop_busy_ns, busy);
 }
 
 /* fork child: its counts start again (its collector thread is new) */

@@ -5,24 +5,14 @@
  * so a thread's span records and its blocking calls keep their order in the
  * trace.  Encodings: docs/trace-format.md; in-memory layout: preload/span.h. */
 #include "../preload/span.h"
+#include "../format/pack.h"
 
 #include <msgpack.h>
 #include <string.h>
 
-static void put_str(msgpack_packer *pk, const char *s, size_t n)
+static void put_id(msgpack_packer *pk, enum as_trace_key k, uint64_t id)
 {
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
-static void put_key(msgpack_packer *pk, const char *k)
-{
-	put_str(pk, k, strlen(k));
-}
-
-static void put_id(msgpack_packer *pk, const char *k, uint64_t id)
-{
-	put_key(pk, k);
+	as_pack_key(pk, k);
 	if (id)
 		msgpack_pack_uint64(pk, id);
 	else
@@ -54,12 +44,11 @@ static long text_at(struct as_thread *t, uint64_t i, unsigned k, char *buf, size
 	return (long)n;
 }
 
-static void head(msgpack_packer *pk, size_t n, const char *type, struct as_thread *t)
+static void head(msgpack_packer *pk, size_t n, enum as_trace_type type, struct as_thread *t)
 {
 	msgpack_pack_map(pk, n);
-	put_key(pk, "type");
-	put_key(pk, type);
-	put_key(pk, "tid");
+	as_pack_type(pk, type);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
 }
 
@@ -69,24 +58,24 @@ static void pack_begin(msgpack_packer *pk, struct as_thread *t, const struct as_
 	long n = text_at(t, i + 1, r->fd_kind, name, AS_SPAN_NAME_MAX);
 	if (n < 0 || n != r->fd)
 		return;
-	head(pk, 7, "span", t);
-	put_key(pk, "id");
+	head(pk, 7, AS_T_span, t);
+	as_pack_key(pk, AS_K_id);
 	msgpack_pack_uint64(pk, r->dur);
-	put_id(pk, "parent", as_span_rec_parent(r));
-	put_key(pk, "kind");
-	put_key(pk, r->call == AS_SPAN_REQUEST ? "request" : "span");
-	put_key(pk, "name");
-	put_str(pk, name, (size_t)n);
-	put_key(pk, "t");
+	put_id(pk, AS_K_parent, as_span_rec_parent(r));
+	as_pack_key(pk, AS_K_kind);
+	as_pack_str(pk, r->call == AS_SPAN_REQUEST ? "request" : "span");
+	as_pack_key(pk, AS_K_name);
+	as_pack_strn(pk, name, (size_t)n);
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, as_ticks_to_ns(r->ts));
 }
 
 static void pack_end(msgpack_packer *pk, struct as_thread *t, const struct as_record *r)
 {
-	head(pk, 4, "span_end", t);
-	put_key(pk, "id");
+	head(pk, 4, AS_T_span_end, t);
+	as_pack_key(pk, AS_K_id);
 	msgpack_pack_uint64(pk, r->dur);
-	put_key(pk, "t");
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, as_ticks_to_ns(r->ts));
 }
 
@@ -97,14 +86,14 @@ static void pack_meta(msgpack_packer *pk, struct as_thread *t, const struct as_r
 	size_t klen = (size_t)r->fd, vlen = r->aux;
 	if (n < 0 || r->fd <= 0 || klen > AS_SPAN_KEY_MAX || vlen > AS_SPAN_VALUE_MAX || (size_t)n != klen + vlen)
 		return;
-	head(pk, 5, "span_meta", t);
-	put_key(pk, "id");
+	head(pk, 5, AS_T_span_meta, t);
+	as_pack_key(pk, AS_K_id);
 	msgpack_pack_uint64(pk, r->dur);
-	put_key(pk, "key");
-	put_str(pk, text, klen);
-	put_key(pk, "value");
+	as_pack_key(pk, AS_K_key);
+	as_pack_strn(pk, text, klen);
+	as_pack_key(pk, AS_K_value);
 	if (r->call)
-		put_str(pk, text + klen, vlen);
+		as_pack_strn(pk, text + klen, vlen);
 	else
 		msgpack_pack_int64(pk, (int64_t)r->ts);
 }
@@ -116,19 +105,19 @@ static void pack_cumulative(msgpack_packer *pk, struct as_thread *t, const struc
 	long n = text_at(t, i + 2, r->fd_kind, name, AS_SPAN_NAME_MAX);
 	if (mm->kind != AS_REC_SPAN_MINMAX || n < 0 || n != r->fd || !r->dur)
 		return;
-	head(pk, 9, "span_cumulative", t);
-	put_id(pk, "parent", as_span_rec_parent(r));
-	put_key(pk, "name");
-	put_str(pk, name, (size_t)n);
-	put_key(pk, "t");
+	head(pk, 9, AS_T_span_cumulative, t);
+	put_id(pk, AS_K_parent, as_span_rec_parent(r));
+	as_pack_key(pk, AS_K_name);
+	as_pack_strn(pk, name, (size_t)n);
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, as_ticks_to_ns(as_span_rec_parent(mm)));
-	put_key(pk, "count");
+	as_pack_key(pk, AS_K_count);
 	msgpack_pack_uint64(pk, r->dur);
-	put_key(pk, "total");
+	as_pack_key(pk, AS_K_total);
 	msgpack_pack_uint64(pk, ticks_to_dur(r->ts));
-	put_key(pk, "min");
+	as_pack_key(pk, AS_K_min);
 	msgpack_pack_uint64(pk, ticks_to_dur(mm->ts));
-	put_key(pk, "max");
+	as_pack_key(pk, AS_K_max);
 	msgpack_pack_uint64(pk, ticks_to_dur(mm->dur));
 }
 
@@ -159,8 +148,8 @@ void as_spans_pack(struct msgpack_packer *pk, struct as_thread *t, uint64_t i)
 
 void as_spans_pack_block_attr(struct msgpack_packer *pk, struct as_thread *t)
 {
-	put_id(pk, "span", t->c_at_span);
-	put_id(pk, "request", t->c_at_request);
+	put_id(pk, AS_K_span, t->c_at_span);
+	put_id(pk, AS_K_request, t->c_at_request);
 	t->c_at_span = t->c_at_request = 0;
 }
 
@@ -178,6 +167,6 @@ void as_spans_sample(struct as_thread *t, const struct as_record *r)
 void as_spans_pack_stall_attr(struct msgpack_packer *pk, struct as_thread *t, uint64_t iter_start)
 {
 	int mine = t->c_stall_iter == iter_start;
-	put_id(pk, "span", mine ? t->c_stall_span : 0);
-	put_id(pk, "request", mine ? t->c_stall_request : 0);
+	put_id(pk, AS_K_span, mine ? t->c_stall_span : 0);
+	put_id(pk, AS_K_request, mine ? t->c_stall_request : 0);
 }

@@ -18,6 +18,7 @@
  * ends is not judged. */
 #include "stacks.h"
 #include "../preload/span.h"
+#include "../format/pack.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -108,13 +109,6 @@ static uint32_t intern(const uint64_t *pcs, uint32_t n)
 	return s->id;
 }
 
-static void pack_str(msgpack_packer *pk, const char *s)
-{
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
-}
-
 /* Write stack ID if this file has not got it yet. */
 static void pack_stack(msgpack_packer *pk, uint32_t id)
 {
@@ -122,11 +116,10 @@ static void pack_stack(msgpack_packer *pk, uint32_t id)
 		return;
 	struct stack_node *s = by_id[id - 1 - id_base];
 	msgpack_pack_map(pk, 3);
-	pack_str(pk, "type");
-	pack_str(pk, "stack");
-	pack_str(pk, "id");
+	as_pack_type(pk, AS_T_stack);
+	as_pack_key(pk, AS_K_id);
 	msgpack_pack_uint32(pk, id);
-	pack_str(pk, "frames");
+	as_pack_key(pk, AS_K_frames);
 	msgpack_pack_array(pk, s->n);
 	for (uint32_t i = 0; i < s->n; i++)
 		msgpack_pack_uint64(pk, s->pcs[i]);
@@ -230,25 +223,24 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 	for (uint32_t j = 0; j < kept; j++)
 		pack_stack(pk, t->c_samples[j]);
 	msgpack_pack_map(pk, 15);
-	pack_str(pk, "type");
-	pack_str(pk, "stall");
+	as_pack_type(pk, AS_T_stall);
 	as_offcpu_pack_cause(pk, t, start, mine ? t->c_sampled : 0);  /* 4 keys */
 	as_spans_pack_stall_attr(pk, t, start);    /* "span", "request" */
-	pack_str(pk, "tid");
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	pack_str(pk, "t");
+	as_pack_key(pk, AS_K_t);
 	msgpack_pack_uint64(pk, as_ticks_to_ns(start));
-	pack_str(pk, "dur");
+	as_pack_key(pk, AS_K_dur);
 	msgpack_pack_uint64(pk, iter_ns - blocked);
-	pack_str(pk, "iteration");
+	as_pack_key(pk, AS_K_iteration);
 	msgpack_pack_uint64(pk, iter_ns);
-	pack_str(pk, "blocked");
+	as_pack_key(pk, AS_K_blocked);
 	msgpack_pack_uint64(pk, blocked);
-	pack_str(pk, "sampled");
+	as_pack_key(pk, AS_K_sampled);
 	msgpack_pack_uint32(pk, mine ? t->c_sampled : 0);
-	pack_str(pk, "sampling_ns");
+	as_pack_key(pk, AS_K_sampling_ns);
 	msgpack_pack_uint64(pk, mine ? t->c_sample_ns : 0);
-	pack_str(pk, "samples");
+	as_pack_key(pk, AS_K_samples);
 	msgpack_pack_array(pk, kept);
 	for (uint32_t j = 0; j < kept; j++)
 		msgpack_pack_uint32(pk, t->c_samples[j]);

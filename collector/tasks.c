@@ -8,6 +8,7 @@
  * the address.  Encodings: docs/trace-format.md. */
 #include "../preload/runtime.h"
 #include "../preload/task.h"
+#include "../format/pack.h"
 
 #include <dlfcn.h>
 #include <limits.h>
@@ -18,25 +19,15 @@
 
 /* ---- packing helpers (the collector's are static to collector.c) ---- */
 
-static void put_str(msgpack_packer *pk, const char *s)
+static void put_kv_str(msgpack_packer *pk, enum as_trace_key k, const char *v)
 {
-	size_t n = strlen(s);
-	msgpack_pack_str(pk, n);
-	msgpack_pack_str_body(pk, s, n);
+	as_pack_key(pk, k);
+	as_pack_str(pk, v);
 }
 
-static void put_kv_str(msgpack_packer *pk, const char *k, const char *v)
+static void put_kv_u64(msgpack_packer *pk, enum as_trace_key k, uint64_t v)
 {
-	put_str(pk, k);
-	if (v)
-		put_str(pk, v);
-	else
-		msgpack_pack_nil(pk);
-}
-
-static void put_kv_u64(msgpack_packer *pk, const char *k, uint64_t v)
-{
-	put_str(pk, k);
+	as_pack_key(pk, k);
 	msgpack_pack_uint64(pk, v);
 }
 
@@ -88,11 +79,11 @@ static void pack_func(msgpack_packer *pk, uintptr_t addr)
 		module = exe;
 	}
 	msgpack_pack_map(pk, 5);
-	put_kv_str(pk, "type", "func");
-	put_kv_u64(pk, "addr", addr);
-	put_kv_str(pk, "name", name);
-	put_kv_str(pk, "module", module);
-	put_kv_u64(pk, "offset", offset);
+	as_pack_type(pk, AS_T_func);
+	put_kv_u64(pk, AS_K_addr, addr);
+	put_kv_str(pk, AS_K_name, name);
+	put_kv_str(pk, AS_K_module, module);
+	put_kv_u64(pk, AS_K_offset, offset);
 }
 
 /* Write a func record unless this trace file already has one for addr. */
@@ -133,29 +124,29 @@ static void pack_task(msgpack_packer *pk, struct as_thread *t, const struct as_r
 	uint64_t parent = as_rec_parent(r);
 	intern_func(pk, (uintptr_t)r->dur);
 	msgpack_pack_map(pk, 7);
-	put_kv_str(pk, "type", "task");
-	put_str(pk, "tid");
+	as_pack_type(pk, AS_T_task);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	put_kv_u64(pk, "id", as_rec_id(r));
-	put_str(pk, "parent");
+	put_kv_u64(pk, AS_K_id, as_rec_id(r));
+	as_pack_key(pk, AS_K_parent);
 	if (parent)
 		msgpack_pack_uint64(pk, parent);
 	else
 		msgpack_pack_nil(pk);
-	put_kv_str(pk, "kind", r->call == AS_TASK_UCONTEXT ? "ucontext" : r->call == AS_TASK_UV_WORK ? "uv_work" : "other");
-	put_kv_u64(pk, "fn", r->dur);
-	put_kv_u64(pk, "t", as_ticks_to_ns(r->ts));
+	put_kv_str(pk, AS_K_kind, r->call == AS_TASK_UCONTEXT ? "ucontext" : r->call == AS_TASK_UV_WORK ? "uv_work" : "other");
+	put_kv_u64(pk, AS_K_fn, r->dur);
+	put_kv_u64(pk, AS_K_t, as_ticks_to_ns(r->ts));
 }
 
 static void pack_task_end(msgpack_packer *pk, struct as_thread *t, const struct as_record *r)
 {
 	msgpack_pack_map(pk, 5);
-	put_kv_str(pk, "type", "task_end");
-	put_str(pk, "tid");
+	as_pack_type(pk, AS_T_task_end);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	put_kv_u64(pk, "id", as_rec_u64(r));
-	put_kv_u64(pk, "t", as_ticks_to_ns(r->ts));
-	put_kv_str(pk, "status", r->call >= AS_TASK_COMPLETED && r->call <= AS_TASK_FAILED
+	put_kv_u64(pk, AS_K_id, as_rec_u64(r));
+	put_kv_u64(pk, AS_K_t, as_ticks_to_ns(r->ts));
+	put_kv_str(pk, AS_K_status, r->call >= AS_TASK_COMPLETED && r->call <= AS_TASK_FAILED
 					 ? as_task_status_names[r->call] : "failed");
 }
 
@@ -164,13 +155,13 @@ static void pack_callback(msgpack_packer *pk, struct as_thread *t, const struct 
 	uint64_t fn = as_rec_u64(r);
 	intern_func(pk, (uintptr_t)fn);
 	msgpack_pack_map(pk, 6);
-	put_kv_str(pk, "type", "callback");
-	put_str(pk, "tid");
+	as_pack_type(pk, AS_T_callback);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	put_kv_u64(pk, "fn", fn);
-	put_kv_str(pk, "source", r->call < AS_CB_COUNT ? as_cb_source_names[r->call] : "none");
-	put_kv_u64(pk, "t", as_ticks_to_ns(r->ts));
-	put_kv_u64(pk, "dur", ticks_to_dur(r->dur));
+	put_kv_u64(pk, AS_K_fn, fn);
+	put_kv_str(pk, AS_K_source, r->call < AS_CB_COUNT ? as_cb_source_names[r->call] : "none");
+	put_kv_u64(pk, AS_K_t, as_ticks_to_ns(r->ts));
+	put_kv_u64(pk, AS_K_dur, ticks_to_dur(r->dur));
 }
 
 /* Runs of one drain, one batch: d = [id, gap, dur, end] per run, where the
@@ -181,10 +172,10 @@ static void pack_runs(msgpack_packer *pk, struct as_thread *t, uint64_t from, ui
 	uint64_t t0 = 0, prev = 0;
 	int first = 1;
 	msgpack_pack_map(pk, 4);
-	put_kv_str(pk, "type", "task_runs");
-	put_str(pk, "tid");
+	as_pack_type(pk, AS_T_task_runs);
+	as_pack_key(pk, AS_K_tid);
 	msgpack_pack_int64(pk, t->tid);
-	put_str(pk, "d");
+	as_pack_key(pk, AS_K_d);
 	msgpack_pack_array(pk, (size_t)n * 4);
 	for (uint64_t i = from; i < to; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
@@ -201,7 +192,7 @@ static void pack_runs(msgpack_packer *pk, struct as_thread *t, uint64_t from, ui
 		msgpack_pack_uint64(pk, r->call == AS_RUN_FINISHED ? 1 : 0);
 		prev = start >= prev ? start : prev;
 	}
-	put_kv_u64(pk, "t0", t0);
+	put_kv_u64(pk, AS_K_t0, t0);
 }
 
 void as_tasks_drain(struct msgpack_packer *pk, struct as_thread *t, uint64_t from, uint64_t to)

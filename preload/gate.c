@@ -30,7 +30,7 @@
  * DWARF like the tools do; the library has no link dependency on libdw, and
  * falls back to dladdr() when libdw is not installed. */
 #include "runtime.h"
-#include "suppress.h"
+#include "../format/suppress.h"
 
 #include <dlfcn.h>
 #include <elfutils/libdwfl.h>   /* types only: libdw is dlopen'd, never linked */

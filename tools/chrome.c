@@ -110,17 +110,17 @@ static int add_func(struct ch_trace *tr, const msgpack_object *o)
 {
 	uint64_t addr, offset = 0;
 	char name[512] = "", module[256] = "";
-	if (mp_u64(o, "addr", &addr) != 0)
+	if (mp_u64(o, AS_K_addr, &addr) != 0)
 		return -1;
 	struct ch_func *p = trace_grow(tr->funcs, &tr->cap_funcs, tr->nfuncs, sizeof(*p));
 	if (!p)
 		return tr->oom = -1;
 	tr->funcs = p;
-	int named = mp_str(o, "name", name, sizeof(name)) == 0 && name[0];
+	int named = mp_str(o, AS_K_name, name, sizeof(name)) == 0 && name[0];
 	if (!named) {
 		const char *base;
-		mp_str(o, "module", module, sizeof(module));
-		mp_u64(o, "offset", &offset);
+		mp_str(o, AS_K_module, module, sizeof(module));
+		mp_u64(o, AS_K_offset, &offset);
 		base = strrchr(module, '/');
 		snprintf(name, sizeof(name), "%s+0x%" PRIx64, base ? base + 1 : module[0] ? module : "?", offset);
 	}
@@ -136,7 +136,7 @@ static int add_func(struct ch_trace *tr, const msgpack_object *o)
 static int add_task(struct ch_trace *tr, const msgpack_object *o)
 {
 	uint64_t id, fn, t;
-	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "fn", &fn) != 0 || mp_u64(o, "t", &t) != 0)
+	if (mp_u64(o, AS_K_id, &id) != 0 || mp_u64(o, AS_K_fn, &fn) != 0 || mp_u64(o, AS_K_t, &t) != 0)
 		return -1;
 	struct ch_task *p = trace_grow(tr->tasks, &tr->cap_tasks, tr->ntasks, sizeof(*p));
 	if (!p)
@@ -216,25 +216,25 @@ static int task_record_ok(const char *type, const msgpack_object *o)
 	uint64_t u;
 	int64_t tid;
 	char str[32];
-	if (mp_i64(o, "tid", &tid) != 0)
+	if (mp_i64(o, AS_K_tid, &tid) != 0)
 		return 0;
-	if (!strcmp(type, "task"))
-		return mp_u64(o, "id", &u) == 0 && mp_u64(o, "fn", &u) == 0 && mp_u64(o, "t", &u) == 0;
-	if (!strcmp(type, "task_runs"))
-		return mp_u64(o, "t0", &u) == 0 && all_uints(mp_get(o, "d"), 4);
-	if (!strcmp(type, "task_end"))
-		return mp_u64(o, "id", &u) == 0 && mp_u64(o, "t", &u) == 0 && mp_str(o, "status", str, sizeof(str)) == 0;
-	if (!strcmp(type, "callback"))
-		return mp_u64(o, "fn", &u) == 0 && mp_u64(o, "t", &u) == 0 && mp_u64(o, "dur", &u) == 0;
-	if (!strcmp(type, "stall"))
-		return mp_u64(o, "t", &u) == 0 && mp_u64(o, "dur", &u) == 0;
+	if (!strcmp(type, AS_TYPE(task)))
+		return mp_u64(o, AS_K_id, &u) == 0 && mp_u64(o, AS_K_fn, &u) == 0 && mp_u64(o, AS_K_t, &u) == 0;
+	if (!strcmp(type, AS_TYPE(task_runs)))
+		return mp_u64(o, AS_K_t0, &u) == 0 && all_uints(mp_get(o, AS_K_d), 4);
+	if (!strcmp(type, AS_TYPE(task_end)))
+		return mp_u64(o, AS_K_id, &u) == 0 && mp_u64(o, AS_K_t, &u) == 0 && mp_str(o, AS_K_status, str, sizeof(str)) == 0;
+	if (!strcmp(type, AS_TYPE(callback)))
+		return mp_u64(o, AS_K_fn, &u) == 0 && mp_u64(o, AS_K_t, &u) == 0 && mp_u64(o, AS_K_dur, &u) == 0;
+	if (!strcmp(type, AS_TYPE(stall)))
+		return mp_u64(o, AS_K_t, &u) == 0 && mp_u64(o, AS_K_dur, &u) == 0;
 	return 1;
 }
 
 static int iters_ok(const msgpack_object *o, int64_t *tid, uint64_t *t0, const msgpack_object **d)
 {
-	*d = mp_get(o, "d");
-	if (mp_i64(o, "tid", tid) != 0 || mp_u64(o, "t0", t0) != 0 || !*d ||
+	*d = mp_get(o, AS_K_d);
+	if (mp_i64(o, AS_K_tid, tid) != 0 || mp_u64(o, AS_K_t0, t0) != 0 || !*d ||
 	    (*d)->type != MSGPACK_OBJECT_ARRAY || (*d)->via.array.size % 2)
 		return 0;
 	for (uint32_t i = 0; i < (*d)->via.array.size; i++)
@@ -245,19 +245,19 @@ static int iters_ok(const msgpack_object *o, int64_t *tid, uint64_t *t0, const m
 
 static int block_ok(const msgpack_object *o, int64_t *tid, uint64_t *t, uint64_t *dur)
 {
-	const msgpack_object *call = mp_get(o, "call");
-	return mp_i64(o, "tid", tid) == 0 && call && call->type == MSGPACK_OBJECT_STR &&
-	       mp_u64(o, "t", t) == 0 && mp_u64(o, "dur", dur) == 0;
+	const msgpack_object *call = mp_get(o, AS_K_call);
+	return mp_i64(o, AS_K_tid, tid) == 0 && call && call->type == MSGPACK_OBJECT_STR &&
+	       mp_u64(o, AS_K_t, t) == 0 && mp_u64(o, AS_K_dur, dur) == 0;
 }
 
 static int index_thread(struct ch_trace *tr, const msgpack_object *o)
 {
 	int64_t tid;
 	struct ch_thread *th;
-	if (mp_i64(o, "tid", &tid) != 0 || !(th = ch_thread(tr, tid)))
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || !(th = ch_thread(tr, tid)))
 		return 0;
-	mp_str(o, "name", th->name, sizeof(th->name));
-	const msgpack_object *loop = mp_get(o, "loop");
+	mp_str(o, AS_K_name, th->name, sizeof(th->name));
+	const msgpack_object *loop = mp_get(o, AS_K_loop);
 	if (loop && loop->type == MSGPACK_OBJECT_BOOLEAN && loop->via.boolean)
 		th->loop = 1;
 	return 1;
@@ -268,24 +268,25 @@ static int index_model(struct ch_trace *tr, const char *type, const msgpack_obje
 {
 	int64_t tid;
 	uint64_t last;
-	if (!strcmp(type, "stack") || !strcmp(type, "module"))
+	if (!strcmp(type, AS_TYPE(stack)) || !strcmp(type, AS_TYPE(module)))
 		return (tr->model || (tr->model = calloc(1, sizeof(*tr->model)))) &&
 		       stacks_load(&tr->model->stacks, type, o, &last) == 0;
-	if (!strcmp(type, "func"))
+	if (!strcmp(type, AS_TYPE(func)))
 		return add_func(tr, o) == 0;
-	if (!task_record_ok(type, o) || mp_i64(o, "tid", &tid) != 0 || !ch_thread(tr, tid))
+	if (!task_record_ok(type, o) || mp_i64(o, AS_K_tid, &tid) != 0 || !ch_thread(tr, tid))
 		return 0;
-	return strcmp(type, "task") != 0 || add_task(tr, o) == 0;
+	return strcmp(type, AS_TYPE(task)) != 0 || add_task(tr, o) == 0;
 }
 
 static int is_model_type(const char *type)
 {
-	static const char *const types[] = { "stack", "module", "func", "task", "task_runs", "task_end",
-					      "callback", "stall" };
-	for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
-		if (!strcmp(type, types[i]))
-			return 1;
-	return 0;
+	switch (as_trace_type_of(type, strlen(type))) {
+	case AS_T_stack: case AS_T_module: case AS_T_func: case AS_T_task: case AS_T_task_runs:
+	case AS_T_task_end: case AS_T_callback: case AS_T_stall:
+		return 1;
+	default:
+		return 0;
+	}
 }
 
 static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
@@ -297,21 +298,21 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 	const msgpack_object *d;
 	struct ch_thread *th;
 	int ok = 1;
-	mp_str(o, "type", type, sizeof(type));
+	mp_str(o, AS_K_type, type, sizeof(type));
 	tr->records = index + 1;
 	if (index == 0) {
-		mp_i64(o, "pid", &tr->pid);
-		mp_str(o, "exe", tr->exe, sizeof(tr->exe));
-		mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
-	} else if (!strcmp(type, "thread")) {
+		mp_i64(o, AS_K_pid, &tr->pid);
+		mp_str(o, AS_K_exe, tr->exe, sizeof(tr->exe));
+		mp_u64(o, AS_K_start_unix_ns, &tr->start_unix_ns);
+	} else if (!strcmp(type, AS_TYPE(thread))) {
 		ok = index_thread(tr, o);
-	} else if (!strcmp(type, "iters")) {
+	} else if (!strcmp(type, AS_TYPE(iters))) {
 		if ((ok = iters_ok(o, &tid, &t, &d) && (th = ch_thread(tr, tid))))
 			th->loop = 1;
-	} else if (!strcmp(type, "block")) {
+	} else if (!strcmp(type, AS_TYPE(block))) {
 		ok = block_ok(o, &tid, &t, &dur) && ch_thread(tr, tid);
-	} else if (!strcmp(type, "end")) {
-		mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
+	} else if (!strcmp(type, AS_TYPE(end))) {
+		mp_str(o, AS_K_reason, tr->end_reason, sizeof(tr->end_reason));
 	} else if (is_model_type(type)) {
 		ok = index_model(tr, type, o);
 	}
@@ -376,12 +377,12 @@ static void emit_fd_args(FILE *f, const msgpack_object *o)
 {
 	int64_t fd;
 	char kind[16];
-	if (mp_i64(o, "fd", &fd) == 0)
+	if (mp_i64(o, AS_K_fd, &fd) == 0)
 		fprintf(f, "\"fd\":%" PRId64, fd);
 	else
 		fputs("\"fd\":null", f);
 	fputs(",\"fd_kind\":", f);
-	json_str(f, mp_str(o, "fd_kind", kind, sizeof(kind)) == 0 ? kind : NULL);
+	json_str(f, mp_str(o, AS_K_fd_kind, kind, sizeof(kind)) == 0 ? kind : NULL);
 }
 
 /* "stack":["function file:line (module)", ...] */
@@ -408,8 +409,8 @@ static void emit_block(struct ch_writer *w, const msgpack_object *o)
 	uint64_t t, dur, stack = 0;
 	char call[32];
 	block_ok(o, &tid, &t, &dur);
-	mp_str(o, "call", call, sizeof(call));
-	mp_u64(o, "stack", &stack);
+	mp_str(o, AS_K_call, call, sizeof(call));
+	mp_u64(o, AS_K_stack, &stack);
 	ch_begin(w, "X", call, "blocking", tid);
 	ch_ts(w->out, "ts", w->tr->offset_ns + t);
 	ch_ts(w->out, "dur", dur);
@@ -427,23 +428,23 @@ static void emit_task(struct ch_writer *w, const msgpack_object *o, int begin)
 	int64_t tid;
 	uint64_t id, t, parent;
 	char buf[64], kind[16] = "", status[16] = "";
-	mp_i64(o, "tid", &tid);
-	mp_u64(o, "id", &id);
-	mp_u64(o, "t", &t);
+	mp_i64(o, AS_K_tid, &tid);
+	mp_u64(o, AS_K_id, &id);
+	mp_u64(o, AS_K_t, &t);
 	ch_begin(w, begin ? "b" : "e", task_name(w->tr, id, buf, sizeof(buf)), "task", tid);
 	fprintf(w->out, ",\"id\":\"0x%" PRIx64 "\"", id);
 	ch_ts(w->out, "ts", w->tr->offset_ns + t);
 	fprintf(w->out, ",\"args\":{\"task\":%" PRIu64, id);
 	if (begin) {
-		mp_str(o, "kind", kind, sizeof(kind));
-		if (mp_u64(o, "parent", &parent) == 0)
+		mp_str(o, AS_K_kind, kind, sizeof(kind));
+		if (mp_u64(o, AS_K_parent, &parent) == 0)
 			fprintf(w->out, ",\"parent\":%" PRIu64, parent);
 		else
 			fputs(",\"parent\":null", w->out);
 		fputs(",\"kind\":", w->out);
 		json_str(w->out, kind);
 	} else {
-		mp_str(o, "status", status, sizeof(status));
+		mp_str(o, AS_K_status, status, sizeof(status));
 		fputs(",\"status\":", w->out);
 		json_str(w->out, status);
 	}
@@ -456,9 +457,9 @@ static void emit_task_runs(struct ch_writer *w, const msgpack_object *o)
 	int64_t tid;
 	uint64_t start;
 	char buf[64];
-	const msgpack_object *d = mp_get(o, "d");
-	mp_i64(o, "tid", &tid);
-	mp_u64(o, "t0", &start);
+	const msgpack_object *d = mp_get(o, AS_K_d);
+	mp_i64(o, AS_K_tid, &tid);
+	mp_u64(o, AS_K_t0, &start);
 	for (uint32_t i = 0; i + 3 < d->via.array.size; i += 4) {
 		const msgpack_object *v = &d->via.array.ptr[i];
 		start += v[1].via.u64;
@@ -475,11 +476,11 @@ static void emit_callback(struct ch_writer *w, const msgpack_object *o)
 	int64_t tid;
 	uint64_t fn, t, dur;
 	char buf[64], source[24] = "";
-	mp_i64(o, "tid", &tid);
-	mp_u64(o, "fn", &fn);
-	mp_u64(o, "t", &t);
-	mp_u64(o, "dur", &dur);
-	mp_str(o, "source", source, sizeof(source));
+	mp_i64(o, AS_K_tid, &tid);
+	mp_u64(o, AS_K_fn, &fn);
+	mp_u64(o, AS_K_t, &t);
+	mp_u64(o, AS_K_dur, &dur);
+	mp_str(o, AS_K_source, source, sizeof(source));
 	ch_begin(w, "X", func_name(w->tr, fn, buf, sizeof(buf)), "callback", tid);
 	ch_ts(w->out, "ts", w->tr->offset_ns + t);
 	ch_ts(w->out, "dur", dur);
@@ -517,29 +518,29 @@ static void emit_stall(struct ch_writer *w, const msgpack_object *o)
 {
 	int64_t tid;
 	uint64_t t, dur, u;
-	mp_i64(o, "tid", &tid);
-	mp_u64(o, "t", &t);
-	mp_u64(o, "dur", &dur);
+	mp_i64(o, AS_K_tid, &tid);
+	mp_u64(o, AS_K_t, &t);
+	mp_u64(o, AS_K_dur, &dur);
 	ch_begin(w, "X", "stall", "stall", tid);
 	ch_ts(w->out, "ts", w->tr->offset_ns + t);
 	ch_ts(w->out, "dur", dur);
 	fputs(",\"args\":{\"stall_ms\":", w->out);
 	json_ms(w->out, dur);
-	if (mp_u64(o, "iteration", &u) == 0) {
+	if (mp_u64(o, AS_K_iteration, &u) == 0) {
 		fputs(",\"iteration_ms\":", w->out);
 		json_ms(w->out, u);
 	}
-	if (mp_u64(o, "blocked", &u) == 0) {
+	if (mp_u64(o, AS_K_blocked, &u) == 0) {
 		fputs(",\"blocked_ms\":", w->out);
 		json_ms(w->out, u);
 	}
-	if (mp_u64(o, "sampled", &u) == 0)
+	if (mp_u64(o, AS_K_sampled, &u) == 0)
 		fprintf(w->out, ",\"samples_taken\":%" PRIu64, u);
-	if (mp_u64(o, "sampling_ns", &u) == 0) {
+	if (mp_u64(o, AS_K_sampling_ns, &u) == 0) {
 		fputs(",\"sampling_ms\":", w->out);
 		json_ms(w->out, u);
 	}
-	const msgpack_object *samples = mp_get(o, "samples");
+	const msgpack_object *samples = mp_get(o, AS_K_samples);
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY) {
 		fputs(",\"stack_ids\":", w->out);
 		json_object(w->out, samples);
@@ -552,10 +553,10 @@ static void emit_stall(struct ch_writer *w, const msgpack_object *o)
 static void emit_overhead(struct ch_writer *w, const msgpack_object *o)
 {
 	uint64_t t, loop = 0, cpu = 0;
-	if (mp_u64(o, "t", &t) != 0)
+	if (mp_u64(o, AS_K_t, &t) != 0)
 		return;
-	mp_u64(o, "loop_ns", &loop);
-	mp_u64(o, "collector_cpu_ns", &cpu);
+	mp_u64(o, AS_K_loop_ns, &loop);
+	mp_u64(o, AS_K_collector_cpu_ns, &cpu);
 	ch_begin(w, "C", "shim overhead", "asyncshim", w->tr->pid);
 	ch_ts(w->out, "ts", w->tr->offset_ns + t);
 	fputs(",\"args\":{\"on_loops_ms\":", w->out);
@@ -586,17 +587,17 @@ static void span_begin(struct ch_writer *w, const msgpack_object *o)
 	struct ch_span *s = calloc(1, sizeof(*s));
 	if (!s)
 		return;
-	if (mp_u64(o, "id", &s->id) != 0 || !s->id || mp_u64(o, "t", &s->t) != 0 || mp_i64(o, "tid", &s->tid) != 0 ||
-	    mp_str(o, "name", s->name + 8, sizeof(s->name) - 8) != 0 || open_span(w, s->id)) {
+	if (mp_u64(o, AS_K_id, &s->id) != 0 || !s->id || mp_u64(o, AS_K_t, &s->t) != 0 || mp_i64(o, AS_K_tid, &s->tid) != 0 ||
+	    mp_str(o, AS_K_name, s->name + 8, sizeof(s->name) - 8) != 0 || open_span(w, s->id)) {
 		free(s);
 		return;
 	}
-	mp_str(o, "kind", kind, sizeof(kind));
+	mp_str(o, AS_K_kind, kind, sizeof(kind));
 	s->request = !strcmp(kind, "request");
 	memcpy(s->name, s->request ? "request " : "        ", 8);
 	if (!s->request)
 		memmove(s->name, s->name + 8, strlen(s->name + 8) + 1);
-	mp_u64(o, "parent", &s->parent);
+	mp_u64(o, AS_K_parent, &s->parent);
 	const struct ch_span *parent = open_span(w, s->parent);
 	s->root = parent ? parent->root : s->id;
 	if (!tsearch(s, &w->spans, cmp_span))
@@ -620,7 +621,7 @@ static void span_end(struct ch_writer *w, const msgpack_object *o)
 {
 	uint64_t id, t;
 	char args[96];
-	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "t", &t) != 0)
+	if (mp_u64(o, AS_K_id, &id) != 0 || mp_u64(o, AS_K_t, &t) != 0)
 		return;
 	struct ch_span *s = open_span(w, id);
 	if (!s)
@@ -636,13 +637,13 @@ static void span_cumulative(struct ch_writer *w, const msgpack_object *o)
 	uint64_t parent = 0, t, count, total, min = 0, max = 0;
 	int64_t tid;
 	char name[64], label[96], args[128];
-	mp_u64(o, "parent", &parent);
+	mp_u64(o, AS_K_parent, &parent);
 	const struct ch_span *p = open_span(w, parent);
-	if (!p || mp_u64(o, "t", &t) != 0 || mp_u64(o, "count", &count) != 0 || mp_u64(o, "total", &total) != 0 ||
-	    mp_i64(o, "tid", &tid) != 0 || mp_str(o, "name", name, sizeof(name)) != 0)
+	if (!p || mp_u64(o, AS_K_t, &t) != 0 || mp_u64(o, AS_K_count, &count) != 0 || mp_u64(o, AS_K_total, &total) != 0 ||
+	    mp_i64(o, AS_K_tid, &tid) != 0 || mp_str(o, AS_K_name, name, sizeof(name)) != 0)
 		return;
-	mp_u64(o, "min", &min);
-	mp_u64(o, "max", &max);
+	mp_u64(o, AS_K_min, &min);
+	mp_u64(o, AS_K_max, &max);
 	snprintf(label, sizeof(label), "%s x%" PRIu64, name, count);
 	snprintf(args, sizeof(args), "\"count\":%" PRIu64 ",\"total_ns\":%" PRIu64 ",\"min_ns\":%" PRIu64
 		 ",\"max_ns\":%" PRIu64, count, total, min, max);
@@ -653,26 +654,26 @@ static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 {
 	struct ch_writer *w = ctx;
 	char type[32] = "";
-	mp_str(o, "type", type, sizeof(type));
-	if (index > 0 && !strcmp(type, "iters"))
+	mp_str(o, AS_K_type, type, sizeof(type));
+	if (index > 0 && !strcmp(type, AS_TYPE(iters)))
 		emit_iters(w, o);
-	else if (index > 0 && !strcmp(type, "block"))
+	else if (index > 0 && !strcmp(type, AS_TYPE(block)))
 		emit_block(w, o);
-	else if (!strcmp(type, "task") || !strcmp(type, "task_end"))
+	else if (!strcmp(type, AS_TYPE(task)) || !strcmp(type, AS_TYPE(task_end)))
 		emit_task(w, o, type[4] == '\0');
-	else if (!strcmp(type, "task_runs"))
+	else if (!strcmp(type, AS_TYPE(task_runs)))
 		emit_task_runs(w, o);
-	else if (!strcmp(type, "callback"))
+	else if (!strcmp(type, AS_TYPE(callback)))
 		emit_callback(w, o);
-	else if (!strcmp(type, "stall"))
+	else if (!strcmp(type, AS_TYPE(stall)))
 		emit_stall(w, o);
-	else if (!strcmp(type, "overhead"))
+	else if (!strcmp(type, AS_TYPE(overhead)))
 		emit_overhead(w, o);
-	else if (!strcmp(type, "span"))
+	else if (!strcmp(type, AS_TYPE(span)))
 		span_begin(w, o);
-	else if (!strcmp(type, "span_end"))
+	else if (!strcmp(type, AS_TYPE(span_end)))
 		span_end(w, o);
-	else if (!strcmp(type, "span_cumulative"))
+	else if (!strcmp(type, AS_TYPE(span_cumulative)))
 		span_cumulative(w, o);
 	if (index + 1 >= w->tr->records) {
 		/* a live trace may have grown since pass 1, maybe half written */

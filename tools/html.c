@@ -75,7 +75,7 @@ struct tl {
 };
 
 /* the overhead record's figures the page shows (docs/trace-format.md) */
-static const char *const overhead_keys[] = { "loop_ns", "loop_busy_ns", "collector_cpu_ns", "calls" };
+static const enum as_trace_key overhead_keys[] = { AS_K_loop_ns, AS_K_loop_busy_ns, AS_K_collector_cpu_ns, AS_K_calls };
 
 struct site {
 	char call[32], fd_kind[16], label[LABEL_MAX];
@@ -276,9 +276,9 @@ static int tl_iters(struct tl *tl, const msgpack_object *o, char *err, size_t er
 {
 	int64_t tid;
 	uint64_t start;
-	const msgpack_object *d = mp_get(o, "d");
+	const msgpack_object *d = mp_get(o, AS_K_d);
 	/* the model's pass has validated every iters record */
-	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || mp_u64(o, AS_K_t0, &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
 		return 0;
 	struct tl_thread *th = NULL;
 	for (size_t i = 0; i < tl->nth && !th; i++)
@@ -305,8 +305,8 @@ static void tl_task_runs(struct tl *tl, const msgpack_object *o)
 {
 	int64_t tid;
 	uint64_t start;
-	const msgpack_object *d = mp_get(o, "d");
-	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
+	const msgpack_object *d = mp_get(o, AS_K_d);
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || mp_u64(o, AS_K_t0, &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
 		return;
 	for (uint32_t i = 0; i + 3 < d->via.array.size; i += 4) {
 		const msgpack_object *v = &d->via.array.ptr[i];
@@ -321,10 +321,10 @@ static void tl_task_end(struct tl *tl, const msgpack_object *o)
 	int64_t tid = 0;
 	uint64_t t, id;
 	char status[16] = "";
-	mp_i64(o, "tid", &tid);
-	if (mp_u64(o, "t", &t) != 0 || mp_u64(o, "id", &id) != 0)
+	mp_i64(o, AS_K_tid, &tid);
+	if (mp_u64(o, AS_K_t, &t) != 0 || mp_u64(o, AS_K_id, &id) != 0)
 		return;
-	mp_str(o, "status", status, sizeof(status));
+	mp_str(o, AS_K_status, status, sizeof(status));
 	/* the page takes a finished run's task as completed unless told otherwise */
 	if (!strcmp(status, "completed"))
 		return;
@@ -337,20 +337,20 @@ static void tl_stall(struct tl *tl, const msgpack_object *o)
 {
 	int64_t tid;
 	uint64_t t, dur, iteration = 0, stack = 0, sampling;
-	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t", &t) != 0 || mp_u64(o, "dur", &dur) != 0)
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || mp_u64(o, AS_K_t, &t) != 0 || mp_u64(o, AS_K_dur, &dur) != 0)
 		return;
-	mp_u64(o, "iteration", &iteration);
-	if (mp_u64(o, "sampling_ns", &sampling) == 0) {
+	mp_u64(o, AS_K_iteration, &iteration);
+	if (mp_u64(o, AS_K_sampling_ns, &sampling) == 0) {
 		tl->sampling_ns += sampling;
 		tl->has_sampling = 1;
 	}
-	const msgpack_object *samples = mp_get(o, "samples");
+	const msgpack_object *samples = mp_get(o, AS_K_samples);
 	if (samples && samples->type == MSGPACK_OBJECT_ARRAY && samples->via.array.size &&
 	    samples->via.array.ptr[0].type == MSGPACK_OBJECT_POSITIVE_INTEGER)
 		stack = samples->via.array.ptr[0].via.u64;
 	/* cause: 0 not known, 1 cpu, 2 preempted (its samples blame no frame), 3 off_cpu */
 	char cause[12] = "";
-	mp_str(o, "cause", cause, sizeof(cause));
+	mp_str(o, AS_K_cause, cause, sizeof(cause));
 	uint64_t c = !strcmp(cause, "cpu") ? 1 : !strcmp(cause, "preempted") ? 2 : !strcmp(cause, "off_cpu") ? 3 : 0;
 	if (c == 2)
 		stack = 0;
@@ -372,18 +372,18 @@ static int tl_visit(const msgpack_object *o, uint64_t index, void *ctx, char *er
 {
 	struct tl *tl = ctx;
 	char type[32] = "";
-	mp_str(o, "type", type, sizeof(type));
+	mp_str(o, AS_K_type, type, sizeof(type));
 	if (index == 0)
 		return 0;
-	if (!strcmp(type, "iters"))
+	if (!strcmp(type, AS_TYPE(iters)))
 		return tl_iters(tl, o, err, errlen);
-	if (!strcmp(type, "task_runs"))
+	if (!strcmp(type, AS_TYPE(task_runs)))
 		tl_task_runs(tl, o);
-	else if (!strcmp(type, "task_end"))
+	else if (!strcmp(type, AS_TYPE(task_end)))
 		tl_task_end(tl, o);
-	else if (!strcmp(type, "stall"))
+	else if (!strcmp(type, AS_TYPE(stall)))
 		tl_stall(tl, o);
-	else if (!strcmp(type, "overhead"))
+	else if (!strcmp(type, AS_TYPE(overhead)))
 		tl_overhead(tl, o);
 	return 0;
 }
@@ -770,7 +770,7 @@ static int trace_json(FILE *f, struct trace *tr, struct tl *tl, char *err, size_
 	if (tl->has_overhead) {
 		fputs(",\"overhead\":{", f);
 		for (size_t i = 0; i < 4; i++)
-			fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", overhead_keys[i], tl->overhead[i]);
+			fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", as_trace_key_names[overhead_keys[i]], tl->overhead[i]);
 		fputc('}', f);
 	} else if (tl->has_sampling) {      /* older traces: the samplers' cost is all they say */
 		fprintf(f, ",\"overhead\":{\"loop_ns\":%" PRIu64 "}", tl->sampling_ns);

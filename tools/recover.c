@@ -38,9 +38,9 @@ static int visit(const msgpack_object *obj, uint64_t index, void *ctx, char *err
 	if (index != 0)
 		return 0;
 	h->have_header = 1;
-	if (mp_str(obj, "rings", h->rings, sizeof(h->rings)) != 0)
+	if (mp_str(obj, AS_K_rings, h->rings, sizeof(h->rings)) != 0)
 		h->rings[0] = '\0';
-	if (mp_i64(obj, "pid", &h->pid) != 0)
+	if (mp_i64(obj, AS_K_pid, &h->pid) != 0)
 		h->pid = 0;
 	return 0;
 }

@@ -12,7 +12,7 @@
 #include <stdio.h>
 
 #include "trace.h"
-#include "../preload/suppress.h"
+#include "../format/suppress.h"
 
 #define SITE_FRAMES 3      /* own frames that name a site */
 

@@ -167,9 +167,9 @@ static struct span_model *model(struct trace *tr)
 
 int spans_is_type(const char *type)
 {
-	return !strcmp(type, "span") || !strcmp(type, "span_end") || !strcmp(type, "span_meta") ||
-	       !strcmp(type, "span_cumulative") || !strcmp(type, "overhead") || !strcmp(type, "ctl") ||
-	       !strcmp(type, "flight");
+	return !strcmp(type, AS_TYPE(span)) || !strcmp(type, AS_TYPE(span_end)) || !strcmp(type, AS_TYPE(span_meta)) ||
+	       !strcmp(type, AS_TYPE(span_cumulative)) || !strcmp(type, AS_TYPE(overhead)) || !strcmp(type, AS_TYPE(ctl)) ||
+	       !strcmp(type, AS_TYPE(flight));
 }
 
 static void attach(struct node *parent, struct node *n)
@@ -214,13 +214,13 @@ static int load_span(struct span_model *m, const msgpack_object *o, uint64_t *la
 	char kind[16] = "";
 	if (!n)
 		return -1;
-	if (mp_u64(o, "id", &n->id) != 0 || !n->id || mp_i64(o, "tid", &n->tid) != 0 ||
-	    mp_u64(o, "t", &n->t) != 0 || mp_str(o, "name", n->name, sizeof(n->name)) != 0 ||
-	    mp_str(o, "kind", kind, sizeof(kind)) != 0) {
+	if (mp_u64(o, AS_K_id, &n->id) != 0 || !n->id || mp_i64(o, AS_K_tid, &n->tid) != 0 ||
+	    mp_u64(o, AS_K_t, &n->t) != 0 || mp_str(o, AS_K_name, n->name, sizeof(n->name)) != 0 ||
+	    mp_str(o, AS_K_kind, kind, sizeof(kind)) != 0) {
 		free(n);
 		return -1;
 	}
-	mp_u64(o, "parent", &n->parent_id);
+	mp_u64(o, AS_K_parent, &n->parent_id);
 	n->kind = !strcmp(kind, "request") ? K_REQUEST : K_SPAN;
 	*last = n->t;
 	if (find(m, n->id)) {           /* written twice: the first one counts */
@@ -324,7 +324,7 @@ static int offer_request(struct span_model *m, struct node *r)
 static int load_end(struct span_model *m, const msgpack_object *o, uint64_t *last)
 {
 	uint64_t id, t;
-	if (mp_u64(o, "id", &id) != 0 || mp_u64(o, "t", &t) != 0)
+	if (mp_u64(o, AS_K_id, &id) != 0 || mp_u64(o, AS_K_t, &t) != 0)
 		return -1;
 	*last = t;
 	struct node *n = find(m, id);
@@ -347,13 +347,13 @@ static int load_meta(struct span_model *m, const msgpack_object *o)
 	uint64_t id;
 	struct meta x;
 	memset(&x, 0, sizeof(x));
-	const msgpack_object *v = mp_get(o, "value");
-	if (mp_u64(o, "id", &id) != 0 || mp_str(o, "key", x.key, sizeof(x.key)) != 0 || !v)
+	const msgpack_object *v = mp_get(o, AS_K_value);
+	if (mp_u64(o, AS_K_id, &id) != 0 || mp_str(o, AS_K_key, x.key, sizeof(x.key)) != 0 || !v)
 		return -1;
 	if (v->type == MSGPACK_OBJECT_STR) {
 		x.is_str = 1;
-		mp_str(o, "value", x.s, sizeof(x.s));
-	} else if (mp_i64(o, "value", &x.i) != 0) {
+		mp_str(o, AS_K_value, x.s, sizeof(x.s));
+	} else if (mp_i64(o, AS_K_value, &x.i) != 0) {
 		return -1;
 	}
 	struct node *n = find(m, id);
@@ -407,11 +407,11 @@ static int load_cumulative(struct span_model *m, const msgpack_object *o, uint64
 	memset(&x, 0, sizeof(x));
 	x.kind = K_CUMULATIVE;
 	x.ended = 1;
-	if (mp_i64(o, "tid", &x.tid) != 0 || mp_str(o, "name", x.name, sizeof(x.name)) != 0 ||
-	    mp_u64(o, "t", &x.t) != 0 || mp_u64(o, "count", &x.count) != 0 || mp_u64(o, "total", &x.total) != 0 ||
-	    mp_u64(o, "min", &x.min) != 0 || mp_u64(o, "max", &x.max) != 0 || !x.count)
+	if (mp_i64(o, AS_K_tid, &x.tid) != 0 || mp_str(o, AS_K_name, x.name, sizeof(x.name)) != 0 ||
+	    mp_u64(o, AS_K_t, &x.t) != 0 || mp_u64(o, AS_K_count, &x.count) != 0 || mp_u64(o, AS_K_total, &x.total) != 0 ||
+	    mp_u64(o, AS_K_min, &x.min) != 0 || mp_u64(o, AS_K_max, &x.max) != 0 || !x.count)
 		return -1;
-	mp_u64(o, "parent", &x.parent_id);
+	mp_u64(o, AS_K_parent, &x.parent_id);
 	x.end = x.t + x.total;
 	*last = x.t;
 	struct node *parent = find(m, x.parent_id);
@@ -447,23 +447,23 @@ static int load_cumulative(struct span_model *m, const msgpack_object *o, uint64
 static int load_overhead(struct span_model *m, const msgpack_object *o, uint64_t *last)
 {
 	const msgpack_object *v;
-	if (mp_u64(o, "t", last) != 0 || mp_u64(o, "calls", &m->ov_calls) != 0 ||
-	    mp_u64(o, "records", &m->ov_records) != 0 || mp_u64(o, "loop_ns", &m->ov_loop) != 0)
+	if (mp_u64(o, AS_K_t, last) != 0 || mp_u64(o, AS_K_calls, &m->ov_calls) != 0 ||
+	    mp_u64(o, AS_K_records, &m->ov_records) != 0 || mp_u64(o, AS_K_loop_ns, &m->ov_loop) != 0)
 		return -1;
-	mp_u64(o, "stacks", &m->ov_stacks);
-	mp_u64(o, "sampling_ns", &m->ov_sampling);
-	mp_u64(o, "other_records", &m->ov_other);
-	mp_u64(o, "collector_cpu_ns", &m->ov_cpu);
+	mp_u64(o, AS_K_stacks, &m->ov_stacks);
+	mp_u64(o, AS_K_sampling_ns, &m->ov_sampling);
+	mp_u64(o, AS_K_other_records, &m->ov_other);
+	mp_u64(o, AS_K_collector_cpu_ns, &m->ov_cpu);
 	m->ov_busy = 0;
-	mp_u64(o, "loop_busy_ns", &m->ov_busy);
-	m->ov_call_ns = (v = mp_get(o, "call_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
-	m->ov_record_ns = (v = mp_get(o, "record_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
+	mp_u64(o, AS_K_loop_busy_ns, &m->ov_busy);
+	m->ov_call_ns = (v = mp_get(o, AS_K_call_ns)) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
+	m->ov_record_ns = (v = mp_get(o, AS_K_record_ns)) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->ov_stacks_ns = m->ov_cum_runs = m->ov_cum_total = m->ov_binding = 0;
-	mp_u64(o, "stacks_ns", &m->ov_stacks_ns);
-	mp_u64(o, "cumulative_runs", &m->ov_cum_runs);
-	mp_u64(o, "cumulative_total_ns", &m->ov_cum_total);
-	mp_u64(o, "binding_ns", &m->ov_binding);
-	m->ov_cum_ns = (v = mp_get(o, "cumulative_ns")) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
+	mp_u64(o, AS_K_stacks_ns, &m->ov_stacks_ns);
+	mp_u64(o, AS_K_cumulative_runs, &m->ov_cum_runs);
+	mp_u64(o, AS_K_cumulative_total_ns, &m->ov_cum_total);
+	mp_u64(o, AS_K_binding_ns, &m->ov_binding);
+	m->ov_cum_ns = (v = mp_get(o, AS_K_cumulative_ns)) && v->type == MSGPACK_OBJECT_FLOAT64 ? v->via.f64 : 0;
 	m->have_overhead = 1;
 	return 0;
 }
@@ -471,7 +471,7 @@ static int load_overhead(struct span_model *m, const msgpack_object *o, uint64_t
 static int load_ctl(struct span_model *m, const msgpack_object *o, uint64_t *last)
 {
 	struct ctl_event e;
-	if (mp_str(o, "cmd", e.cmd, sizeof(e.cmd)) != 0 || mp_u64(o, "t", &e.t) != 0)
+	if (mp_str(o, AS_K_cmd, e.cmd, sizeof(e.cmd)) != 0 || mp_u64(o, AS_K_t, &e.t) != 0)
 		return -1;
 	*last = e.t;
 	struct ctl_event *p = trace_grow(m->ctl, &m->capctl, m->nctl, sizeof(*p));
@@ -485,11 +485,11 @@ static int load_ctl(struct span_model *m, const msgpack_object *o, uint64_t *las
 
 static int load_flight(struct span_model *m, const msgpack_object *o, uint64_t *last)
 {
-	if (mp_str(o, "trigger", m->trigger, sizeof(m->trigger)) != 0 || mp_u64(o, "t", &m->flight_t) != 0)
+	if (mp_str(o, AS_K_trigger, m->trigger, sizeof(m->trigger)) != 0 || mp_u64(o, AS_K_t, &m->flight_t) != 0)
 		return -1;
-	mp_u64(o, "flight_mb", &m->flight_mb);
-	mp_u64(o, "kept_bytes", &m->kept_bytes);
-	mp_u64(o, "dropped_bytes", &m->dropped_bytes);
+	mp_u64(o, AS_K_flight_mb, &m->flight_mb);
+	mp_u64(o, AS_K_kept_bytes, &m->kept_bytes);
+	mp_u64(o, AS_K_dropped_bytes, &m->dropped_bytes);
 	m->have_flight = 1;
 	*last = 0;
 	return 0;
@@ -501,17 +501,17 @@ int spans_load(struct trace *tr, const char *type, const msgpack_object *o, uint
 	*last_ns = 0;
 	if (!m)
 		return -1;
-	if (!strcmp(type, "span"))
+	if (!strcmp(type, AS_TYPE(span)))
 		return load_span(m, o, last_ns);
-	if (!strcmp(type, "span_end"))
+	if (!strcmp(type, AS_TYPE(span_end)))
 		return load_end(m, o, last_ns);
-	if (!strcmp(type, "span_meta"))
+	if (!strcmp(type, AS_TYPE(span_meta)))
 		return load_meta(m, o);
-	if (!strcmp(type, "span_cumulative"))
+	if (!strcmp(type, AS_TYPE(span_cumulative)))
 		return load_cumulative(m, o, last_ns);
-	if (!strcmp(type, "overhead"))
+	if (!strcmp(type, AS_TYPE(overhead)))
 		return load_overhead(m, o, last_ns);
-	if (!strcmp(type, "ctl"))
+	if (!strcmp(type, AS_TYPE(ctl)))
 		return load_ctl(m, o, last_ns);
 	return load_flight(m, o, last_ns);
 }
@@ -609,10 +609,10 @@ static int lag_visit(const msgpack_object *o, uint64_t index, void *ctx, char *e
 	char type[16];
 	int64_t tid;
 	uint64_t start;
-	if (mp_str(o, "type", type, sizeof(type)) != 0 || strcmp(type, "iters"))
+	if (mp_str(o, AS_K_type, type, sizeof(type)) != 0 || strcmp(type, AS_TYPE(iters)))
 		return 0;
-	const msgpack_object *d = mp_get(o, "d");
-	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
+	const msgpack_object *d = mp_get(o, AS_K_d);
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || mp_u64(o, AS_K_t0, &start) != 0 || !d || d->type != MSGPACK_OBJECT_ARRAY)
 		return 0;
 	for (uint32_t i = 0; i + 1 < d->via.array.size; i += 2) {
 		const msgpack_object *gap = &d->via.array.ptr[i], *dur = &d->via.array.ptr[i + 1];

@@ -29,7 +29,7 @@ struct stack_model {
 
 int stacks_is_type(const char *type)
 {
-	return !strcmp(type, "stack") || !strcmp(type, "module") || !strcmp(type, "stall");
+	return !strcmp(type, AS_TYPE(stack)) || !strcmp(type, AS_TYPE(module)) || !strcmp(type, AS_TYPE(stall));
 }
 
 /* An array of at most MAX positive integers, copied; -1 if anything else. */
@@ -60,7 +60,7 @@ static int load_stack(struct stack_model *m, const msgpack_object *o)
 {
 	struct trace_stack s;
 	memset(&s, 0, sizeof(s));
-	if (mp_u64(o, "id", &s.id) != 0 || !s.id || u64_array(mp_get(o, "frames"), MAX_FRAMES, &s.pcs, &s.n) != 0)
+	if (mp_u64(o, AS_K_id, &s.id) != 0 || !s.id || u64_array(mp_get(o, AS_K_frames), MAX_FRAMES, &s.pcs, &s.n) != 0)
 		return -1;
 	struct trace_stack *p = trace_grow(m->stacks, &m->cap_stacks, m->nstacks, sizeof(*p));
 	if (!p) {
@@ -77,11 +77,11 @@ static int load_module(struct stack_model *m, const msgpack_object *o)
 {
 	char path[4096], id[160] = "";
 	uint64_t base, start, end;
-	if (mp_str(o, "path", path, sizeof(path)) != 0 || mp_u64(o, "base", &base) != 0 ||
-	    mp_u64(o, "start", &start) != 0 || mp_u64(o, "end", &end) != 0 || start > end)
+	if (mp_str(o, AS_K_path, path, sizeof(path)) != 0 || mp_u64(o, AS_K_base, &base) != 0 ||
+	    mp_u64(o, AS_K_start, &start) != 0 || mp_u64(o, AS_K_end, &end) != 0 || start > end)
 		return -1;
-	mp_str(o, "build_id", id, sizeof(id));
-	const msgpack_object *img = mp_get(o, "image");
+	mp_str(o, AS_K_build_id, id, sizeof(id));
+	const msgpack_object *img = mp_get(o, AS_K_image);
 	int has_image = img && img->type == MSGPACK_OBJECT_BIN;
 	if (!m->sym && !(m->sym = sym_new()))
 		return -1;
@@ -93,21 +93,21 @@ static int load_module(struct stack_model *m, const msgpack_object *o)
 int stacks_parse_stall(const msgpack_object *o, struct stall *s)
 {
 	memset(s, 0, sizeof(*s));
-	if (mp_i64(o, "tid", &s->tid) != 0 || mp_u64(o, "t", &s->t_ns) != 0 || mp_u64(o, "dur", &s->dur_ns) != 0 ||
-	    u64_array(mp_get(o, "samples"), MAX_SAMPLES, &s->samples, &s->nsamples) != 0)
+	if (mp_i64(o, AS_K_tid, &s->tid) != 0 || mp_u64(o, AS_K_t, &s->t_ns) != 0 || mp_u64(o, AS_K_dur, &s->dur_ns) != 0 ||
+	    u64_array(mp_get(o, AS_K_samples), MAX_SAMPLES, &s->samples, &s->nsamples) != 0)
 		return -1;
-	if (mp_u64(o, "iteration", &s->iter_ns) != 0 || s->iter_ns < s->dur_ns)
+	if (mp_u64(o, AS_K_iteration, &s->iter_ns) != 0 || s->iter_ns < s->dur_ns)
 		s->iter_ns = s->dur_ns;
-	mp_u64(o, "blocked", &s->blocked_ns);
-	if (mp_u64(o, "sampled", &s->sampled) != 0 || s->sampled < s->nsamples)
+	mp_u64(o, AS_K_blocked, &s->blocked_ns);
+	if (mp_u64(o, AS_K_sampled, &s->sampled) != 0 || s->sampled < s->nsamples)
 		s->sampled = s->nsamples;
-	mp_u64(o, "span", &s->span);
-	mp_u64(o, "request", &s->request);
-	if (mp_str(o, "cause", s->cause, sizeof(s->cause)) != 0 ||
+	mp_u64(o, AS_K_span, &s->span);
+	mp_u64(o, AS_K_request, &s->request);
+	if (mp_str(o, AS_K_cause, s->cause, sizeof(s->cause)) != 0 ||
 	    (strcmp(s->cause, "cpu") && strcmp(s->cause, "preempted") && strcmp(s->cause, "off_cpu")))
 		s->cause[0] = '\0';
-	s->sched = mp_u64(o, "cpu_ns", &s->cpu_ns) == 0 && mp_u64(o, "runq_ns", &s->runq_ns) == 0 &&
-		   mp_u64(o, "window_ns", &s->window_ns) == 0;
+	s->sched = mp_u64(o, AS_K_cpu_ns, &s->cpu_ns) == 0 && mp_u64(o, AS_K_runq_ns, &s->runq_ns) == 0 &&
+		   mp_u64(o, AS_K_window_ns, &s->window_ns) == 0;
 	/* a preempted thread's samples show where it happened to be: not the cause */
 	if (!strcmp(s->cause, "preempted"))
 		s->nsamples = 0;
@@ -130,9 +130,9 @@ int stacks_load(struct stack_model **mp, const char *type, const msgpack_object 
 	*last_ns = 0;
 	if (!*mp && !(*mp = calloc(1, sizeof(**mp))))
 		return -1;
-	if (!strcmp(type, "stack"))
+	if (!strcmp(type, AS_TYPE(stack)))
 		return load_stack(*mp, o);
-	if (!strcmp(type, "module"))
+	if (!strcmp(type, AS_TYPE(module)))
 		return load_module(*mp, o);
 	struct stall st;                /* trace.c gives stalls to findings.c */
 	int rc = stacks_parse_stall(o, &st);

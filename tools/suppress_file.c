@@ -1,6 +1,6 @@
 /* suppress_file.c — as_sup_load for the tools: the file through stdio,
  * its text to the parser the gate shares (preload/suppress.c). */
-#include "suppress.h"
+#include "../format/suppress.h"
 
 #include <errno.h>
 #include <stdio.h>

@@ -91,8 +91,8 @@ static int cmp_cb(const void *a, const void *b)
 
 int tasks_is_type(const char *type)
 {
-	return !strcmp(type, "task") || !strcmp(type, "task_runs") || !strcmp(type, "task_end") ||
-	       !strcmp(type, "callback") || !strcmp(type, "func");
+	return !strcmp(type, AS_TYPE(task)) || !strcmp(type, AS_TYPE(task_runs)) || !strcmp(type, AS_TYPE(task_end)) ||
+	       !strcmp(type, AS_TYPE(callback)) || !strcmp(type, AS_TYPE(func));
 }
 
 static struct task *task_get(struct task_model *m, uint64_t id)
@@ -129,7 +129,7 @@ static int load_task(struct task_model *m, const msgpack_object *o, uint64_t *la
 {
 	uint64_t id, fn, t;
 	char kind[16] = "";
-	if (mp_u64(o, "id", &id) || !id || mp_u64(o, "fn", &fn) || mp_u64(o, "t", &t))
+	if (mp_u64(o, AS_K_id, &id) || !id || mp_u64(o, AS_K_fn, &fn) || mp_u64(o, AS_K_t, &t))
 		return -1;
 	struct task *k = task_get(m, id);
 	if (!k)
@@ -137,10 +137,10 @@ static int load_task(struct task_model *m, const msgpack_object *o, uint64_t *la
 	k->created_seen = 1;
 	k->fn = fn;
 	k->created = t;
-	if (mp_u64(o, "parent", &k->parent) != 0)
+	if (mp_u64(o, AS_K_parent, &k->parent) != 0)
 		k->parent = 0;
-	mp_i64(o, "tid", &k->tid);
-	mp_str(o, "kind", kind, sizeof(kind));
+	mp_i64(o, AS_K_tid, &k->tid);
+	mp_str(o, AS_K_kind, kind, sizeof(kind));
 	k->kind = !strcmp(kind, "ucontext") ? 1 : !strcmp(kind, "uv_work") ? 2 : 0;
 	*last = t;
 	return 0;
@@ -149,8 +149,8 @@ static int load_task(struct task_model *m, const msgpack_object *o, uint64_t *la
 static int load_runs(struct task_model *m, const msgpack_object *o, uint64_t *last)
 {
 	uint64_t start;
-	const msgpack_object *d = mp_get(o, "d");
-	if (mp_u64(o, "t0", &start) || !d || d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size % 4)
+	const msgpack_object *d = mp_get(o, AS_K_d);
+	if (mp_u64(o, AS_K_t0, &start) || !d || d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size % 4)
 		return -1;
 	for (uint32_t i = 0; i < d->via.array.size; i += 4) {
 		const msgpack_object *v = &d->via.array.ptr[i];
@@ -179,7 +179,7 @@ static int load_end(struct task_model *m, const msgpack_object *o, uint64_t *las
 {
 	uint64_t id, t;
 	char status[16];
-	if (mp_u64(o, "id", &id) || !id || mp_u64(o, "t", &t) || mp_str(o, "status", status, sizeof(status)))
+	if (mp_u64(o, AS_K_id, &id) || !id || mp_u64(o, AS_K_t, &t) || mp_str(o, AS_K_status, status, sizeof(status)))
 		return -1;
 	int st = !strcmp(status, "completed") ? ST_COMPLETED : !strcmp(status, "cancelled") ? ST_CANCELLED
 		 : !strcmp(status, "failed") ? ST_FAILED : -1;
@@ -199,8 +199,8 @@ static int load_callback(struct task_model *m, const msgpack_object *o, uint64_t
 	struct cb_stat key;
 	uint64_t t, dur;
 	memset(&key, 0, sizeof(key));
-	if (mp_u64(o, "fn", &key.fn) || mp_u64(o, "t", &t) || mp_u64(o, "dur", &dur) ||
-	    mp_str(o, "source", key.source, sizeof(key.source)) || dur > UINT64_MAX - t)
+	if (mp_u64(o, AS_K_fn, &key.fn) || mp_u64(o, AS_K_t, &t) || mp_u64(o, AS_K_dur, &dur) ||
+	    mp_str(o, AS_K_source, key.source, sizeof(key.source)) || dur > UINT64_MAX - t)
 		return -1;
 	void *found = tfind(&key, &m->cbs, cmp_cb);
 	struct cb_stat *c = found ? *(struct cb_stat **)found : NULL;
@@ -221,7 +221,7 @@ static int load_callback(struct task_model *m, const msgpack_object *o, uint64_t
 	return 0;
 }
 
-static char *dup_str(const msgpack_object *o, const char *key)
+static char *dup_str(const msgpack_object *o, enum as_trace_key key)
 {
 	const msgpack_object *v = mp_get(o, key);
 	if (!v || v->type != MSGPACK_OBJECT_STR)
@@ -232,7 +232,7 @@ static char *dup_str(const msgpack_object *o, const char *key)
 static int load_func(struct task_model *m, const msgpack_object *o)
 {
 	struct func key = { 0 };
-	if (mp_u64(o, "addr", &key.addr))
+	if (mp_u64(o, AS_K_addr, &key.addr))
 		return -1;
 	if (func_find(m, key.addr))
 		return 0;       /* the first one wins */
@@ -240,9 +240,9 @@ static int load_func(struct task_model *m, const msgpack_object *o)
 	if (!f)
 		return -1;
 	f->addr = key.addr;
-	mp_u64(o, "offset", &f->offset);
-	f->name = dup_str(o, "name");
-	f->module = dup_str(o, "module");
+	mp_u64(o, AS_K_offset, &f->offset);
+	f->name = dup_str(o, AS_K_name);
+	f->module = dup_str(o, AS_K_module);
 	if (!tsearch(f, &m->funcs, cmp_func)) {
 		free(f->name);
 		free(f->module);
@@ -258,15 +258,15 @@ int tasks_load(struct task_model **mp, const char *type, const msgpack_object *o
 	if (!*mp && !(*mp = calloc(1, sizeof(**mp))))
 		return -1;
 	struct task_model *m = *mp;
-	if (!strcmp(type, "task"))
+	if (!strcmp(type, AS_TYPE(task)))
 		return load_task(m, o, last_ns);
-	if (!strcmp(type, "task_runs"))
+	if (!strcmp(type, AS_TYPE(task_runs)))
 		return load_runs(m, o, last_ns);
-	if (!strcmp(type, "task_end"))
+	if (!strcmp(type, AS_TYPE(task_end)))
 		return load_end(m, o, last_ns);
-	if (!strcmp(type, "callback"))
+	if (!strcmp(type, AS_TYPE(callback)))
 		return load_callback(m, o, last_ns);
-	if (!strcmp(type, "func"))
+	if (!strcmp(type, AS_TYPE(func)))
 		return load_func(m, o);
 	return 0;
 }

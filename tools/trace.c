@@ -29,10 +29,11 @@ void *trace_grow(void *p, size_t *cap, size_t n, size_t size)
 	return q;
 }
 
-const msgpack_object *mp_get(const msgpack_object *map, const char *key)
+const msgpack_object *mp_get(const msgpack_object *map, enum as_trace_key which)
 {
 	if (map->type != MSGPACK_OBJECT_MAP)
 		return NULL;
+	const char *key = as_trace_key_names[which];
 	size_t klen = strlen(key);
 	for (uint32_t i = 0; i < map->via.map.size; i++) {
 		const msgpack_object *k = &map->via.map.ptr[i].key;
@@ -43,7 +44,7 @@ const msgpack_object *mp_get(const msgpack_object *map, const char *key)
 	return NULL;
 }
 
-int mp_str(const msgpack_object *map, const char *key, char *out, size_t len)
+int mp_str(const msgpack_object *map, enum as_trace_key key, char *out, size_t len)
 {
 	const msgpack_object *v = mp_get(map, key);
 	if (!v || v->type != MSGPACK_OBJECT_STR || len == 0)
@@ -54,7 +55,7 @@ int mp_str(const msgpack_object *map, const char *key, char *out, size_t len)
 	return 0;
 }
 
-int mp_u64(const msgpack_object *map, const char *key, uint64_t *out)
+int mp_u64(const msgpack_object *map, enum as_trace_key key, uint64_t *out)
 {
 	const msgpack_object *v = mp_get(map, key);
 	if (!v || v->type != MSGPACK_OBJECT_POSITIVE_INTEGER)
@@ -63,7 +64,7 @@ int mp_u64(const msgpack_object *map, const char *key, uint64_t *out)
 	return 0;
 }
 
-int mp_i64(const msgpack_object *map, const char *key, int64_t *out)
+int mp_i64(const msgpack_object *map, enum as_trace_key key, int64_t *out)
 {
 	const msgpack_object *v = mp_get(map, key);
 	if (!v)
@@ -80,14 +81,14 @@ int mp_i64(const msgpack_object *map, const char *key, int64_t *out)
 static int check_value(const msgpack_object *o, uint64_t index, char *err, size_t errlen)
 {
 	char type[32];
-	if (o->type != MSGPACK_OBJECT_MAP || mp_str(o, "type", type, sizeof(type)) != 0) {
+	if (o->type != MSGPACK_OBJECT_MAP || mp_str(o, AS_K_type, type, sizeof(type)) != 0) {
 		snprintf(err, errlen, index ? "corrupt record #%llu (not a typed map)"
 					    : "not an asyncshim trace (no header)", (unsigned long long)index);
 		return -1;
 	}
 	if (index == 0) {
 		uint64_t fmt;
-		if (strcmp(type, "header") != 0 || mp_u64(o, "format", &fmt) != 0) {
+		if (strcmp(type, AS_TYPE(header)) != 0 || mp_u64(o, AS_K_format, &fmt) != 0) {
 			snprintf(err, errlen, "not an asyncshim trace (no header)");
 			return -1;
 		}
@@ -225,11 +226,11 @@ static void see_time(struct trace *tr, uint64_t t)
 
 static int load_header(struct trace *tr, const msgpack_object *o)
 {
-	const msgpack_object *opts = mp_get(o, "options");
-	mp_i64(o, "pid", &tr->pid);
-	mp_i64(o, "ppid", &tr->ppid);
-	mp_str(o, "exe", tr->exe, sizeof(tr->exe));
-	const msgpack_object *argv = mp_get(o, "argv");
+	const msgpack_object *opts = mp_get(o, AS_K_options);
+	mp_i64(o, AS_K_pid, &tr->pid);
+	mp_i64(o, AS_K_ppid, &tr->ppid);
+	mp_str(o, AS_K_exe, tr->exe, sizeof(tr->exe));
+	const msgpack_object *argv = mp_get(o, AS_K_argv);
 	if (argv && argv->type == MSGPACK_OBJECT_ARRAY && argv->via.array.size &&
 	    argv->via.array.ptr[0].type == MSGPACK_OBJECT_STR) {
 		const msgpack_object_str *a0 = &argv->via.array.ptr[0].via.str;
@@ -238,33 +239,33 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 		tr->argv0[n] = '\0';
 		tr->argv0[strcspn(tr->argv0, "\n\r")] = '\0';   /* one line in the report */
 	}
-	mp_u64(o, "start_unix_ns", &tr->start_unix_ns);
+	mp_u64(o, AS_K_start_unix_ns, &tr->start_unix_ns);
 	tr->block_ms = 10;
 	tr->stall_ms = 10;
 	if (opts)
-		mp_u64(opts, "block_ms", &tr->block_ms);
+		mp_u64(opts, AS_K_block_ms, &tr->block_ms);
 	if (opts)
-		mp_u64(opts, "stall_ms", &tr->stall_ms);
+		mp_u64(opts, AS_K_stall_ms, &tr->stall_ms);
 	return 0;
 }
 
 static int load_thread(struct trace *tr, const msgpack_object *o)
 {
 	int64_t tid;
-	if (mp_i64(o, "tid", &tid) != 0)
+	if (mp_i64(o, AS_K_tid, &tid) != 0)
 		return -1;
 	struct thread_info *t = thread_get(tr, tid);
 	if (!t)
 		return -1;
-	mp_str(o, "name", t->name, sizeof(t->name));
-	const msgpack_object *loop = mp_get(o, "loop");
+	mp_str(o, AS_K_name, t->name, sizeof(t->name));
+	const msgpack_object *loop = mp_get(o, AS_K_loop);
 	if (loop && loop->type == MSGPACK_OBJECT_BOOLEAN && loop->via.boolean)
 		t->loop = 1;
-	const msgpack_object *ex = mp_get(o, "exited");
+	const msgpack_object *ex = mp_get(o, AS_K_exited);
 	if (ex && ex->type == MSGPACK_OBJECT_BOOLEAN && ex->via.boolean)
 		t->exited = 1;
 	uint64_t dropped;
-	if (mp_u64(o, "dropped", &dropped) == 0 && dropped > t->dropped)
+	if (mp_u64(o, AS_K_dropped, &dropped) == 0 && dropped > t->dropped)
 		t->dropped = dropped;
 	return 0;
 }
@@ -273,8 +274,8 @@ static int load_iters(struct trace *tr, const msgpack_object *o)
 {
 	int64_t tid;
 	uint64_t start;
-	const msgpack_object *d = mp_get(o, "d");
-	if (mp_i64(o, "tid", &tid) != 0 || mp_u64(o, "t0", &start) != 0 || !d ||
+	const msgpack_object *d = mp_get(o, AS_K_d);
+	if (mp_i64(o, AS_K_tid, &tid) != 0 || mp_u64(o, AS_K_t0, &start) != 0 || !d ||
 	    d->type != MSGPACK_OBJECT_ARRAY || d->via.array.size % 2)
 		return -1;
 	struct thread_info *t = thread_get(tr, tid);
@@ -300,18 +301,18 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 	struct blocking b;
 	memset(&b, 0, sizeof(b));
 	int64_t fd;
-	if (mp_i64(o, "tid", &b.tid) != 0 || mp_str(o, "call", b.call, sizeof(b.call)) != 0 ||
-	    mp_u64(o, "t", &b.t_ns) != 0 || mp_u64(o, "dur", &b.dur_ns) != 0)
+	if (mp_i64(o, AS_K_tid, &b.tid) != 0 || mp_str(o, AS_K_call, b.call, sizeof(b.call)) != 0 ||
+	    mp_u64(o, AS_K_t, &b.t_ns) != 0 || mp_u64(o, AS_K_dur, &b.dur_ns) != 0)
 		return -1;
-	b.fd = mp_i64(o, "fd", &fd) == 0 ? (int)fd : -1;
-	mp_str(o, "fd_kind", b.fd_kind, sizeof(b.fd_kind));
-	if (mp_str(o, "seen_by", b.seen_by, sizeof(b.seen_by)) != 0 || strcmp(b.seen_by, "watchdog"))
+	b.fd = mp_i64(o, AS_K_fd, &fd) == 0 ? (int)fd : -1;
+	mp_str(o, AS_K_fd_kind, b.fd_kind, sizeof(b.fd_kind));
+	if (mp_str(o, AS_K_seen_by, b.seen_by, sizeof(b.seen_by)) != 0 || strcmp(b.seen_by, "watchdog"))
 		strcpy(b.seen_by, "hook");     /* traces from before the watchdog saw waits too */
-	const msgpack_object *nested = mp_get(o, "nested");
+	const msgpack_object *nested = mp_get(o, AS_K_nested);
 	b.nested = nested && nested->type == MSGPACK_OBJECT_BOOLEAN && nested->via.boolean;
-	mp_u64(o, "stack", &b.stack);
-	mp_u64(o, "span", &b.span);
-	mp_u64(o, "request", &b.request);
+	mp_u64(o, AS_K_stack, &b.stack);
+	mp_u64(o, AS_K_span, &b.span);
+	mp_u64(o, AS_K_request, &b.request);
 	b.seq = tr->records;
 	if (findings_block(tr, &b) != 0)
 		return -1;
@@ -324,18 +325,18 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 static int load_end(struct trace *tr, const msgpack_object *o)
 {
 	uint64_t d;
-	if (mp_u64(o, "duration_ns", &d) != 0)
+	if (mp_u64(o, AS_K_duration_ns, &d) != 0)
 		return -1;
 	/* an exec that failed is followed by more records and a later end */
 	if (d > tr->duration_ns)
 		tr->duration_ns = d;
-	mp_str(o, "reason", tr->end_reason, sizeof(tr->end_reason));
-	mp_u64(o, "lost_bytes", &tr->lost_bytes);
-	mp_u64(o, "lost_records", &tr->lost_records);
-	mp_u64(o, "ringless_threads", &tr->ringless_threads);
-	mp_u64(o, "ringless_events", &tr->ringless_events);
-	mp_u64(o, "threads_seen", &tr->threads_seen);
-	mp_i64(o, "exit_status", &tr->exit_status);
+	mp_str(o, AS_K_reason, tr->end_reason, sizeof(tr->end_reason));
+	mp_u64(o, AS_K_lost_bytes, &tr->lost_bytes);
+	mp_u64(o, AS_K_lost_records, &tr->lost_records);
+	mp_u64(o, AS_K_ringless_threads, &tr->ringless_threads);
+	mp_u64(o, AS_K_ringless_events, &tr->ringless_events);
+	mp_u64(o, AS_K_threads_seen, &tr->threads_seen);
+	mp_i64(o, AS_K_exit_status, &tr->exit_status);
 	tr->complete = 1;
 	return 0;
 }
@@ -345,19 +346,19 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 	struct trace *tr = ctx;
 	char type[32];
 	int rc = 0;
-	mp_str(o, "type", type, sizeof(type));
+	mp_str(o, AS_K_type, type, sizeof(type));
 	tr->records++;
 	if (index == 0)
 		rc = load_header(tr, o);
-	else if (!strcmp(type, "thread"))
+	else if (!strcmp(type, AS_TYPE(thread)))
 		rc = load_thread(tr, o);
-	else if (!strcmp(type, "iters"))
+	else if (!strcmp(type, AS_TYPE(iters)))
 		rc = load_iters(tr, o);
-	else if (!strcmp(type, "block"))
+	else if (!strcmp(type, AS_TYPE(block)))
 		rc = load_block(tr, o);
-	else if (!strcmp(type, "end"))
+	else if (!strcmp(type, AS_TYPE(end)))
 		rc = load_end(tr, o);
-	else if (!strcmp(type, "stall")) {
+	else if (!strcmp(type, AS_TYPE(stall))) {
 		uint64_t last;
 		rc = findings_stall(tr, o, tr->records, &last);
 		see_time(tr, last);

@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "hist.h"
+#include "../format/trace_format.h"
 
 struct thread_info {
 	int64_t tid;
@@ -92,10 +93,10 @@ void trace_free(struct trace *tr);
  * reallocation, with *cap doubled) when n < capacity, NULL when out of memory. */
 void *trace_grow(void *p, size_t *cap, size_t n, size_t size);
 
-/* msgpack map helpers */
-const msgpack_object *mp_get(const msgpack_object *map, const char *key);
-int mp_str(const msgpack_object *map, const char *key, char *out, size_t len);
-int mp_u64(const msgpack_object *map, const char *key, uint64_t *out);
-int mp_i64(const msgpack_object *map, const char *key, int64_t *out);
+/* msgpack map helpers: the value of KEY (trace_format.h) */
+const msgpack_object *mp_get(const msgpack_object *map, enum as_trace_key key);
+int mp_str(const msgpack_object *map, enum as_trace_key key, char *out, size_t len);
+int mp_u64(const msgpack_object *map, enum as_trace_key key, uint64_t *out);
+int mp_i64(const msgpack_object *map, enum as_trace_key key, int64_t *out);
 
 #endif
