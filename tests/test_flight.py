@@ -49,7 +49,9 @@ def test_late_blocking_call_writes_one_trace_in_bounded_memory(tmp_path):
     its = iteration_spans(recs)
     # the events just before the call: iterations up to its very start ...
     before = [e for s, e in its if e <= b["t"]]
-    assert before and b["t"] - max(before) < 5e6
+    # (a busy machine may take the core between the last iteration and the
+    # call: up to a few scheduler slices)
+    assert before and b["t"] - max(before) < 100e6
     # ... but not from the start of the run: those did not fit in 2 MiB
     assert len(its) < BUSY / 2
     # and the window after it (flight_after_ms, 100 ms by default)
