@@ -9,7 +9,7 @@
 set -e
 build="gcc clang libclang-rt-14-dev make pkg-config liburcu-dev libmsgpack-dev libunwind-dev libdw-dev libelf-dev xxd"
 test="$build python3 python3-msgpack python3-pytest python3-pytest-timeout redis-server redis-tools
-      memcached nginx-light libuv1-dev libevent-dev procps chromium python3-websocket libc6-dbg binutils time nodejs
+      memcached nginx-light libuv1-dev libevent-dev procps chromium python3-websocket python3-gevent libc6-dbg binutils time nodejs
       util-linux"
 bench="$test hyperfine strace valgrind linux-perf"
 case "${1:-build}" in
