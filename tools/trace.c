@@ -295,8 +295,9 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_thread(struct trace *tr, const msgpack_object *o)
+static int load_thread(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	int64_t tid;
 	if (mp_i64(o, AS_K_tid, &tid) != 0)
 		return -1;
@@ -316,8 +317,9 @@ static int load_thread(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_iters(struct trace *tr, const msgpack_object *o)
+static int load_iters(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	int64_t tid;
 	uint64_t start;
 	const msgpack_object *d = mp_get(o, AS_K_d);
@@ -342,8 +344,9 @@ static int load_iters(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_block(struct trace *tr, const msgpack_object *o)
+static int load_block(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	struct blocking b;
 	memset(&b, 0, sizeof(b));
 	int64_t fd;
@@ -368,8 +371,9 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_end(struct trace *tr, const msgpack_object *o)
+static int load_end(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	uint64_t d;
 	if (mp_u64(o, AS_K_duration_ns, &d) != 0)
 		return -1;
@@ -387,6 +391,100 @@ static int load_end(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
+static int load_stall(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	(void)type;
+	int rc = findings_stall(tr, o, tr->records, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_stacks(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = stacks_load(&tr->stacks, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_spans(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = spans_load(tr, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_tasks(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = tasks_load(&tr->tasks, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int finish_findings(struct trace *tr, char *err, size_t errlen)
+{
+	if (findings_finish(tr) == 0)
+		return 0;
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int finish_tasks(struct trace *tr, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	tasks_finish(tr->tasks, tr);
+	return 0;
+}
+
+static void free_stacks(struct trace *tr)
+{
+	stacks_free(tr->stacks);
+}
+
+static void free_tasks(struct trace *tr)
+{
+	tasks_free(tr->tasks);
+}
+
+static void free_spans(struct trace *tr)
+{
+	spans_free(tr->spans);
+}
+
+/* The sections of the model: the record type (or family) each reads, what
+ * it does once the whole file is read (in this order: tasks name the
+ * findings' stacks, spans take the findings' spans), and its memory. */
+static const struct section {
+	enum as_trace_type type;        /* one type, or AS_T_COUNT: */
+	int (*is_type)(const char *type);       /* a family */
+	int (*load)(struct trace *tr, const char *type, const msgpack_object *o);
+	int (*finish)(struct trace *tr, char *err, size_t errlen);
+	void (*free)(struct trace *tr);
+} sections[] = {
+	{ AS_T_thread, NULL, load_thread, NULL, NULL },
+	{ AS_T_iters, NULL, load_iters, NULL, NULL },
+	{ AS_T_block, NULL, load_block, NULL, NULL },
+	{ AS_T_end, NULL, load_end, NULL, NULL },
+	{ AS_T_stall, NULL, load_stall, finish_findings, findings_free },
+	{ AS_T_COUNT, stacks_is_type, load_stacks, NULL, free_stacks },
+	{ AS_T_COUNT, tasks_is_type, load_tasks, finish_tasks, free_tasks },
+	{ AS_T_COUNT, spans_is_type, load_spans, spans_finish, free_spans },
+};
+
+#define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+static const struct section *section_of(const char *type)
+{
+	for (size_t i = 0; i < NSECTIONS; i++)
+		if (sections[i].is_type ? sections[i].is_type(type)
+					: !strcmp(type, as_trace_type_names[sections[i].type]))
+			return &sections[i];
+	return NULL;            /* written by newer versions; skipped */
+}
+
 static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct trace *tr = ctx;
@@ -394,34 +492,11 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 	int rc = 0;
 	mp_str(o, AS_K_type, type, sizeof(type));
 	tr->records++;
+	const struct section *sec = index ? section_of(type) : NULL;
 	if (index == 0)
 		rc = load_header(tr, o);
-	else if (!strcmp(type, AS_TYPE(thread)))
-		rc = load_thread(tr, o);
-	else if (!strcmp(type, AS_TYPE(iters)))
-		rc = load_iters(tr, o);
-	else if (!strcmp(type, AS_TYPE(block)))
-		rc = load_block(tr, o);
-	else if (!strcmp(type, AS_TYPE(end)))
-		rc = load_end(tr, o);
-	else if (!strcmp(type, AS_TYPE(stall))) {
-		uint64_t last;
-		rc = findings_stall(tr, o, tr->records, &last);
-		see_time(tr, last);
-	} else if (stacks_is_type(type)) {
-		uint64_t last;
-		rc = stacks_load(&tr->stacks, type, o, &last);
-		see_time(tr, last);
-	} else if (spans_is_type(type)) {
-		uint64_t last;
-		rc = spans_load(tr, type, o, &last);
-		see_time(tr, last);
-	} else if (tasks_is_type(type)) {
-		uint64_t last;
-		rc = tasks_load(&tr->tasks, type, o, &last);
-		see_time(tr, last);
-	}
-	/* other types: written by newer versions; skipped */
+	else if (sec)
+		rc = sec->load(tr, type, o);
 	if (rc != 0)
 		snprintf(err, errlen, "corrupt '%s' record #%llu", type, (unsigned long long)index);
 	return rc;
@@ -454,14 +529,9 @@ int trace_load_src(struct trace_src *src, struct trace *tr, size_t keep, char *e
 	tr->keep = keep;
 	tr->exit_status = -1;
 	int rc = trace_pass(src, load_visit, tr, err, errlen);
-	if (rc == 0 && findings_finish(tr) != 0) {
-		snprintf(err, errlen, "out of memory");
-		rc = -1;
-	}
-	if (rc == 0)
-		tasks_finish(tr->tasks, tr);
-	if (rc == 0)
-		rc = spans_finish(tr, err, errlen);
+	for (size_t i = 0; i < NSECTIONS && rc == 0; i++)
+		if (sections[i].finish)
+			rc = sections[i].finish(tr, err, errlen);
 	return rc;
 }
 
@@ -471,10 +541,9 @@ void trace_free(struct trace *tr)
 		hist_free(&tr->threads[i].lag);
 	free(tr->threads);
 	free(tr->blocks);
-	findings_free(tr);
-	tasks_free(tr->tasks);
-	stacks_free(tr->stacks);
-	spans_free(tr->spans);
+	for (size_t i = 0; i < NSECTIONS; i++)
+		if (sections[i].free)
+			sections[i].free(tr);
 	if (tr->own_src && tr->src) {
 		trace_src_close(tr->src);
 		free(tr->src);
