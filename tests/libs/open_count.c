@@ -2,7 +2,9 @@
  * counts the opens (open, openat, fopen and their 64/_2 forms) of each path
  * ending in ".msgpack" and, at exit, appends "COUNT PATH" lines to the file
  * named by $OPEN_COUNT_FILE.  A command that reads each trace once opens it
- * once. */
+ * once.  With $OPEN_REPLACE_WITH=FILE, FILE is renamed over the first trace
+ * opened right after that open: a pass that reopened the trace would read
+ * FILE instead. */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <fcntl.h>
@@ -20,10 +22,25 @@ static struct {
 } seen[MAX_PATHS];
 static int nseen;
 
-static void note(const char *path)
+static int is_trace(const char *path)
 {
 	size_t len = path ? strlen(path) : 0;
-	if (len < 8 || strcmp(path + len - 8, ".msgpack") || len >= sizeof(seen[0].path))
+	return len >= 8 && !strcmp(path + len - 8, ".msgpack");
+}
+
+static void replace_once(const char *path)
+{
+	static int done;
+	const char *with = getenv("OPEN_REPLACE_WITH");
+	if (done || !with)
+		return;
+	done = 1;
+	rename(with, path);
+}
+
+static void note(const char *path)
+{
+	if (!is_trace(path) || strlen(path) >= sizeof(seen[0].path))
 		return;
 	for (int i = 0; i < nseen; i++)
 		if (!strcmp(seen[i].path, path)) {
@@ -52,7 +69,10 @@ static mode_t mode_arg(int flags, va_list ap)
 		if (!real)                                                    \
 			real = (int (*)(const char *, int, ...))dlsym(RTLD_NEXT, #name); \
 		note(path);                                                   \
-		return real(path, flags, mode);                               \
+		int fd = real(path, flags, mode);                             \
+		if (fd >= 0 && is_trace(path))                                \
+			replace_once(path);                                   \
+		return fd;                                                    \
 	}
 
 #define OPENAT_LIKE(name)                                                     \
@@ -66,7 +86,10 @@ static mode_t mode_arg(int flags, va_list ap)
 		if (!real)                                                    \
 			real = (int (*)(int, const char *, int, ...))dlsym(RTLD_NEXT, #name); \
 		note(path);                                                   \
-		return real(dir, path, flags, mode);                          \
+		int fd = real(dir, path, flags, mode);                        \
+		if (fd >= 0 && is_trace(path))                                \
+			replace_once(path);                                   \
+		return fd;                                                    \
 	}
 
 #define FOPEN_LIKE(name)                                                      \
@@ -76,7 +99,10 @@ static mode_t mode_arg(int flags, va_list ap)
 		if (!real)                                                    \
 			real = (FILE * (*)(const char *, const char *))dlsym(RTLD_NEXT, #name); \
 		note(path);                                                   \
-		return real(path, how);                                       \
+		FILE *f = real(path, how);                                    \
+		if (f && is_trace(path))                                      \
+			replace_once(path);                                   \
+		return f;                                                     \
 	}
 
 OPEN_LIKE(open)
