@@ -99,3 +99,17 @@ def test_later_passes_read_the_file_the_first_pass_validated(two_traces, tmp_pat
     want = replaced_output(cmd, trace, other, tmp_path, replace=False)
     got = replaced_output(cmd, trace, other, tmp_path, replace=True)
     assert got == want
+
+
+def test_a_pipe_is_read_once_and_a_second_pass_says_so(two_traces):
+    trace, _ = two_traces
+    data = open(trace, "rb").read()
+    # one pass: a pipe is read as it comes
+    p = subprocess.run([TOOL, "dump", "/dev/stdin"], input=data, capture_output=True, timeout=60)
+    assert p.returncode == 0 and p.stdout.count(b"\n") > 10, p.stderr
+    # the lag of each request takes a second pass, which a pipe cannot give
+    p = subprocess.run([TOOL, "report", "/dev/stdin"], input=data, capture_output=True, text=False,
+                       timeout=60)
+    err = p.stderr.decode()
+    assert p.returncode == 2 and len(err.strip().splitlines()) == 1, err
+    assert "/dev/stdin" in err and "pipe" in err and "give it a file" in err

@@ -165,7 +165,10 @@ static int fill(struct pass *p, char *err, size_t errlen)
 	size_t want = msgpack_unpacker_buffer_capacity(&p->up);
 	if (p->src->validated && p->src->end - p->done < want)
 		want = (size_t)(p->src->end - p->done);
-	ssize_t n = want ? pread(p->src->fd, msgpack_unpacker_buffer(&p->up), want, (off_t)p->done) : 0;
+	/* the first pass reads on (a pipe has no offset), later ones from 0 */
+	char *buf = msgpack_unpacker_buffer(&p->up);
+	ssize_t n = !want ? 0 : p->src->validated ? pread(p->src->fd, buf, want, (off_t)p->done)
+			       : read(p->src->fd, buf, want);
 	if (n < 0) {
 		snprintf(err, errlen, "read error: %s", strerror(errno));
 		return -1;
@@ -216,6 +219,10 @@ int trace_pass(struct trace_src *src, trace_visit_fn fn, void *ctx, char *err, s
 {
 	if (src->fd < 0 && (src->fd = open(src->path, O_RDONLY | O_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (src->validated && lseek(src->fd, 0, SEEK_CUR) < 0) {
+		snprintf(err, errlen, "this command reads a trace twice, a pipe once: give it a file");
 		return -1;
 	}
 	struct pass p = { .src = src };
