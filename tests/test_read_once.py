@@ -113,3 +113,23 @@ def test_a_pipe_is_read_once_and_a_second_pass_says_so(two_traces):
     err = p.stderr.decode()
     assert p.returncode == 2 and len(err.strip().splitlines()) == 1, err
     assert "/dev/stdin" in err and "pipe" in err and "give it a file" in err
+
+
+def test_more_traces_than_the_fd_limit(two_traces, tmp_path):
+    """A command done with a trace's file closes it: report and check (one
+    pass each, then the model) and folded read more traces than the process
+    may hold open at once."""
+    trace, _ = two_traces
+    paths = []
+    for i in range(40):
+        paths.append(str(tmp_path / f"t{i}.msgpack"))
+        shutil.copy(trace, paths[-1])
+
+    def few_fds():
+        import resource
+        resource.setrlimit(resource.RLIMIT_NOFILE, (20, 20))
+
+    for args in (["report"], ["report", "--json"], ["check"], ["export", "--format", "folded"]):
+        p = subprocess.run([TOOL, *args, *paths], capture_output=True, text=True, timeout=120,
+                           preexec_fn=few_fds)
+        assert p.returncode == 0 and "cannot open" not in p.stderr, (args, p.stderr[-300:])

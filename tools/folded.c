@@ -125,7 +125,9 @@ int export_folded(FILE *out, struct trace_src *srcs, int n, char *err, size_t er
 	for (int i = 0; i < n && rc == 0; i++) {
 		struct trace tr;
 		char why[256];
-		if (trace_load_src(&srcs[i], &tr, 0, why, sizeof(why)) != 0) {
+		int loaded = trace_load_src(&srcs[i], &tr, 0, why, sizeof(why));
+		trace_src_close(&srcs[i]);      /* one pass: many traces stay within the fd limit */
+		if (loaded != 0) {
 			snprintf(err, errlen, "%s: %s", srcs[i].path, why);
 			rc = -1;
 		} else if (add_trace(&ls, &tr) != 0) {

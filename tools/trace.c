@@ -217,6 +217,10 @@ static int run_pass(struct pass *p, trace_visit_fn fn, void *ctx, char *err, siz
 
 int trace_pass(struct trace_src *src, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
 {
+	if (src->fd < 0 && src->validated) {
+		snprintf(err, errlen, "closed after its first pass (trace_release)");
+		return -1;
+	}
 	if (src->fd < 0 && (src->fd = open(src->path, O_RDONLY | O_CLOEXEC)) < 0) {
 		snprintf(err, errlen, "cannot open: %s", strerror(errno));
 		return -1;
@@ -540,6 +544,12 @@ int trace_load_src(struct trace_src *src, struct trace *tr, size_t keep, char *e
 		if (sections[i].finish)
 			rc = sections[i].finish(tr, err, errlen);
 	return rc;
+}
+
+void trace_release(struct trace *tr)
+{
+	if (tr->own_src && tr->src)
+		trace_src_close(tr->src);
 }
 
 void trace_free(struct trace *tr)

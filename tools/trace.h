@@ -113,6 +113,9 @@ int trace_load(const char *path, struct trace *tr, char *err, size_t errlen);
 int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, size_t errlen);
 /* The same from SRC, which stays the caller's to close. */
 int trace_load_src(struct trace_src *src, struct trace *tr, size_t keep, char *err, size_t errlen);
+/* No more passes over TR's file: it is closed now, so a command given
+ * many traces stays within the fd limit. */
+void trace_release(struct trace *tr);
 void trace_free(struct trace *tr);
 
 /* Room for one more element in a growable array: returns P (or its
