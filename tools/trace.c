@@ -137,10 +137,8 @@ struct pass {
 static int at_end(struct pass *p, char *err, size_t errlen)
 {
 	size_t part = msgpack_unpacker_message_size(&p->up);
-	if (!p->src->validated) {
+	if (!p->src->validated)
 		p->src->end = p->done - part;
-		p->src->records = p->index;
-	}
 	if (part > 0 && p->index > 0 && !p->src->validated) {
 		warn_truncated(p->src->path, p->index, part);
 		return 0;

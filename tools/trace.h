@@ -92,7 +92,6 @@ struct trace_src {
 	int fd;                 /* -1 until the first pass opens it */
 	int validated;          /* a first pass read it to the end without error */
 	uint64_t end;           /* bytes of whole records the first pass read */
-	uint64_t records;       /* records it read */
 };
 
 void trace_src_init(struct trace_src *src, const char *path);
