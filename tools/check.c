@@ -450,6 +450,7 @@ int cmd_check(int argc, char **argv)
 			fprintf(stderr, "asyncshim check: %s: %s\n", argv[optind + (int)loaded], err);
 			rc = 2;
 		}
+		trace_release(&trs[loaded]);
 	}
 	a.r.sup = &a.sup;
 	a.r.traces = trs;

@@ -18,10 +18,11 @@
  * Stacks go into args symbolized ("function file:line (module)", innermost
  * first, the shim's own frames left out) by the stack model of stacks.h.
  *
- * Each trace is read twice with trace_stream: the first pass validates it
- * and collects what events refer to (thread names, loop flags, function
- * names, each task's function, stacks and modules), the second writes
- * events as it reads them.  So memory is bounded by threads, tasks,
+ * Each trace is opened once and passed over twice (trace_pass): the first
+ * pass validates it and collects what events refer to (thread names, loop
+ * flags, function names, each task's function, stacks and modules), the
+ * second writes events as it reads them, and stops where the first stopped
+ * (a live trace may have grown since, maybe half written).  So memory is bounded by threads, tasks,
  * functions and distinct stacks, not by events, and a corrupt trace is
  * refused before anything is written. */
 #include "export.h"
@@ -58,7 +59,6 @@ struct ch_trace {
 	char exe[4096];
 	char end_reason[32];
 	uint64_t start_unix_ns;
-	uint64_t records;       /* seen in pass 1; a live trace may grow after */
 	uint64_t offset_ns;     /* this trace's time 0 after the earliest start */
 	struct ch_thread *threads;
 	size_t nthreads, cap;
@@ -74,7 +74,6 @@ struct ch_writer {
 	FILE *out;
 	struct ch_trace *tr;
 	uint64_t events;
-	int stopped;            /* reached the records pass 1 saw */
 	void *spans;            /* tsearch: struct ch_span open in pass 2, by id */
 };
 
@@ -299,7 +298,6 @@ static int index_visit(const msgpack_object *o, uint64_t index, void *ctx, char 
 	struct ch_thread *th;
 	int ok = 1;
 	mp_str(o, AS_K_type, type, sizeof(type));
-	tr->records = index + 1;
 	if (index == 0) {
 		mp_i64(o, AS_K_pid, &tr->pid);
 		mp_str(o, AS_K_exe, tr->exe, sizeof(tr->exe));
@@ -675,12 +673,7 @@ static int emit_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 		span_end(w, o);
 	else if (!strcmp(type, AS_TYPE(span_cumulative)))
 		span_cumulative(w, o);
-	if (index + 1 >= w->tr->records) {
-		/* a live trace may have grown since pass 1, maybe half written */
-		w->stopped = 1;
-		snprintf(err, errlen, "stopped");
-		return -1;
-	}
+	(void)err, (void)errlen;
 	return 0;
 }
 
@@ -744,18 +737,18 @@ static int fail(char *err, size_t errlen, const char *path, const char *why)
 	return -1;
 }
 
-int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen)
+int export_chrome(FILE *out, struct trace_src *srcs, int npaths, char *err, size_t errlen)
 {
 	struct ch_trace *trs = calloc((size_t)npaths, sizeof(*trs));
 	char why[256];
 	if (!trs)
-		return fail(err, errlen, paths[0], "out of memory");
+		return fail(err, errlen, srcs[0].path, "out of memory");
 	uint64_t origin = UINT64_MAX;
 	for (int i = 0; i < npaths; i++) {
-		trs[i].path = paths[i];
-		if (trace_stream(paths[i], index_visit, &trs[i], why, sizeof(why)) != 0) {
+		trs[i].path = srcs[i].path;
+		if (trace_pass(&srcs[i], index_visit, &trs[i], why, sizeof(why)) != 0) {
 			ch_free(trs, npaths);
-			return fail(err, errlen, paths[i], why);
+			return fail(err, errlen, srcs[i].path, why);
 		}
 		if (trs[i].ntasks)
 			qsort(trs[i].tasks, trs[i].ntasks, sizeof(*trs[i].tasks), cmp_task);
@@ -769,13 +762,12 @@ int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen)
 	for (int i = 0; i < npaths; i++) {
 		w.tr = &trs[i];
 		trs[i].offset_ns = trs[i].start_unix_ns - origin;
-		w.stopped = 0;
-		int rc = trace_stream(paths[i], emit_visit, &w, why, sizeof(why));
+		int rc = trace_pass(&srcs[i], emit_visit, &w, why, sizeof(why));
 		tdestroy(w.spans, free);        /* spans still open at the end: not drawn */
 		w.spans = NULL;
-		if (rc != 0 && !w.stopped) {
+		if (rc != 0) {
 			ch_free(trs, npaths);
-			return fail(err, errlen, paths[i], why);
+			return fail(err, errlen, srcs[i].path, why);
 		}
 		emit_metadata(&w);
 	}
@@ -784,7 +776,7 @@ int export_chrome(FILE *out, char **paths, int npaths, char *err, size_t errlen)
 	for (int i = 0; i < npaths; i++) {
 		if (i)
 			fputc(',', out);
-		json_str(out, paths[i]);
+		json_str(out, srcs[i].path);
 	}
 	fputs("]}}\n", out);
 	ch_free(trs, npaths);

@@ -5,6 +5,7 @@
 #include "export.h"
 #include "progress.h"
 #include "outfile.h"
+#include "trace.h"
 
 #include <getopt.h>
 #include <stdlib.h>
@@ -72,7 +73,18 @@ int cmd_export(int argc, char **argv)
 	/* events go out while the trace is read: a progress line would tear them */
 	if (out == stdout && isatty(STDOUT_FILENO))
 		progress_quiet();
-	int rc = fn(out, argv + optind, argc - optind, err, sizeof(err));
+	int n = argc - optind, rc = -1;
+	struct trace_src *srcs = calloc((size_t)n, sizeof(*srcs));
+	if (srcs) {
+		for (int i = 0; i < n; i++)
+			trace_src_init(&srcs[i], argv[optind + i]);
+		rc = fn(out, srcs, n, err, sizeof(err));
+		for (int i = 0; i < n; i++)
+			trace_src_close(&srcs[i]);
+		free(srcs);
+	} else {
+		snprintf(err, sizeof(err), "out of memory");
+	}
 	if (!output && (ferror(out) || fflush(out) != 0) && rc == 0) {
 		snprintf(err, sizeof(err), "write error on standard output");
 		rc = -1;

@@ -118,15 +118,17 @@ static int by_text(const void *a, const void *b)
 	return strcmp(((const struct line *)a)->text, ((const struct line *)b)->text);
 }
 
-int export_folded(FILE *out, char **paths, int npaths, char *err, size_t errlen)
+int export_folded(FILE *out, struct trace_src *srcs, int n, char *err, size_t errlen)
 {
 	struct lines ls = { NULL, 0, 0 };
 	int rc = 0;
-	for (int i = 0; i < npaths && rc == 0; i++) {
+	for (int i = 0; i < n && rc == 0; i++) {
 		struct trace tr;
 		char why[256];
-		if (trace_load_keep(paths[i], &tr, 0, why, sizeof(why)) != 0) {
-			snprintf(err, errlen, "%s: %s", paths[i], why);
+		int loaded = trace_load_src(&srcs[i], &tr, 0, why, sizeof(why));
+		trace_src_close(&srcs[i]);      /* one pass: many traces stay within the fd limit */
+		if (loaded != 0) {
+			snprintf(err, errlen, "%s: %s", srcs[i].path, why);
 			rc = -1;
 		} else if (add_trace(&ls, &tr) != 0) {
 			snprintf(err, errlen, "out of memory");

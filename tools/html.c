@@ -816,7 +816,7 @@ static int write_data(FILE *f, struct trace *trs, int n, char *err, size_t errle
 		if (tl_init(&tl, &trs[i]) != 0) {
 			snprintf(err, errlen, "out of memory");
 			rc = -1;
-		} else if (trace_stream(trs[i].path, tl_visit, &tl, why, sizeof(why)) != 0) {
+		} else if (trace_pass(trs[i].src, tl_visit, &tl, why, sizeof(why)) != 0) {
 			snprintf(err, errlen, "%s: %s", trs[i].path, why);
 			rc = -1;
 		} else {

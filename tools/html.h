@@ -17,8 +17,8 @@
  * least this many (trace_load_keep). */
 #define HTML_BLOCKS_KEPT 20000
 
-/* Write the page for TRS (already loaded) to PATH; re-reads each trace once
- * for the timeline.  Returns 0, or -1 with a one-line reason in err. */
+/* Write the page for TRS (already loaded) to PATH; the timeline takes a
+ * second pass over each trace's open file (trs[i].src), never reopened.  Returns 0, or -1 with a one-line reason in err. */
 int html_report(const char *path, struct trace *trs, int n, char *err, size_t errlen);
 
 #endif

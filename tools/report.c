@@ -280,6 +280,8 @@ int cmd_report(int argc, char **argv)
 			n++;
 			break;
 		}
+		if (!html)
+			trace_release(&trs[n]);
 	}
 	if (rc == 0 && html) {
 		char err[512];

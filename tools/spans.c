@@ -701,7 +701,7 @@ int spans_finish(struct trace *tr, char *err, size_t errlen)
 	int rc = 0;
 	if (p.n) {
 		qsort(p.reqs, p.n, sizeof(*p.reqs), by_tid_start);
-		rc = trace_stream(tr->path, lag_visit, &p, err, errlen);
+		rc = trace_pass(tr->src, lag_visit, &p, err, errlen);
 	}
 	free(p.reqs);
 	return rc;

@@ -27,8 +27,8 @@ void spans_note_block(struct trace *tr, const struct blocking *b);
  * names of the span and request it was made in. */
 void spans_hold(struct trace *tr, uint64_t span, uint64_t request, int delta);
 
-/* Once the trace is loaded: the lag of each request (reads the trace's
- * iterations again).  0, or -1 with a reason. */
+/* Once the trace is loaded: the lag of each request (a second pass over
+ * the iterations of tr->src, the file already open).  0, or -1 with a reason. */
 int spans_finish(struct trace *tr, char *err, size_t errlen);
 void spans_free(struct span_model *m);
 

@@ -1,4 +1,5 @@
-/* trace.c — stream a trace file through msgpack-c's unpacker. */
+/* trace.c — stream a trace file through msgpack-c's unpacker, opened once
+ * per command however many passes read it. */
 #include "trace.h"
 #include "findings.h"
 #include "tasks.h"
@@ -103,97 +104,151 @@ static int check_value(const msgpack_object *o, uint64_t index, char *err, size_
 
 /* A process killed in the middle of a write (or a copy cut short) ends
  * with half a record: what precedes it is still the trace, so it is read,
- * with one warning per file (some tools read a file twice). */
+ * with one warning (later passes stop before the cut). */
 static void warn_truncated(const char *path, uint64_t index, size_t part)
 {
-	static char *warned;
-	if (warned && !strcmp(warned, path))
-		return;
-	free(warned);
-	warned = strdup(path);
 	fprintf(stderr, "asyncshim: warning: %s: truncated after record #%llu (an unfinished last record of %zu bytes "
 		"ignored); reading what precedes it\n", path, (unsigned long long)index, part);
 }
 
-int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
+void trace_src_init(struct trace_src *src, const char *path)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		snprintf(err, errlen, "cannot open: %s", strerror(errno));
-		return -1;
-	}
+	memset(src, 0, sizeof(*src));
+	src->path = path;
+	src->fd = -1;
+}
+
+void trace_src_close(struct trace_src *src)
+{
+	if (src->fd >= 0)
+		close(src->fd);
+	src->fd = -1;
+}
+
+/* Where a pass stands; a later pass stops where the first one stopped. */
+struct pass {
+	struct trace_src *src;
 	msgpack_unpacker up;
-	msgpack_unpacked result;
-	if (!msgpack_unpacker_init(&up, CHUNK)) {
-		close(fd);
-		snprintf(err, errlen, "out of memory");
+	uint64_t index, done;
+	int eof;
+};
+
+/* The first pass's end: a complete file, or one whose last record is cut */
+static int at_end(struct pass *p, char *err, size_t errlen)
+{
+	size_t part = msgpack_unpacker_message_size(&p->up);
+	if (!p->src->validated)
+		p->src->end = p->done - part;
+	if (part > 0 && p->index > 0 && !p->src->validated) {
+		warn_truncated(p->src->path, p->index, part);
+		return 0;
+	}
+	if (part > 0)
+		snprintf(err, errlen, "truncated after record #%llu", (unsigned long long)p->index);
+	else if (p->index == 0)
+		snprintf(err, errlen, "empty file, not an asyncshim trace");
+	else
+		return 0;
+	return -1;
+}
+
+/* More bytes into the unpacker: 0, or -1 with a reason */
+static int fill(struct pass *p, char *err, size_t errlen)
+{
+	if (msgpack_unpacker_buffer_capacity(&p->up) < CHUNK / 4 &&
+	    !msgpack_unpacker_reserve_buffer(&p->up, CHUNK)) {
+		snprintf(err, errlen, "out of memory (record #%llu too large?)", (unsigned long long)p->index);
 		return -1;
 	}
+	size_t want = msgpack_unpacker_buffer_capacity(&p->up);
+	if (p->src->validated && p->src->end - p->done < want)
+		want = (size_t)(p->src->end - p->done);
+	/* the first pass reads on (a pipe has no offset), later ones from 0 */
+	char *buf = msgpack_unpacker_buffer(&p->up);
+	ssize_t n = !want ? 0 : p->src->validated ? pread(p->src->fd, buf, want, (off_t)p->done)
+			       : read(p->src->fd, buf, want);
+	if (n < 0) {
+		snprintf(err, errlen, "read error: %s", strerror(errno));
+		return -1;
+	}
+	if (n == 0)
+		p->eof = 1;
+	else
+		msgpack_unpacker_buffer_consumed(&p->up, (size_t)n);
+	p->done += (uint64_t)n;
+	progress_update(p->done);
+	return 0;
+}
+
+static int run_pass(struct pass *p, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	msgpack_unpacked result;
 	msgpack_unpacked_init(&result);
-	uint64_t index = 0, done = 0;
-	int rc = 0, eof = 0;
-	struct stat st;
-	progress_begin(path, fstat(fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+	int rc = 0;
 	while (rc == 0) {
-		msgpack_unpack_return ret = msgpack_unpacker_next(&up, &result);
+		msgpack_unpack_return ret = msgpack_unpacker_next(&p->up, &result);
 		if (ret == MSGPACK_UNPACK_SUCCESS) {
-			if (check_value(&result.data, index, err, errlen) != 0 ||
-			    fn(&result.data, index, ctx, err, errlen) != 0)
+			if (check_value(&result.data, p->index, err, errlen) != 0 ||
+			    fn(&result.data, p->index, ctx, err, errlen) != 0)
 				rc = -1;
-			index++;
+			p->index++;
 			continue;
 		}
 		if (ret == MSGPACK_UNPACK_PARSE_ERROR) {
-			snprintf(err, errlen, index ? "corrupt data after record #%llu"
-						    : "not an asyncshim trace (not msgpack)",
-				 (unsigned long long)index);
+			snprintf(err, errlen, p->index ? "corrupt data after record #%llu"
+						       : "not an asyncshim trace (not msgpack)",
+				 (unsigned long long)p->index);
 			rc = -1;
-			break;
-		}
-		if (ret == MSGPACK_UNPACK_NOMEM_ERROR) {
-			snprintf(err, errlen, "record #%llu too large", (unsigned long long)index);
+		} else if (ret == MSGPACK_UNPACK_NOMEM_ERROR) {
+			snprintf(err, errlen, "record #%llu too large", (unsigned long long)p->index);
 			rc = -1;
+		} else if (p->eof) {     /* CONTINUE at the end: a cut record, or none */
+			rc = at_end(p, err, errlen);
 			break;
+		} else {
+			rc = fill(p, err, errlen);
 		}
-		/* CONTINUE: need more bytes */
-		if (eof) {
-			size_t part = msgpack_unpacker_message_size(&up);
-			if (part > 0 && index > 0) {
-				warn_truncated(path, index, part);
-				break;
-			}
-			if (part > 0)
-				snprintf(err, errlen, "truncated after record #%llu", (unsigned long long)index);
-			else if (index == 0)
-				snprintf(err, errlen, "empty file, not an asyncshim trace");
-			else
-				break;
-			rc = -1;
-			break;
-		}
-		if (msgpack_unpacker_buffer_capacity(&up) < CHUNK / 4 &&
-		    !msgpack_unpacker_reserve_buffer(&up, CHUNK)) {
-			snprintf(err, errlen, "out of memory (record #%llu too large?)", (unsigned long long)index);
-			rc = -1;
-			break;
-		}
-		ssize_t n = read(fd, msgpack_unpacker_buffer(&up), msgpack_unpacker_buffer_capacity(&up));
-		if (n < 0) {
-			snprintf(err, errlen, "read error: %s", strerror(errno));
-			rc = -1;
-			break;
-		}
-		if (n == 0)
-			eof = 1;
-		else
-			msgpack_unpacker_buffer_consumed(&up, (size_t)n);
-		done += (uint64_t)(n > 0 ? n : 0);
-		progress_update(done);
 	}
-	progress_end();
 	msgpack_unpacked_destroy(&result);
-	msgpack_unpacker_destroy(&up);
-	close(fd);
+	return rc;
+}
+
+int trace_pass(struct trace_src *src, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	if (src->fd < 0 && src->validated) {
+		snprintf(err, errlen, "closed after its first pass (trace_release)");
+		return -1;
+	}
+	if (src->fd < 0 && (src->fd = open(src->path, O_RDONLY | O_CLOEXEC)) < 0) {
+		snprintf(err, errlen, "cannot open: %s", strerror(errno));
+		return -1;
+	}
+	if (src->validated && lseek(src->fd, 0, SEEK_CUR) < 0) {
+		snprintf(err, errlen, "this command reads a trace twice, a pipe once: give it a file");
+		return -1;
+	}
+	struct pass p = { .src = src };
+	if (!msgpack_unpacker_init(&p.up, CHUNK)) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	struct stat st;
+	progress_begin(src->path, src->validated ? src->end
+			: fstat(src->fd, &st) == 0 ? (uint64_t)st.st_size : 0);
+	int rc = run_pass(&p, fn, ctx, err, errlen);
+	progress_end();
+	msgpack_unpacker_destroy(&p.up);
+	if (rc == 0)
+		src->validated = 1;
+	return rc;
+}
+
+int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen)
+{
+	struct trace_src src;
+	trace_src_init(&src, path);
+	int rc = trace_pass(&src, fn, ctx, err, errlen);
+	trace_src_close(&src);
 	return rc;
 }
 
@@ -249,8 +304,9 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_thread(struct trace *tr, const msgpack_object *o)
+static int load_thread(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	int64_t tid;
 	if (mp_i64(o, AS_K_tid, &tid) != 0)
 		return -1;
@@ -270,8 +326,9 @@ static int load_thread(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_iters(struct trace *tr, const msgpack_object *o)
+static int load_iters(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	int64_t tid;
 	uint64_t start;
 	const msgpack_object *d = mp_get(o, AS_K_d);
@@ -296,8 +353,9 @@ static int load_iters(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_block(struct trace *tr, const msgpack_object *o)
+static int load_block(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	struct blocking b;
 	memset(&b, 0, sizeof(b));
 	int64_t fd;
@@ -322,8 +380,9 @@ static int load_block(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
-static int load_end(struct trace *tr, const msgpack_object *o)
+static int load_end(struct trace *tr, const char *type, const msgpack_object *o)
 {
+	(void)type;
 	uint64_t d;
 	if (mp_u64(o, AS_K_duration_ns, &d) != 0)
 		return -1;
@@ -341,6 +400,100 @@ static int load_end(struct trace *tr, const msgpack_object *o)
 	return 0;
 }
 
+static int load_stall(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	(void)type;
+	int rc = findings_stall(tr, o, tr->records, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_stacks(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = stacks_load(&tr->stacks, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_spans(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = spans_load(tr, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int load_tasks(struct trace *tr, const char *type, const msgpack_object *o)
+{
+	uint64_t last;
+	int rc = tasks_load(&tr->tasks, type, o, &last);
+	see_time(tr, last);
+	return rc;
+}
+
+static int finish_findings(struct trace *tr, char *err, size_t errlen)
+{
+	if (findings_finish(tr) == 0)
+		return 0;
+	snprintf(err, errlen, "out of memory");
+	return -1;
+}
+
+static int finish_tasks(struct trace *tr, char *err, size_t errlen)
+{
+	(void)err, (void)errlen;
+	tasks_finish(tr->tasks, tr);
+	return 0;
+}
+
+static void free_stacks(struct trace *tr)
+{
+	stacks_free(tr->stacks);
+}
+
+static void free_tasks(struct trace *tr)
+{
+	tasks_free(tr->tasks);
+}
+
+static void free_spans(struct trace *tr)
+{
+	spans_free(tr->spans);
+}
+
+/* The sections of the model: the record type (or family) each reads, what
+ * it does once the whole file is read (in this order: tasks name the
+ * findings' stacks, spans take the findings' spans), and its memory. */
+static const struct section {
+	enum as_trace_type type;        /* one type, or AS_T_COUNT: */
+	int (*is_type)(const char *type);       /* a family */
+	int (*load)(struct trace *tr, const char *type, const msgpack_object *o);
+	int (*finish)(struct trace *tr, char *err, size_t errlen);
+	void (*free)(struct trace *tr);
+} sections[] = {
+	{ AS_T_thread, NULL, load_thread, NULL, NULL },
+	{ AS_T_iters, NULL, load_iters, NULL, NULL },
+	{ AS_T_block, NULL, load_block, NULL, NULL },
+	{ AS_T_end, NULL, load_end, NULL, NULL },
+	{ AS_T_stall, NULL, load_stall, finish_findings, findings_free },
+	{ AS_T_COUNT, stacks_is_type, load_stacks, NULL, free_stacks },
+	{ AS_T_COUNT, tasks_is_type, load_tasks, finish_tasks, free_tasks },
+	{ AS_T_COUNT, spans_is_type, load_spans, spans_finish, free_spans },
+};
+
+#define NSECTIONS (sizeof(sections) / sizeof(sections[0]))
+
+static const struct section *section_of(const char *type)
+{
+	for (size_t i = 0; i < NSECTIONS; i++)
+		if (sections[i].is_type ? sections[i].is_type(type)
+					: !strcmp(type, as_trace_type_names[sections[i].type]))
+			return &sections[i];
+	return NULL;            /* written by newer versions; skipped */
+}
+
 static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *err, size_t errlen)
 {
 	struct trace *tr = ctx;
@@ -348,34 +501,11 @@ static int load_visit(const msgpack_object *o, uint64_t index, void *ctx, char *
 	int rc = 0;
 	mp_str(o, AS_K_type, type, sizeof(type));
 	tr->records++;
+	const struct section *sec = index ? section_of(type) : NULL;
 	if (index == 0)
 		rc = load_header(tr, o);
-	else if (!strcmp(type, AS_TYPE(thread)))
-		rc = load_thread(tr, o);
-	else if (!strcmp(type, AS_TYPE(iters)))
-		rc = load_iters(tr, o);
-	else if (!strcmp(type, AS_TYPE(block)))
-		rc = load_block(tr, o);
-	else if (!strcmp(type, AS_TYPE(end)))
-		rc = load_end(tr, o);
-	else if (!strcmp(type, AS_TYPE(stall))) {
-		uint64_t last;
-		rc = findings_stall(tr, o, tr->records, &last);
-		see_time(tr, last);
-	} else if (stacks_is_type(type)) {
-		uint64_t last;
-		rc = stacks_load(&tr->stacks, type, o, &last);
-		see_time(tr, last);
-	} else if (spans_is_type(type)) {
-		uint64_t last;
-		rc = spans_load(tr, type, o, &last);
-		see_time(tr, last);
-	} else if (tasks_is_type(type)) {
-		uint64_t last;
-		rc = tasks_load(&tr->tasks, type, o, &last);
-		see_time(tr, last);
-	}
-	/* other types: written by newer versions; skipped */
+	else if (sec)
+		rc = sec->load(tr, type, o);
 	if (rc != 0)
 		snprintf(err, errlen, "corrupt '%s' record #%llu", type, (unsigned long long)index);
 	return rc;
@@ -388,20 +518,36 @@ int trace_load(const char *path, struct trace *tr, char *err, size_t errlen)
 
 int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, size_t errlen)
 {
+	struct trace_src *src = malloc(sizeof(*src));
+	if (!src) {
+		memset(tr, 0, sizeof(*tr));
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	trace_src_init(src, path);
+	int rc = trace_load_src(src, tr, keep, err, errlen);
+	tr->own_src = 1;
+	return rc;
+}
+
+int trace_load_src(struct trace_src *src, struct trace *tr, size_t keep, char *err, size_t errlen)
+{
 	memset(tr, 0, sizeof(*tr));
-	tr->path = path;
+	tr->path = src->path;
+	tr->src = src;
 	tr->keep = keep;
 	tr->exit_status = -1;
-	int rc = trace_stream(path, load_visit, tr, err, errlen);
-	if (rc == 0 && findings_finish(tr) != 0) {
-		snprintf(err, errlen, "out of memory");
-		rc = -1;
-	}
-	if (rc == 0)
-		tasks_finish(tr->tasks, tr);
-	if (rc == 0)
-		rc = spans_finish(tr, err, errlen);
+	int rc = trace_pass(src, load_visit, tr, err, errlen);
+	for (size_t i = 0; i < NSECTIONS && rc == 0; i++)
+		if (sections[i].finish)
+			rc = sections[i].finish(tr, err, errlen);
 	return rc;
+}
+
+void trace_release(struct trace *tr)
+{
+	if (tr->own_src && tr->src)
+		trace_src_close(tr->src);
 }
 
 void trace_free(struct trace *tr)
@@ -410,9 +556,12 @@ void trace_free(struct trace *tr)
 		hist_free(&tr->threads[i].lag);
 	free(tr->threads);
 	free(tr->blocks);
-	findings_free(tr);
-	tasks_free(tr->tasks);
-	stacks_free(tr->stacks);
-	spans_free(tr->spans);
+	for (size_t i = 0; i < NSECTIONS; i++)
+		if (sections[i].free)
+			sections[i].free(tr);
+	if (tr->own_src && tr->src) {
+		trace_src_close(tr->src);
+		free(tr->src);
+	}
 	memset(tr, 0, sizeof(*tr));
 }

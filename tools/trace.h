@@ -39,6 +39,7 @@ struct blocking {
 	uint64_t seq;           /* record number: the order recorded */
 };
 
+struct trace_src;
 struct task_model;
 struct stack_model;
 struct span_model;
@@ -48,6 +49,8 @@ struct findings;
 
 struct trace {
 	const char *path;
+	struct trace_src *src;      /* the file, open for later passes */
+	int own_src;                /* src was opened by trace_load_keep: trace_free closes it */
 	int64_t pid, ppid;
 	char exe[4096];
 	char argv0[256];        /* the name it was run by (a symlink's, say), "" = unknown */
@@ -79,14 +82,39 @@ struct trace {
  * an error (message in err). index 0 is the header. */
 typedef int (*trace_visit_fn)(const msgpack_object *obj, uint64_t index, void *ctx, char *err, size_t errlen);
 
-/* Stream PATH; every value must be a map with a string "type", the first a
- * header.  Returns 0, or -1 with a one-line reason in err. */
+/* A trace file opened once per command: every pass over it (a command
+ * needing a second one streams again to stay in bounded memory) reads the
+ * same open file, even if renamed or replaced meanwhile, and stops where
+ * the first pass, the one that validated it, stopped: a live trace that
+ * grows meanwhile yields the same records to every pass. */
+struct trace_src {
+	const char *path;
+	int fd;                 /* -1 until the first pass opens it */
+	int validated;          /* a first pass read it to the end without error */
+	uint64_t end;           /* bytes of whole records the first pass read */
+};
+
+void trace_src_init(struct trace_src *src, const char *path);
+void trace_src_close(struct trace_src *src);
+
+/* One pass over SRC, opening it the first time; every value must be a map
+ * with a string "type", the first a header.  Returns 0, or -1 with a
+ * one-line reason in err. */
+int trace_pass(struct trace_src *src, trace_visit_fn fn, void *ctx, char *err, size_t errlen);
+
+/* One pass over PATH (opened and closed here) */
 int trace_stream(const char *path, trace_visit_fn fn, void *ctx, char *err, size_t errlen);
 
+/* Load PATH; TR keeps it open for later passes (trace_free closes it). */
 int trace_load(const char *path, struct trace *tr, char *err, size_t errlen);
 /* The same keeping only the KEEP longest blocking calls and stalls one by
  * one (totals and per-site sums still count every one). */
 int trace_load_keep(const char *path, struct trace *tr, size_t keep, char *err, size_t errlen);
+/* The same from SRC, which stays the caller's to close. */
+int trace_load_src(struct trace_src *src, struct trace *tr, size_t keep, char *err, size_t errlen);
+/* No more passes over TR's file: it is closed now, so a command given
+ * many traces stays within the fd limit. */
+void trace_release(struct trace *tr);
 void trace_free(struct trace *tr);
 
 /* Room for one more element in a growable array: returns P (or its
