@@ -71,16 +71,11 @@ void as_collector_unlock(void)
 	as_unlock(&collect_mutex);
 }
 
-static long futex(int *addr, int op, int val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
 /* From a signal handler too (preload/ctl.c): an atomic add and a syscall. */
 void as_collector_wake(void)
 {
 	__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
-	futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
+	as_sys_futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
 /* ---- time ---- */
@@ -105,11 +100,6 @@ uint64_t as_ticks_to_ns(uint64_t ticks)
 	if (!as_use_tsc)
 		return ticks - as_tsc0;
 	return (uint64_t)((double)(ticks - as_tsc0) * as_ns_per_tick + 0.5);
-}
-
-static uint64_t dur_to_ns(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
 }
 
 /* ---- packing helpers ---- */
@@ -595,7 +585,7 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 		uint64_t start = as_ticks_to_ns(r->ts);
 		/* starts only move forward; clamp rounding so deltas stay unsigned */
 		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
-		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
+		msgpack_pack_uint64(&pk, as_dur_to_ns(r->dur));
 		prev = start >= prev ? start : prev;
 		done++;
 	}
@@ -639,7 +629,7 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 		msgpack_pack_nil(&pk);
 	pack_kv_str(AS_K_fd_kind, r->fd_kind <= AS_FD_OTHER ? as_fd_kind_names[r->fd_kind] : NULL);
 	pack_kv_u64(AS_K_t, as_ticks_to_ns(r->ts));
-	pack_kv_u64(AS_K_dur, dur_to_ns(r->dur));
+	pack_kv_u64(AS_K_dur, as_dur_to_ns(r->dur));
 	pack_kv_u64(AS_K_stack, r->stack);
 	as_spans_pack_block_attr(&pk, t);   /* "span", "request" */
 }
@@ -686,7 +676,7 @@ void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns)
 
 static void flight_note_iter(struct as_thread *t, const struct as_record *r)
 {
-	uint64_t iter_ns = dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
+	uint64_t iter_ns = as_dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
 	if (iter_ns - blocked >= (uint64_t)as_cfg.stall_ms * 1000000u)
 		flight_note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
 }
@@ -709,7 +699,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		pack_iters(t, head, &c);
 	/* Only iterations, none a stall (so none with a flight trigger): the
 	 * per-record pass below would only reset the stall state after each. */
-	if (!c.others && dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
+	if (!c.others && as_dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
 		if (c.iters) {
 			as_stall_reset(t);
 			as_offcpu_take(&pk, t, NULL, t->ring[(head - 1) & (t->cap - 1)].ts);
@@ -722,13 +712,13 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		switch (r->kind) {
 		case AS_REC_BLOCK:
-			if (dur_to_ns(r->dur) >= block_ns) {
+			if (as_dur_to_ns(r->dur) >= block_ns) {
 				struct as_record rb = *r;   /* stack: the interned id from here on */
 				rb.stack = as_stack_of(&pk, t, i);
 				pack_block(t, &rb);
-				as_gate_note(t->tid, &rb, dur_to_ns(r->dur));
-				as_stall_block(t, dur_to_ns(r->dur));
-				flight_note("block", as_ticks_to_ns(r->ts), dur_to_ns(r->dur));
+				as_gate_note(t->tid, &rb, as_dur_to_ns(r->dur));
+				as_stall_block(t, as_dur_to_ns(r->dur));
+				flight_note("block", as_ticks_to_ns(r->ts), as_dur_to_ns(r->dur));
 			}
 			t->c_at_span = t->c_at_request = 0;
 			break;
@@ -768,7 +758,7 @@ static uint64_t flight_cut(const struct as_thread *t, uint64_t tail, uint64_t he
 	uint64_t trigger_ns = (uint64_t)as_cfg.trigger_ms * 1000000u;
 	for (uint64_t i = tail; i < head; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
-		if ((r->kind == AS_REC_BLOCK || r->kind == AS_REC_ITER) && dur_to_ns(r->dur) >= trigger_ns)
+		if ((r->kind == AS_REC_BLOCK || r->kind == AS_REC_ITER) && as_dur_to_ns(r->dur) >= trigger_ns)
 			return i;
 	}
 	return head;
@@ -1148,7 +1138,7 @@ static void *collector_main(void *arg)
 	as_collector_unlock();
 	as_creds_join((int)(intptr_t)arg);
 	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
-	futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	as_sys_futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	as_overhead_start();
 	as_shm_sweep();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
@@ -1156,7 +1146,7 @@ static void *collector_main(void *arg)
 		int w = CMM_LOAD_SHARED(wake_word);
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
-		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
+		as_sys_futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
 		as_creds_follow();
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
@@ -1177,7 +1167,7 @@ static void *collector_main(void *arg)
 	as_creds_leave();
 	collect_final(final_reason ? final_reason : "exit");
 	CMM_STORE_SHARED(final_state, 2);
-	futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	as_sys_futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	return NULL;
 }
 
@@ -1188,7 +1178,7 @@ static void hand_over_trace_fd(int fd)
 {
 	int state;
 	while ((state = __atomic_load_n(&table_taken, __ATOMIC_SEQ_CST)) == 0)
-		futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
+		as_sys_futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
 	if (state == 1 && fd >= 0 && same_file(fd)) {
 		int saved = errno;
 		syscall(SYS_close, fd);         /* never the program's close */
@@ -1227,11 +1217,10 @@ void as_collector_final(const char *reason)
 	if (!CMM_LOAD_SHARED(as_active) && !collector_running)
 		return;
 	if (collector_running && !pthread_equal(pthread_self(), collector_thread)) {
-		__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
-		futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
+		as_collector_wake();
 		struct timespec ts = { 0, 100000000L };
 		for (int i = 0; i < 50 && CMM_LOAD_SHARED(final_state) != 2; i++)
-			futex(&final_state, FUTEX_WAIT_PRIVATE, 1, &ts);
+			as_sys_futex(&final_state, FUTEX_WAIT_PRIVATE, 1, &ts);
 		return;
 	}
 	collect_final(reason);

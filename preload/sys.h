@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 int as_sys_open(const char *path, int flags, mode_t mode);
 ssize_t as_sys_read(int fd, void *buf, size_t len);
@@ -32,6 +33,8 @@ int as_sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old
 __attribute__((noreturn)) void as_sys_exit(int status);      /* _exit: exit_group */
 int as_sys_join(pthread_t th, void **ret);                    /* pthread_join */
 int as_sys_dlclose(void *handle);
+/* futex(2) on a private word; TS relative (NULL: no limit) */
+long as_sys_futex(int *addr, int op, int val, const struct timespec *ts);
 
 /* The runtime's mutex: a futex word (0 free, 1 held, 2 held with waiters),
  * not a pthread mutex, whose lock function the shim interposes.  Usable
