@@ -61,6 +61,29 @@ static int recorded;             /* a loop thread, or any record: the trace is w
 static int trace_removed;        /* the final flush removed it: it had nothing */
 static pid_t collector_tid;
 
+/* Where packed records go, chosen once at start (mode=): the trace file,
+ * appended to as the rings are drained, or flight mode's window
+ * (collector/flight.c), from which a trace file is written when something
+ * triggers one.  Every op runs on the collector, under its lock. */
+struct sink {
+	const char *mode;       /* the header's "mode" */
+	int (*start)(void);     /* recording starts: the process, a fork child */
+	/* Mid-drain, DRAIN_BYTES or more packed.  DRAINED: every ring they
+	 * came from is drained as far as this drain goes. */
+	void (*spill)(int drained);
+	/* a blocking call or stall of DUR_NS at T_NS (ns since start) */
+	void (*note)(const char *trigger, uint64_t t_ns, uint64_t dur_ns);
+	/* the slot of T's ring [TAIL, HEAD) a drain is cut after; HEAD: none */
+	uint64_t (*cut)(const struct as_thread *t, uint64_t tail, uint64_t head);
+	void (*flush)(uint64_t now);               /* after each periodic drain (mono ns) */
+	void (*clear)(void);                       /* asyncshim ctl clear, before its drain */
+	void (*ctl)(unsigned cmds, uint64_t now);  /* after the drain for ctl commands */
+	void (*final)(const char *reason);         /* after the last drain */
+	void (*resume)(void);                      /* a failed exec: recording goes on */
+};
+static const struct sink file_sink, flight_sink;
+static const struct sink *sink = &file_sink;
+
 void as_collector_lock(void)
 {
 	as_lock(&collect_mutex);
@@ -182,7 +205,7 @@ static void pack_header(void)
 	pack_kv_u64(AS_K_stack_depth, as_cfg.stack_depth);
 	pack_kv_u64(AS_K_buffer_kb, as_cfg.buffer_kb);
 	pack_kv_u64(AS_K_flush_ms, as_cfg.flush_ms);
-	pack_kv_str(AS_K_mode, as_cfg.flight ? "flight" : "normal");
+	pack_kv_str(AS_K_mode, sink->mode);
 	pack_kv_u64(AS_K_flight_mb, as_cfg.flight_mb);
 	pack_kv_u64(AS_K_trigger_ms, as_cfg.trigger_ms);
 }
@@ -441,15 +464,8 @@ int as_trace_create(void)
 {
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, sbuf_write);
-	if (as_cfg.flight) {    /* files are made when a trace is triggered */
-		as_stacks_new_file(&pk);
-		return 0;
-	}
-	if (create_file() != 0)
-		return -1;
-	trace_ok = 1;
-	as_stacks_new_file(&pk);
-	return write_out();
+	sink = as_cfg.flight ? &flight_sink : &file_sink;
+	return sink->start();
 }
 
 static void collect_final(const char *reason);
@@ -496,6 +512,7 @@ int as_collector_recover(const char *path, const char *reason, int status)
 		as_sys_close(fd);
 		return -1;
 	}
+	sink = &file_sink;
 	snprintf(trace_path, sizeof(trace_path), "%s", path);
 	trace_dev = st.st_dev;
 	trace_ino = st.st_ino;
@@ -594,7 +611,13 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 	return i;
 }
 
-static void flight_spill(void);
+/* What a drain packs goes to the sink on the way, past DRAIN_BYTES: a
+ * drain of many full rings would grow the packer's buffer by megabytes. */
+static void spill(int drained)
+{
+	if (sbuf.size >= DRAIN_BYTES)
+		sink->spill(drained);
+}
 
 /* In records of at most ITERS_PER_RECORD: a drain of a big, full ring
  * would otherwise make one record of megabytes, which flight mode's window
@@ -606,7 +629,7 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 		uint64_t n = left < ITERS_PER_RECORD ? left : ITERS_PER_RECORD;
 		i = pack_iter_batch(t, i, to, n);
 		left -= n;
-		flight_spill();
+		spill(0);
 	}
 }
 
@@ -638,13 +661,6 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 
 static void flight_keep(void);
 
-/* Flight mode holds what it packs in the window, not in the packer's
- * buffer: a drain of many full rings would grow that by megabytes. */
-static void flight_spill(void)
-{
-	if (as_cfg.flight && sbuf.size >= DRAIN_BYTES)
-		flight_keep();
-}
 #define FLIGHT_AUTO_MAX 16       /* traces one process writes on its own */
 
 static uint64_t flight_due;      /* mono ns when a triggered trace is due, 0 = none */
@@ -656,7 +672,7 @@ static unsigned flight_auto;
  * once flight_after_ms more have been recorded. */
 static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 {
-	if (!as_cfg.flight || !as_cfg.trigger_ms || dur_ns < (uint64_t)as_cfg.trigger_ms * 1000000u ||
+	if (!as_cfg.trigger_ms || dur_ns < (uint64_t)as_cfg.trigger_ms * 1000000u ||
 	    flight_due || flight_auto >= FLIGHT_AUTO_MAX)
 		return;
 	flight_trigger = trigger;
@@ -671,14 +687,14 @@ static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 /* a wait the watchdog found (collector/offcpu.c) triggers like a hook's */
 void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns)
 {
-	flight_note("block", t_ns, dur_ns);
+	sink->note("block", t_ns, dur_ns);
 }
 
-static void flight_note_iter(struct as_thread *t, const struct as_record *r)
+static void note_stall(struct as_thread *t, const struct as_record *r)
 {
 	uint64_t iter_ns = as_dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
 	if (iter_ns - blocked >= (uint64_t)as_cfg.stall_ms * 1000000u)
-		flight_note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
+		sink->note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
 }
 
 static void publish_tail(struct as_thread *t)
@@ -718,7 +734,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 				pack_block(t, &rb);
 				as_gate_note(t->tid, &rb, as_dur_to_ns(r->dur));
 				as_stall_block(t, as_dur_to_ns(r->dur));
-				flight_note("block", as_ticks_to_ns(r->ts), as_dur_to_ns(r->dur));
+				sink->note("block", as_ticks_to_ns(r->ts), as_dur_to_ns(r->dur));
 			}
 			t->c_at_span = t->c_at_request = 0;
 			break;
@@ -729,8 +745,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		case AS_REC_ITER:
 			/* the watchdog's waits first: time the stall does not have */
 			as_offcpu_take(&pk, t, r, 0);
-			if (as_cfg.flight)
-				flight_note_iter(t, r);
+			note_stall(t, r);
 			as_stall_iter(&pk, t, r);
 			break;
 		case AS_REC_SPAN_BEGIN:
@@ -753,7 +768,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
  * (collector/flight.c), not batched with the lead-up. */
 static uint64_t flight_cut(const struct as_thread *t, uint64_t tail, uint64_t head)
 {
-	if (!as_cfg.flight || !as_cfg.trigger_ms || flight_due)
+	if (!as_cfg.trigger_ms || flight_due)
 		return head;
 	uint64_t trigger_ns = (uint64_t)as_cfg.trigger_ms * 1000000u;
 	for (uint64_t i = tail; i < head; i++) {
@@ -778,7 +793,7 @@ static void drain_thread(struct as_thread *t)
 		pack_thread(t, 0);
 		t->c_announced = 1;
 	}
-	uint64_t cut = flight_cut(t, tail, head);
+	uint64_t cut = sink->cut(t, tail, head);
 	if (cut < head) {
 		drain_range(t, tail, cut + 1);
 		drain_range(t, cut + 1, head);
@@ -822,9 +837,7 @@ static void drain_all(int final)
 		drain_thread(t);
 		if (dead || final)
 			pack_thread(t, dead);
-		if (as_shm_prefix[0] && !as_cfg.flight && trace_ok && sbuf.size >= DRAIN_BYTES && write_out() == 0)
-			publish_tails();
-		flight_spill();
+		spill(1);
 	}
 	rcu_read_unlock();
 }
@@ -1005,10 +1018,7 @@ static void ctl_apply(unsigned cmds)
 	}
 	if (cmds & (1u << AS_CTL_CLEAR)) {
 		discard_rings();
-		if (as_cfg.flight) {
-			flight_keep();
-			as_flight_clear();
-		}
+		sink->clear();
 		pack_ctl("clear");
 	}
 	drain_all(0);
@@ -1023,16 +1033,7 @@ static void ctl_apply(unsigned cmds)
 		pack_ctl("enable");
 		CMM_STORE_SHARED(as_active, 1);
 	}
-	if (as_cfg.flight && (cmds & (1u << AS_CTL_DUMP)))
-		flight_dump("ctl", now, "flight");
-	else if (as_cfg.flight && (cmds & (1u << AS_CTL_FLIGHT_SIGNAL)))
-		flight_dump("signal", now, "flight");
-	if (!as_cfg.flight) {
-		if (cmds & (1u << AS_CTL_DUMP))
-			pack_ctl("dump");
-		as_overhead_pack(&pk);
-		write_out();
-	}
+	sink->ctl(cmds, now);
 	finish_drain();
 	as_collector_unlock();
 }
@@ -1042,23 +1043,7 @@ static void collect_once(void)
 	as_collector_lock();
 	as_threads_seen_scan();
 	drain_all(0);
-	uint64_t now = as_mono_ns();
-	if (as_cfg.flight) {
-		flight_keep();
-		if (flight_due && now >= flight_due) {
-			flight_auto++;
-			flight_dump(flight_trigger, flight_trigger_ns, "flight");
-		}
-	} else if (sbuf.size >= WRITE_BYTES || as_shm_prefix[0] ||
-		   (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
-		/* shared rings: every drain, so a ring's tail never waits long
-		 * for the write that lets it move */
-		if (!as_shm_prefix[0] || now - last_overhead_ns >= (uint64_t)as_cfg.flush_ms * 1000000u) {
-			as_overhead_pack(&pk);
-			last_overhead_ns = now;
-		}
-		write_out();
-	}
+	sink->flush(as_mono_ns());
 	finish_drain();
 	as_collector_unlock();
 }
@@ -1079,6 +1064,149 @@ static void remove_if_empty(void)
 		trace_removed = 1;
 }
 
+/* ---- the file sink: records go to the trace as they are drained ---- */
+
+static int file_start(void)
+{
+	if (create_file() != 0)
+		return -1;
+	trace_ok = 1;
+	as_stacks_new_file(&pk);
+	return write_out();
+}
+
+/* Shared rings: written between threads only, as a ring's tail may move
+ * once all that was drained from it is in the trace. */
+static void file_spill(int drained)
+{
+	if (drained && as_shm_prefix[0] && trace_ok && write_out() == 0)
+		publish_tails();
+}
+
+static void file_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
+{
+	(void)trigger, (void)t_ns, (void)dur_ns;
+}
+
+static uint64_t file_cut(const struct as_thread *t, uint64_t tail, uint64_t head)
+{
+	(void)t, (void)tail;
+	return head;
+}
+
+static void file_flush(uint64_t now)
+{
+	if (sbuf.size >= WRITE_BYTES || as_shm_prefix[0] ||
+	    (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
+		/* shared rings: every drain, so a ring's tail never waits long
+		 * for the write that lets it move */
+		if (!as_shm_prefix[0] || now - last_overhead_ns >= (uint64_t)as_cfg.flush_ms * 1000000u) {
+			as_overhead_pack(&pk);
+			last_overhead_ns = now;
+		}
+		write_out();
+	}
+}
+
+/* what the rings held is all there was to drop */
+static void file_clear(void)
+{
+}
+
+static void file_ctl(unsigned cmds, uint64_t now)
+{
+	(void)now;
+	if (cmds & (1u << AS_CTL_DUMP))
+		pack_ctl("dump");
+	as_overhead_pack(&pk);
+	write_out();
+}
+
+static void file_final(const char *reason)
+{
+	if (!as_recovering)
+		as_overhead_pack(&pk);
+	write_end(reason);
+	finish_drain();
+	as_shm_done();
+	remove_if_empty();
+}
+
+/* the fd went with the old collector's table: reopen it for the new one */
+static void file_resume(void)
+{
+	trace_file_fd();
+}
+
+static const struct sink file_sink = {
+	.mode = "normal",
+	.start = file_start, .spill = file_spill, .note = file_note,
+	.cut = file_cut, .flush = file_flush, .clear = file_clear,
+	.ctl = file_ctl, .final = file_final, .resume = file_resume,
+};
+
+/* ---- the flight sink: records go to the window, a trace is written from
+ * it when triggered (flight_note, ctl dump, flight_signal, exit) ---- */
+
+/* files are made when a trace is triggered */
+static int flight_start(void)
+{
+	as_stacks_new_file(&pk);
+	return 0;
+}
+
+/* holds what it packs in the window, not in the packer's buffer */
+static void flight_spill(int drained)
+{
+	(void)drained;
+	flight_keep();
+}
+
+static void flight_flush(uint64_t now)
+{
+	flight_keep();
+	if (flight_due && now >= flight_due) {
+		flight_auto++;
+		flight_dump(flight_trigger, flight_trigger_ns, "flight");
+	}
+}
+
+static void flight_clear(void)
+{
+	flight_keep();
+	as_flight_clear();
+}
+
+static void flight_ctl(unsigned cmds, uint64_t now)
+{
+	if (cmds & (1u << AS_CTL_DUMP))
+		flight_dump("ctl", now, "flight");
+	else if (cmds & (1u << AS_CTL_FLIGHT_SIGNAL))
+		flight_dump("signal", now, "flight");
+}
+
+static void flight_final(const char *reason)
+{
+	if (flight_due)         /* still recording after a trigger */
+		flight_dump(flight_trigger, flight_trigger_ns, reason);
+	else if (as_cfg.flight_exit)
+		flight_dump("exit", as_mono_ns() - as_mono0, reason);
+	else
+		msgpack_sbuffer_clear(&sbuf);
+}
+
+/* no file is open between flight traces: nothing to reopen */
+static void flight_resume(void)
+{
+}
+
+static const struct sink flight_sink = {
+	.mode = "flight",
+	.start = flight_start, .spill = flight_spill, .note = flight_note,
+	.cut = flight_cut, .flush = flight_flush, .clear = flight_clear,
+	.ctl = flight_ctl, .final = flight_final, .resume = flight_resume,
+};
+
 static void collect_final(const char *reason)
 {
 	as_collector_lock();
@@ -1086,20 +1214,7 @@ static void collect_final(const char *reason)
 	CMM_STORE_SHARED(as_live, 0);
 	as_watchdog_finish();   /* its findings of iterations that just ended */
 	drain_all(1);
-	if (!as_cfg.flight) {
-		if (!as_recovering)
-			as_overhead_pack(&pk);
-		write_end(reason);
-		finish_drain();
-		as_shm_done();
-		remove_if_empty();
-	} else if (flight_due) {        /* still recording after a trigger */
-		flight_dump(flight_trigger, flight_trigger_ns, reason);
-	} else if (as_cfg.flight_exit) {
-		flight_dump("exit", as_mono_ns() - as_mono0, reason);
-	} else {
-		msgpack_sbuffer_clear(&sbuf);
-	}
+	sink->final(reason);
 	as_collector_unlock();
 }
 
@@ -1256,9 +1371,8 @@ void as_collector_resume(void)
 	if (trace_removed) {
 		if (start_again() != 0)
 			return;
-	} else if (!as_cfg.flight) {
-		/* the fd went with the old collector's table: reopen it for the new one */
-		trace_file_fd();
+	} else {
+		sink->resume();
 	}
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);
