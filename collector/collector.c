@@ -281,15 +281,7 @@ static int link_into_place(int fd, const char *tmp, const char *path)
 /* Write the whole header (packed in sbuf) or nothing. */
 static int write_header(int fd)
 {
-	for (size_t off = 0; off < sbuf.size;) {
-		ssize_t n = as_sys_write(fd, sbuf.data + off, sbuf.size - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
+	return as_sys_write_all(fd, sbuf.data, sbuf.size) == sbuf.size ? 0 : -1;
 }
 
 static void trace_name(char *path, size_t len, pid_t pid, int n)
@@ -403,15 +395,7 @@ static void lose_packed(void)
 static int append_whole(int fd, const char *data, size_t len)
 {
 	off_t start = lseek(fd, 0, SEEK_END);
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = as_sys_write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
+	size_t off = as_sys_write_all(fd, data, len);
 	if (off == len)
 		return 0;
 	int saved = errno;

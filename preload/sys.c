@@ -114,6 +114,20 @@ int as_sys_dlclose(void *handle)
 	return fn ? fn(handle) : -1;
 }
 
+size_t as_sys_write_all(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = as_sys_write(fd, (const char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	return off;
+}
+
 long as_sys_futex(int *addr, int op, int val, const struct timespec *ts)
 {
 	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);

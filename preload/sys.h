@@ -21,6 +21,9 @@ int as_sys_open(const char *path, int flags, mode_t mode);
 ssize_t as_sys_read(int fd, void *buf, size_t len);
 ssize_t as_sys_pread(int fd, void *buf, size_t len, off_t off);
 ssize_t as_sys_write(int fd, const void *buf, size_t len);
+/* All LEN bytes, in as many writes as it takes (EINTR retried); fewer when
+ * a write fails (errno its) or writes nothing.  Returns the bytes written. */
+size_t as_sys_write_all(int fd, const void *buf, size_t len);
 int as_sys_close(int fd);
 int as_sys_fcntl(int fd, int cmd, long arg);
 int as_sys_ioctl(int fd, unsigned long req, void *arg);
