@@ -61,6 +61,29 @@ static int recorded;             /* a loop thread, or any record: the trace is w
 static int trace_removed;        /* the final flush removed it: it had nothing */
 static pid_t collector_tid;
 
+/* Where packed records go, chosen once at start (mode=): the trace file,
+ * appended to as the rings are drained, or flight mode's window
+ * (collector/flight.c), from which a trace file is written when something
+ * triggers one.  Every op runs on the collector, under its lock. */
+struct sink {
+	const char *mode;       /* the header's "mode" */
+	int (*start)(void);     /* recording starts: the process, a fork child */
+	/* Mid-drain, DRAIN_BYTES or more packed.  DRAINED: every ring they
+	 * came from is drained as far as this drain goes. */
+	void (*spill)(int drained);
+	/* a blocking call or stall of DUR_NS at T_NS (ns since start) */
+	void (*note)(const char *trigger, uint64_t t_ns, uint64_t dur_ns);
+	/* the slot of T's ring [TAIL, HEAD) a drain is cut after; HEAD: none */
+	uint64_t (*cut)(const struct as_thread *t, uint64_t tail, uint64_t head);
+	void (*flush)(uint64_t now);               /* after each periodic drain (mono ns) */
+	void (*clear)(void);                       /* asyncshim ctl clear, before its drain */
+	void (*ctl)(unsigned cmds, uint64_t now);  /* after the drain for ctl commands */
+	void (*final)(const char *reason);         /* after the last drain */
+	void (*resume)(void);                      /* a failed exec: recording goes on */
+};
+static const struct sink file_sink, flight_sink;
+static const struct sink *sink = &file_sink;
+
 void as_collector_lock(void)
 {
 	as_lock(&collect_mutex);
@@ -71,16 +94,11 @@ void as_collector_unlock(void)
 	as_unlock(&collect_mutex);
 }
 
-static long futex(int *addr, int op, int val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
 /* From a signal handler too (preload/ctl.c): an atomic add and a syscall. */
 void as_collector_wake(void)
 {
 	__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
-	futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
+	as_sys_futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
 }
 
 /* ---- time ---- */
@@ -105,11 +123,6 @@ uint64_t as_ticks_to_ns(uint64_t ticks)
 	if (!as_use_tsc)
 		return ticks - as_tsc0;
 	return (uint64_t)((double)(ticks - as_tsc0) * as_ns_per_tick + 0.5);
-}
-
-static uint64_t dur_to_ns(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
 }
 
 /* ---- packing helpers ---- */
@@ -192,7 +205,7 @@ static void pack_header(void)
 	pack_kv_u64(AS_K_stack_depth, as_cfg.stack_depth);
 	pack_kv_u64(AS_K_buffer_kb, as_cfg.buffer_kb);
 	pack_kv_u64(AS_K_flush_ms, as_cfg.flush_ms);
-	pack_kv_str(AS_K_mode, as_cfg.flight ? "flight" : "normal");
+	pack_kv_str(AS_K_mode, sink->mode);
 	pack_kv_u64(AS_K_flight_mb, as_cfg.flight_mb);
 	pack_kv_u64(AS_K_trigger_ms, as_cfg.trigger_ms);
 }
@@ -268,15 +281,7 @@ static int link_into_place(int fd, const char *tmp, const char *path)
 /* Write the whole header (packed in sbuf) or nothing. */
 static int write_header(int fd)
 {
-	for (size_t off = 0; off < sbuf.size;) {
-		ssize_t n = as_sys_write(fd, sbuf.data + off, sbuf.size - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			return -1;
-		off += (size_t)n;
-	}
-	return 0;
+	return as_sys_write_all(fd, sbuf.data, sbuf.size) == sbuf.size ? 0 : -1;
 }
 
 static void trace_name(char *path, size_t len, pid_t pid, int n)
@@ -390,15 +395,7 @@ static void lose_packed(void)
 static int append_whole(int fd, const char *data, size_t len)
 {
 	off_t start = lseek(fd, 0, SEEK_END);
-	size_t off = 0;
-	while (off < len) {
-		ssize_t n = as_sys_write(fd, data + off, len - off);
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n <= 0)
-			break;
-		off += (size_t)n;
-	}
+	size_t off = as_sys_write_all(fd, data, len);
 	if (off == len)
 		return 0;
 	int saved = errno;
@@ -451,15 +448,8 @@ int as_trace_create(void)
 {
 	msgpack_sbuffer_init(&sbuf);
 	msgpack_packer_init(&pk, &sbuf, sbuf_write);
-	if (as_cfg.flight) {    /* files are made when a trace is triggered */
-		as_stacks_new_file(&pk);
-		return 0;
-	}
-	if (create_file() != 0)
-		return -1;
-	trace_ok = 1;
-	as_stacks_new_file(&pk);
-	return write_out();
+	sink = as_cfg.flight ? &flight_sink : &file_sink;
+	return sink->start();
 }
 
 static void collect_final(const char *reason);
@@ -506,6 +496,7 @@ int as_collector_recover(const char *path, const char *reason, int status)
 		as_sys_close(fd);
 		return -1;
 	}
+	sink = &file_sink;
 	snprintf(trace_path, sizeof(trace_path), "%s", path);
 	trace_dev = st.st_dev;
 	trace_ino = st.st_ino;
@@ -595,7 +586,7 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 		uint64_t start = as_ticks_to_ns(r->ts);
 		/* starts only move forward; clamp rounding so deltas stay unsigned */
 		msgpack_pack_uint64(&pk, start >= prev ? start - prev : 0);
-		msgpack_pack_uint64(&pk, dur_to_ns(r->dur));
+		msgpack_pack_uint64(&pk, as_dur_to_ns(r->dur));
 		prev = start >= prev ? start : prev;
 		done++;
 	}
@@ -604,7 +595,13 @@ static uint64_t pack_iter_batch(struct as_thread *t, uint64_t from, uint64_t to,
 	return i;
 }
 
-static void flight_spill(void);
+/* What a drain packs goes to the sink on the way, past DRAIN_BYTES: a
+ * drain of many full rings would grow the packer's buffer by megabytes. */
+static void spill(int drained)
+{
+	if (sbuf.size >= DRAIN_BYTES)
+		sink->spill(drained);
+}
 
 /* In records of at most ITERS_PER_RECORD: a drain of a big, full ring
  * would otherwise make one record of megabytes, which flight mode's window
@@ -616,7 +613,7 @@ static void pack_iters(struct as_thread *t, uint64_t to, const struct census *c)
 		uint64_t n = left < ITERS_PER_RECORD ? left : ITERS_PER_RECORD;
 		i = pack_iter_batch(t, i, to, n);
 		left -= n;
-		flight_spill();
+		spill(0);
 	}
 }
 
@@ -639,7 +636,7 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 		msgpack_pack_nil(&pk);
 	pack_kv_str(AS_K_fd_kind, r->fd_kind <= AS_FD_OTHER ? as_fd_kind_names[r->fd_kind] : NULL);
 	pack_kv_u64(AS_K_t, as_ticks_to_ns(r->ts));
-	pack_kv_u64(AS_K_dur, dur_to_ns(r->dur));
+	pack_kv_u64(AS_K_dur, as_dur_to_ns(r->dur));
 	pack_kv_u64(AS_K_stack, r->stack);
 	as_spans_pack_block_attr(&pk, t);   /* "span", "request" */
 }
@@ -648,13 +645,6 @@ static void pack_block(struct as_thread *t, const struct as_record *r)
 
 static void flight_keep(void);
 
-/* Flight mode holds what it packs in the window, not in the packer's
- * buffer: a drain of many full rings would grow that by megabytes. */
-static void flight_spill(void)
-{
-	if (as_cfg.flight && sbuf.size >= DRAIN_BYTES)
-		flight_keep();
-}
 #define FLIGHT_AUTO_MAX 16       /* traces one process writes on its own */
 
 static uint64_t flight_due;      /* mono ns when a triggered trace is due, 0 = none */
@@ -666,7 +656,7 @@ static unsigned flight_auto;
  * once flight_after_ms more have been recorded. */
 static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 {
-	if (!as_cfg.flight || !as_cfg.trigger_ms || dur_ns < (uint64_t)as_cfg.trigger_ms * 1000000u ||
+	if (!as_cfg.trigger_ms || dur_ns < (uint64_t)as_cfg.trigger_ms * 1000000u ||
 	    flight_due || flight_auto >= FLIGHT_AUTO_MAX)
 		return;
 	flight_trigger = trigger;
@@ -681,14 +671,14 @@ static void flight_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
 /* a wait the watchdog found (collector/offcpu.c) triggers like a hook's */
 void as_flight_note_block(uint64_t t_ns, uint64_t dur_ns)
 {
-	flight_note("block", t_ns, dur_ns);
+	sink->note("block", t_ns, dur_ns);
 }
 
-static void flight_note_iter(struct as_thread *t, const struct as_record *r)
+static void note_stall(struct as_thread *t, const struct as_record *r)
 {
-	uint64_t iter_ns = dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
+	uint64_t iter_ns = as_dur_to_ns(r->dur), blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
 	if (iter_ns - blocked >= (uint64_t)as_cfg.stall_ms * 1000000u)
-		flight_note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
+		sink->note("stall", as_ticks_to_ns(r->ts), iter_ns - blocked);
 }
 
 static void publish_tail(struct as_thread *t)
@@ -709,7 +699,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		pack_iters(t, head, &c);
 	/* Only iterations, none a stall (so none with a flight trigger): the
 	 * per-record pass below would only reset the stall state after each. */
-	if (!c.others && dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
+	if (!c.others && as_dur_to_ns(c.longest) < (uint64_t)as_cfg.stall_ms * 1000000u) {
 		if (c.iters) {
 			as_stall_reset(t);
 			as_offcpu_take(&pk, t, NULL, t->ring[(head - 1) & (t->cap - 1)].ts);
@@ -722,13 +712,13 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
 		switch (r->kind) {
 		case AS_REC_BLOCK:
-			if (dur_to_ns(r->dur) >= block_ns) {
+			if (as_dur_to_ns(r->dur) >= block_ns) {
 				struct as_record rb = *r;   /* stack: the interned id from here on */
 				rb.stack = as_stack_of(&pk, t, i);
 				pack_block(t, &rb);
-				as_gate_note(t->tid, &rb, dur_to_ns(r->dur));
-				as_stall_block(t, dur_to_ns(r->dur));
-				flight_note("block", as_ticks_to_ns(r->ts), dur_to_ns(r->dur));
+				as_gate_note(t->tid, &rb, as_dur_to_ns(r->dur));
+				as_stall_block(t, as_dur_to_ns(r->dur));
+				sink->note("block", as_ticks_to_ns(r->ts), as_dur_to_ns(r->dur));
 			}
 			t->c_at_span = t->c_at_request = 0;
 			break;
@@ -739,8 +729,7 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
 		case AS_REC_ITER:
 			/* the watchdog's waits first: time the stall does not have */
 			as_offcpu_take(&pk, t, r, 0);
-			if (as_cfg.flight)
-				flight_note_iter(t, r);
+			note_stall(t, r);
 			as_stall_iter(&pk, t, r);
 			break;
 		case AS_REC_SPAN_BEGIN:
@@ -763,12 +752,12 @@ static void drain_range(struct as_thread *t, uint64_t tail, uint64_t head)
  * (collector/flight.c), not batched with the lead-up. */
 static uint64_t flight_cut(const struct as_thread *t, uint64_t tail, uint64_t head)
 {
-	if (!as_cfg.flight || !as_cfg.trigger_ms || flight_due)
+	if (!as_cfg.trigger_ms || flight_due)
 		return head;
 	uint64_t trigger_ns = (uint64_t)as_cfg.trigger_ms * 1000000u;
 	for (uint64_t i = tail; i < head; i++) {
 		const struct as_record *r = &t->ring[i & (t->cap - 1)];
-		if ((r->kind == AS_REC_BLOCK || r->kind == AS_REC_ITER) && dur_to_ns(r->dur) >= trigger_ns)
+		if ((r->kind == AS_REC_BLOCK || r->kind == AS_REC_ITER) && as_dur_to_ns(r->dur) >= trigger_ns)
 			return i;
 	}
 	return head;
@@ -788,7 +777,7 @@ static void drain_thread(struct as_thread *t)
 		pack_thread(t, 0);
 		t->c_announced = 1;
 	}
-	uint64_t cut = flight_cut(t, tail, head);
+	uint64_t cut = sink->cut(t, tail, head);
 	if (cut < head) {
 		drain_range(t, tail, cut + 1);
 		drain_range(t, cut + 1, head);
@@ -832,9 +821,7 @@ static void drain_all(int final)
 		drain_thread(t);
 		if (dead || final)
 			pack_thread(t, dead);
-		if (as_shm_prefix[0] && !as_cfg.flight && trace_ok && sbuf.size >= DRAIN_BYTES && write_out() == 0)
-			publish_tails();
-		flight_spill();
+		spill(1);
 	}
 	rcu_read_unlock();
 }
@@ -1015,10 +1002,7 @@ static void ctl_apply(unsigned cmds)
 	}
 	if (cmds & (1u << AS_CTL_CLEAR)) {
 		discard_rings();
-		if (as_cfg.flight) {
-			flight_keep();
-			as_flight_clear();
-		}
+		sink->clear();
 		pack_ctl("clear");
 	}
 	drain_all(0);
@@ -1033,16 +1017,7 @@ static void ctl_apply(unsigned cmds)
 		pack_ctl("enable");
 		CMM_STORE_SHARED(as_active, 1);
 	}
-	if (as_cfg.flight && (cmds & (1u << AS_CTL_DUMP)))
-		flight_dump("ctl", now, "flight");
-	else if (as_cfg.flight && (cmds & (1u << AS_CTL_FLIGHT_SIGNAL)))
-		flight_dump("signal", now, "flight");
-	if (!as_cfg.flight) {
-		if (cmds & (1u << AS_CTL_DUMP))
-			pack_ctl("dump");
-		as_overhead_pack(&pk);
-		write_out();
-	}
+	sink->ctl(cmds, now);
 	finish_drain();
 	as_collector_unlock();
 }
@@ -1052,23 +1027,7 @@ static void collect_once(void)
 	as_collector_lock();
 	as_threads_seen_scan();
 	drain_all(0);
-	uint64_t now = as_mono_ns();
-	if (as_cfg.flight) {
-		flight_keep();
-		if (flight_due && now >= flight_due) {
-			flight_auto++;
-			flight_dump(flight_trigger, flight_trigger_ns, "flight");
-		}
-	} else if (sbuf.size >= WRITE_BYTES || as_shm_prefix[0] ||
-		   (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
-		/* shared rings: every drain, so a ring's tail never waits long
-		 * for the write that lets it move */
-		if (!as_shm_prefix[0] || now - last_overhead_ns >= (uint64_t)as_cfg.flush_ms * 1000000u) {
-			as_overhead_pack(&pk);
-			last_overhead_ns = now;
-		}
-		write_out();
-	}
+	sink->flush(as_mono_ns());
 	finish_drain();
 	as_collector_unlock();
 }
@@ -1089,6 +1048,149 @@ static void remove_if_empty(void)
 		trace_removed = 1;
 }
 
+/* ---- the file sink: records go to the trace as they are drained ---- */
+
+static int file_start(void)
+{
+	if (create_file() != 0)
+		return -1;
+	trace_ok = 1;
+	as_stacks_new_file(&pk);
+	return write_out();
+}
+
+/* Shared rings: written between threads only, as a ring's tail may move
+ * once all that was drained from it is in the trace. */
+static void file_spill(int drained)
+{
+	if (drained && as_shm_prefix[0] && trace_ok && write_out() == 0)
+		publish_tails();
+}
+
+static void file_note(const char *trigger, uint64_t t_ns, uint64_t dur_ns)
+{
+	(void)trigger, (void)t_ns, (void)dur_ns;
+}
+
+static uint64_t file_cut(const struct as_thread *t, uint64_t tail, uint64_t head)
+{
+	(void)t, (void)tail;
+	return head;
+}
+
+static void file_flush(uint64_t now)
+{
+	if (sbuf.size >= WRITE_BYTES || as_shm_prefix[0] ||
+	    (as_cfg.flush_ms && now - last_write_ns >= (uint64_t)as_cfg.flush_ms * 1000000u)) {
+		/* shared rings: every drain, so a ring's tail never waits long
+		 * for the write that lets it move */
+		if (!as_shm_prefix[0] || now - last_overhead_ns >= (uint64_t)as_cfg.flush_ms * 1000000u) {
+			as_overhead_pack(&pk);
+			last_overhead_ns = now;
+		}
+		write_out();
+	}
+}
+
+/* what the rings held is all there was to drop */
+static void file_clear(void)
+{
+}
+
+static void file_ctl(unsigned cmds, uint64_t now)
+{
+	(void)now;
+	if (cmds & (1u << AS_CTL_DUMP))
+		pack_ctl("dump");
+	as_overhead_pack(&pk);
+	write_out();
+}
+
+static void file_final(const char *reason)
+{
+	if (!as_recovering)
+		as_overhead_pack(&pk);
+	write_end(reason);
+	finish_drain();
+	as_shm_done();
+	remove_if_empty();
+}
+
+/* the fd went with the old collector's table: reopen it for the new one */
+static void file_resume(void)
+{
+	trace_file_fd();
+}
+
+static const struct sink file_sink = {
+	.mode = "normal",
+	.start = file_start, .spill = file_spill, .note = file_note,
+	.cut = file_cut, .flush = file_flush, .clear = file_clear,
+	.ctl = file_ctl, .final = file_final, .resume = file_resume,
+};
+
+/* ---- the flight sink: records go to the window, a trace is written from
+ * it when triggered (flight_note, ctl dump, flight_signal, exit) ---- */
+
+/* files are made when a trace is triggered */
+static int flight_start(void)
+{
+	as_stacks_new_file(&pk);
+	return 0;
+}
+
+/* holds what it packs in the window, not in the packer's buffer */
+static void flight_spill(int drained)
+{
+	(void)drained;
+	flight_keep();
+}
+
+static void flight_flush(uint64_t now)
+{
+	flight_keep();
+	if (flight_due && now >= flight_due) {
+		flight_auto++;
+		flight_dump(flight_trigger, flight_trigger_ns, "flight");
+	}
+}
+
+static void flight_clear(void)
+{
+	flight_keep();
+	as_flight_clear();
+}
+
+static void flight_ctl(unsigned cmds, uint64_t now)
+{
+	if (cmds & (1u << AS_CTL_DUMP))
+		flight_dump("ctl", now, "flight");
+	else if (cmds & (1u << AS_CTL_FLIGHT_SIGNAL))
+		flight_dump("signal", now, "flight");
+}
+
+static void flight_final(const char *reason)
+{
+	if (flight_due)         /* still recording after a trigger */
+		flight_dump(flight_trigger, flight_trigger_ns, reason);
+	else if (as_cfg.flight_exit)
+		flight_dump("exit", as_mono_ns() - as_mono0, reason);
+	else
+		msgpack_sbuffer_clear(&sbuf);
+}
+
+/* no file is open between flight traces: nothing to reopen */
+static void flight_resume(void)
+{
+}
+
+static const struct sink flight_sink = {
+	.mode = "flight",
+	.start = flight_start, .spill = flight_spill, .note = flight_note,
+	.cut = flight_cut, .flush = flight_flush, .clear = flight_clear,
+	.ctl = flight_ctl, .final = flight_final, .resume = flight_resume,
+};
+
 static void collect_final(const char *reason)
 {
 	as_collector_lock();
@@ -1096,20 +1198,7 @@ static void collect_final(const char *reason)
 	CMM_STORE_SHARED(as_live, 0);
 	as_watchdog_finish();   /* its findings of iterations that just ended */
 	drain_all(1);
-	if (!as_cfg.flight) {
-		if (!as_recovering)
-			as_overhead_pack(&pk);
-		write_end(reason);
-		finish_drain();
-		as_shm_done();
-		remove_if_empty();
-	} else if (flight_due) {        /* still recording after a trigger */
-		flight_dump(flight_trigger, flight_trigger_ns, reason);
-	} else if (as_cfg.flight_exit) {
-		flight_dump("exit", as_mono_ns() - as_mono0, reason);
-	} else {
-		msgpack_sbuffer_clear(&sbuf);
-	}
+	sink->final(reason);
 	as_collector_unlock();
 }
 
@@ -1148,7 +1237,7 @@ static void *collector_main(void *arg)
 	as_collector_unlock();
 	as_creds_join((int)(intptr_t)arg);
 	__atomic_store_n(&table_taken, own ? 1 : 2, __ATOMIC_SEQ_CST);
-	futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	as_sys_futex(&table_taken, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	as_overhead_start();
 	as_shm_sweep();
 	struct timespec ts = { as_cfg.drain_ms / 1000, (long)(as_cfg.drain_ms % 1000) * 1000000L };
@@ -1156,7 +1245,7 @@ static void *collector_main(void *arg)
 		int w = CMM_LOAD_SHARED(wake_word);
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
-		futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
+		as_sys_futex(&wake_word, FUTEX_WAIT_PRIVATE, w, &ts);
 		as_creds_follow();
 		if (CMM_LOAD_SHARED(final_state) == 1)
 			break;
@@ -1177,7 +1266,7 @@ static void *collector_main(void *arg)
 	as_creds_leave();
 	collect_final(final_reason ? final_reason : "exit");
 	CMM_STORE_SHARED(final_state, 2);
-	futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
+	as_sys_futex(&final_state, FUTEX_WAKE_PRIVATE, INT_MAX, NULL);
 	return NULL;
 }
 
@@ -1188,7 +1277,7 @@ static void hand_over_trace_fd(int fd)
 {
 	int state;
 	while ((state = __atomic_load_n(&table_taken, __ATOMIC_SEQ_CST)) == 0)
-		futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
+		as_sys_futex(&table_taken, FUTEX_WAIT_PRIVATE, 0, NULL);
 	if (state == 1 && fd >= 0 && same_file(fd)) {
 		int saved = errno;
 		syscall(SYS_close, fd);         /* never the program's close */
@@ -1227,11 +1316,10 @@ void as_collector_final(const char *reason)
 	if (!CMM_LOAD_SHARED(as_active) && !collector_running)
 		return;
 	if (collector_running && !pthread_equal(pthread_self(), collector_thread)) {
-		__atomic_fetch_add(&wake_word, 1, __ATOMIC_SEQ_CST);
-		futex(&wake_word, FUTEX_WAKE_PRIVATE, 1, NULL);
+		as_collector_wake();
 		struct timespec ts = { 0, 100000000L };
 		for (int i = 0; i < 50 && CMM_LOAD_SHARED(final_state) != 2; i++)
-			futex(&final_state, FUTEX_WAIT_PRIVATE, 1, &ts);
+			as_sys_futex(&final_state, FUTEX_WAIT_PRIVATE, 1, &ts);
 		return;
 	}
 	collect_final(reason);
@@ -1267,9 +1355,8 @@ void as_collector_resume(void)
 	if (trace_removed) {
 		if (start_again() != 0)
 			return;
-	} else if (!as_cfg.flight) {
-		/* the fd went with the old collector's table: reopen it for the new one */
-		trace_file_fd();
+	} else {
+		sink->resume();
 	}
 	CMM_STORE_SHARED(final_state, 0);
 	CMM_STORE_SHARED(as_live, 1);

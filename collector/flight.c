@@ -166,16 +166,7 @@ void as_flight_reset(void)
 
 static int write_all(int fd, const char *p, size_t n)
 {
-	while (n) {
-		ssize_t w = as_sys_write(fd, p, n);
-		if (w < 0 && errno == EINTR)
-			continue;
-		if (w <= 0)
-			return -1;
-		p += w;
-		n -= (size_t)w;
-	}
-	return 0;
+	return as_sys_write_all(fd, p, n) == n ? 0 : -1;
 }
 
 int as_flight_write(int fd)

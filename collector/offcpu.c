@@ -17,11 +17,6 @@
 
 #define HOLD_NS 2000000000ull
 
-static uint64_t ticks_ns(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
-}
-
 /* Where this drain must stop: before the ITER record of an iteration the
  * watchdog has not finished with. */
 uint64_t as_offcpu_limit(struct as_thread *t, uint64_t tail, uint64_t head, int final)
@@ -98,7 +93,7 @@ void as_offcpu_take(msgpack_packer *pk, struct as_thread *t, const struct as_rec
 			uint64_t dur = e->dur;
 			if (mine && e->ts >= iter->ts && e->ts + dur > iter->ts + iter->dur)
 				dur = e->ts < iter->ts + iter->dur ? iter->ts + iter->dur - e->ts : 0;
-			uint64_t dur_ns = ticks_ns(dur);
+			uint64_t dur_ns = as_dur_to_ns(dur);
 			if (dur_ns >= block_ns) {
 				pack_wait(pk, t, e, dur_ns);
 				if (mine)

@@ -19,11 +19,6 @@ static void put_id(msgpack_packer *pk, enum as_trace_key k, uint64_t id)
 		msgpack_pack_nil(pk);
 }
 
-static uint64_t ticks_to_dur(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
-}
-
 /* The K TEXT records from slot I on, into BUF (at most LEN bytes).
  * Returns the bytes read, or -1 when they are not what the shim writes. */
 static long text_at(struct as_thread *t, uint64_t i, unsigned k, char *buf, size_t len)
@@ -114,11 +109,11 @@ static void pack_cumulative(msgpack_packer *pk, struct as_thread *t, const struc
 	as_pack_key(pk, AS_K_count);
 	msgpack_pack_uint64(pk, r->dur);
 	as_pack_key(pk, AS_K_total);
-	msgpack_pack_uint64(pk, ticks_to_dur(r->ts));
+	msgpack_pack_uint64(pk, as_dur_to_ns(r->ts));
 	as_pack_key(pk, AS_K_min);
-	msgpack_pack_uint64(pk, ticks_to_dur(mm->ts));
+	msgpack_pack_uint64(pk, as_dur_to_ns(mm->ts));
 	as_pack_key(pk, AS_K_max);
-	msgpack_pack_uint64(pk, ticks_to_dur(mm->dur));
+	msgpack_pack_uint64(pk, as_dur_to_ns(mm->dur));
 }
 
 void as_spans_pack(struct msgpack_packer *pk, struct as_thread *t, uint64_t i)

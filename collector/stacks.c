@@ -45,11 +45,6 @@ static uint32_t nstacks, cap_ids;
 static uint32_t id_base;               /* ids a killed process already wrote */
 static int file_gen;
 
-static uint64_t ticks_ns(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
-}
-
 static unsigned long hash_pcs(const uint64_t *pcs, uint32_t n)
 {
 	uint64_t h = 0x9e3779b97f4a7c15ull ^ n;
@@ -248,7 +243,7 @@ static void pack_stall(msgpack_packer *pk, struct as_thread *t, uint64_t start, 
 
 void as_stall_iter(msgpack_packer *pk, struct as_thread *t, const struct as_record *r)
 {
-	uint64_t iter_ns = ticks_ns(r->dur), stall_ns = (uint64_t)as_cfg.stall_ms * 1000000u;
+	uint64_t iter_ns = as_dur_to_ns(r->dur), stall_ns = (uint64_t)as_cfg.stall_ms * 1000000u;
 	uint64_t blocked = t->c_blocked < iter_ns ? t->c_blocked : iter_ns;
 	if (iter_ns - blocked >= stall_ns)
 		pack_stall(pk, t, r->ts, iter_ns);

@@ -31,11 +31,6 @@ static void put_kv_u64(msgpack_packer *pk, enum as_trace_key k, uint64_t v)
 	msgpack_pack_uint64(pk, v);
 }
 
-static uint64_t ticks_to_dur(uint64_t ticks)
-{
-	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
-}
-
 /* ---- interned functions ---- */
 
 struct func_seen {
@@ -161,7 +156,7 @@ static void pack_callback(msgpack_packer *pk, struct as_thread *t, const struct 
 	put_kv_u64(pk, AS_K_fn, fn);
 	put_kv_str(pk, AS_K_source, r->call < AS_CB_COUNT ? as_cb_source_names[r->call] : "none");
 	put_kv_u64(pk, AS_K_t, as_ticks_to_ns(r->ts));
-	put_kv_u64(pk, AS_K_dur, ticks_to_dur(r->dur));
+	put_kv_u64(pk, AS_K_dur, as_dur_to_ns(r->dur));
 }
 
 /* Runs of one drain, one batch: d = [id, gap, dur, end] per run, where the
@@ -188,7 +183,7 @@ static void pack_runs(msgpack_packer *pk, struct as_thread *t, uint64_t from, ui
 		}
 		msgpack_pack_uint64(pk, as_rec_u64(r));
 		msgpack_pack_uint64(pk, start >= prev ? start - prev : 0);
-		msgpack_pack_uint64(pk, ticks_to_dur(r->dur));
+		msgpack_pack_uint64(pk, as_dur_to_ns(r->dur));
 		msgpack_pack_uint64(pk, r->call == AS_RUN_FINISHED ? 1 : 0);
 		prev = start >= prev ? start : prev;
 	}
@@ -211,7 +206,7 @@ void as_tasks_drain(struct msgpack_packer *pk, struct as_thread *t, uint64_t fro
 			pack_task_end(pk, t, r);
 			break;
 		case AS_REC_CALLBACK:
-			if (ticks_to_dur(r->dur) >= block_ns)
+			if (as_dur_to_ns(r->dur) >= block_ns)
 				pack_callback(pk, t, r);
 			break;
 		default:

@@ -80,6 +80,11 @@
 	F(end, private_rings) F(end, removed_stale_rings) F(end, lost_bytes) F(end, lost_records) \
 	F(end, ringless_threads) F(end, ringless_events)
 
+/* The defaults of two options: the shim starts with them (preload/init.c),
+ * and a trace whose header lacks them is read with them (tools/trace.c). */
+#define AS_DEFAULT_BLOCK_MS 10
+#define AS_DEFAULT_STALL_MS 10
+
 /* The keys of the header's "options" map. */
 #define AS_TRACE_OPTION_KEYS(X) \
 	X(out) X(block_ms) X(stall_ms) X(stacks) X(stack_depth) X(buffer_kb) X(flush_ms) \

@@ -41,11 +41,6 @@ static int made;                 /* futex: followers that made the posted call *
 static int followers;            /* shim threads that follow */
 static __thread int seen_seq __attribute__((tls_model("initial-exec")));
 
-static long futex(int *addr, int op, int val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
 /* Around pthread_create of a shim thread: it is born with the creator's
  * credentials, so it follows every call posted after that, and none can be
  * posted in between.  Returns what the thread passes to as_creds_join. */
@@ -94,7 +89,7 @@ void as_creds_follow(void)
 		syscall(SYS_prctl, posted.arg[0], posted.arg[1], posted.arg[2], posted.arg[3], posted.arg[4]);
 	}
 	__atomic_fetch_add(&made, 1, __ATOMIC_SEQ_CST);
-	futex(&made, FUTEX_WAKE_PRIVATE, 1, NULL);
+	as_sys_futex(&made, FUTEX_WAKE_PRIVATE, 1, NULL);
 	errno = saved;
 }
 
@@ -116,7 +111,7 @@ static void post(const struct cred_call *call)
 		if (n >= __atomic_load_n(&followers, __ATOMIC_SEQ_CST))
 			break;
 		struct timespec ts = { 0, 10000000 };
-		futex(&made, FUTEX_WAIT_PRIVATE, n, &ts);
+		as_sys_futex(&made, FUTEX_WAIT_PRIVATE, n, &ts);
 	}
 	as_unlock(&post_mutex);
 	errno = saved;

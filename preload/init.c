@@ -5,6 +5,7 @@
 #include "runtime.h"
 #include "span.h"
 #include "ctl.h"
+#include "../format/trace_format.h"
 
 #include <cpuid.h>
 #include <dlfcn.h>
@@ -428,8 +429,8 @@ __attribute__((constructor)) static void as_init(void)
 	stderr_init();
 
 	strcpy(as_cfg.out, "./asyncshim");
-	as_cfg.block_ms = 10;
-	as_cfg.stall_ms = 10;
+	as_cfg.block_ms = AS_DEFAULT_BLOCK_MS;
+	as_cfg.stall_ms = AS_DEFAULT_STALL_MS;
 	as_cfg.stacks = 1;
 	as_cfg.stack_depth = 32;
 	as_cfg.buffer_kb = 1024;

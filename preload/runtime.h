@@ -99,6 +99,12 @@ void as_collector_unlock(void);
 uint64_t as_ticks_to_ns(uint64_t ticks);
 extern uint64_t as_tsc0, as_mono0;
 extern double as_ns_per_tick;
+/* A duration in ticks as ns (as_ticks_to_ns is for points in time).
+ * Inline: the collector converts every record's. */
+static inline uint64_t as_dur_to_ns(uint64_t ticks)
+{
+	return as_use_tsc ? (uint64_t)((double)ticks * as_ns_per_tick + 0.5) : ticks;
+}
 
 /* ---- in-process gate (preload/gate.c) ---- */
 int as_gate_init(char *err, size_t errlen);

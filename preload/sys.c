@@ -114,6 +114,25 @@ int as_sys_dlclose(void *handle)
 	return fn ? fn(handle) : -1;
 }
 
+size_t as_sys_write_all(int fd, const void *buf, size_t len)
+{
+	size_t off = 0;
+	while (off < len) {
+		ssize_t n = as_sys_write(fd, (const char *)buf + off, len - off);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			break;
+		off += (size_t)n;
+	}
+	return off;
+}
+
+long as_sys_futex(int *addr, int op, int val, const struct timespec *ts)
+{
+	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
+}
+
 void as_sys_exit(int status)
 {
 	for (;;)
@@ -130,7 +149,7 @@ void as_lock_init(struct as_lock *l)
 static void lock_wait(struct as_lock *l, const struct timespec *rel)
 {
 	int saved = errno;
-	syscall(SYS_futex, &l->word, FUTEX_WAIT_PRIVATE, 2, rel, NULL, 0);
+	as_sys_futex(&l->word, FUTEX_WAIT_PRIVATE, 2, rel);
 	errno = saved;
 }
 
@@ -189,7 +208,7 @@ void as_unlock(struct as_lock *l)
 #endif
 	if (uatomic_xchg(&l->word, 0) == 2) {
 		int saved = errno;
-		syscall(SYS_futex, &l->word, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+		as_sys_futex(&l->word, FUTEX_WAKE_PRIVATE, 1, NULL);
 		errno = saved;
 	}
 }

@@ -15,11 +15,15 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include <time.h>
 
 int as_sys_open(const char *path, int flags, mode_t mode);
 ssize_t as_sys_read(int fd, void *buf, size_t len);
 ssize_t as_sys_pread(int fd, void *buf, size_t len, off_t off);
 ssize_t as_sys_write(int fd, const void *buf, size_t len);
+/* All LEN bytes, in as many writes as it takes (EINTR retried); fewer when
+ * a write fails (errno its) or writes nothing.  Returns the bytes written. */
+size_t as_sys_write_all(int fd, const void *buf, size_t len);
 int as_sys_close(int fd);
 int as_sys_fcntl(int fd, int cmd, long arg);
 int as_sys_ioctl(int fd, unsigned long req, void *arg);
@@ -32,6 +36,8 @@ int as_sys_sigaction(int sig, const struct sigaction *act, struct sigaction *old
 __attribute__((noreturn)) void as_sys_exit(int status);      /* _exit: exit_group */
 int as_sys_join(pthread_t th, void **ret);                    /* pthread_join */
 int as_sys_dlclose(void *handle);
+/* futex(2) on a private word; TS relative (NULL: no limit) */
+long as_sys_futex(int *addr, int op, int val, const struct timespec *ts);
 
 /* The runtime's mutex: a futex word (0 free, 1 held, 2 held with waiters),
  * not a pthread mutex, whose lock function the shim interposes.  Usable

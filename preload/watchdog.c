@@ -80,11 +80,6 @@ static int (*real_sigaction)(int, const struct sigaction *, struct sigaction *);
 static struct sigaction prog_acts[2];
 static int prog_cur;
 
-static long futex(int *addr, int op, int val, const struct timespec *ts)
-{
-	return syscall(SYS_futex, addr, op, val, ts, NULL, 0);
-}
-
 /* ---- the handler, on the sampled thread ---- */
 
 /* The record says what the sample cost this thread (fd: ns in the
@@ -438,7 +433,7 @@ static void park(void)
 	int idle = !any_iteration() && !as_creds_pending();   /* a post wakes us: see preload/creds.c */
 	if (idle) {
 		struct timespec second = { 1, 0 };
-		futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
+		as_sys_futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 1, use_membarrier ? NULL : &second);
 	}
 	uatomic_set(&as_wd_parked, 0);
 }
@@ -447,7 +442,7 @@ void as_watchdog_wake(void)
 {
 	if (uatomic_xchg(&as_wd_parked, 0) == 1) {
 		int saved = errno;
-		futex(&as_wd_parked, FUTEX_WAKE_PRIVATE, 1, NULL);
+		as_sys_futex(&as_wd_parked, FUTEX_WAKE_PRIVATE, 1, NULL);
 		errno = saved;
 	}
 }
@@ -455,7 +450,7 @@ void as_watchdog_wake(void)
 static void sleep_ns(uint64_t ns)
 {
 	struct timespec ts = { (time_t)(ns / 1000000000u), (long)(ns % 1000000000u) };
-	futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 0, &ts);   /* only a timeout ends it */
+	as_sys_futex(&as_wd_parked, FUTEX_WAIT_PRIVATE, 0, &ts);   /* only a timeout ends it */
 }
 
 /* Looks in a row that must find the loops quiet before the watchdog parks

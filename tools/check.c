@@ -26,11 +26,6 @@ const char *check_name(enum check_id id)
 	return check_names[id];
 }
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 const char *thread_name_of(const struct trace *tr, int64_t tid)
 {
 	for (size_t i = 0; i < tr->nthreads; i++)

@@ -83,11 +83,6 @@ struct diff {
 static const double pcts[3] = { 50, 95, 99 };
 static const char *const pct_names[4] = { "p50", "p95", "p99", "max" };
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 /* NEW - BASE in ms, without printing "-0.0" for a rounding-level change */
 static double change_ms(uint64_t base, uint64_t now, double unit)
 {

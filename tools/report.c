@@ -17,11 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 static uint64_t trace_dropped(const struct trace *tr)
 {
 	uint64_t n = 0;

@@ -104,11 +104,6 @@ struct span_model {
 	uint64_t end_ns;
 };
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 /* ---- lookups ---- */
 
 static int cmp_node(const void *a, const void *b)

@@ -20,11 +20,6 @@
 
 #define SHOWN_FRAMES 16        /* frames per stack in the text report */
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 /* ---- frames ---- */
 
 static void json_frame(FILE *f, const struct site_frame *fr, uint64_t offset)

@@ -674,11 +674,6 @@ void tasks_json_tree(FILE *f, const struct task_model *m, uint64_t tree_max)
 
 /* ---- text ---- */
 
-static double ms(uint64_t ns)
-{
-	return (double)ns / 1e6;
-}
-
 static void text_tree(FILE *f, const struct task_model *m)
 {
 	const struct task **stack = malloc((m->n ? m->n : 1) * sizeof(*stack));

@@ -295,8 +295,8 @@ static int load_header(struct trace *tr, const msgpack_object *o)
 		tr->argv0[strcspn(tr->argv0, "\n\r")] = '\0';   /* one line in the report */
 	}
 	mp_u64(o, AS_K_start_unix_ns, &tr->start_unix_ns);
-	tr->block_ms = 10;
-	tr->stall_ms = 10;
+	tr->block_ms = AS_DEFAULT_BLOCK_MS;
+	tr->stall_ms = AS_DEFAULT_STALL_MS;
 	if (opts)
 		mp_u64(opts, AS_K_block_ms, &tr->block_ms);
 	if (opts)

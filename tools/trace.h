@@ -15,6 +15,12 @@
 #include "hist.h"
 #include "../format/trace_format.h"
 
+/* ns as the milliseconds the reports print */
+static inline double ms(uint64_t ns)
+{
+	return (double)ns / 1e6;
+}
+
 struct thread_info {
 	int64_t tid;
 	char name[64];
