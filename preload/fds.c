@@ -19,6 +19,7 @@
 #include "runtime.h"
 
 #include <sched.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 #include <urcu/uatomic.h>
@@ -130,4 +131,15 @@ int as_fds_private(int keep)
 	as_tls.own_fds = 1;
 	errno = saved;
 	return 0;
+}
+
+enum as_fd_kind as_fd_kind_of(const struct stat *st)
+{
+	if (S_ISREG(st->st_mode))
+		return AS_FD_FILE;
+	if (S_ISFIFO(st->st_mode))
+		return AS_FD_PIPE;
+	if (S_ISSOCK(st->st_mode))
+		return AS_FD_SOCKET;
+	return AS_FD_OTHER;
 }

@@ -149,17 +149,11 @@ static enum as_fd_kind fd_kind(int fd)
 	struct stat st;
 	if (fd < 0 || fstat(fd, &st) != 0)
 		return AS_FD_NONE;
-	if (S_ISREG(st.st_mode))
-		return AS_FD_FILE;
-	if (S_ISFIFO(st.st_mode))
-		return AS_FD_PIPE;
-	if (S_ISSOCK(st.st_mode))
-		return AS_FD_SOCKET;
 	if (S_ISCHR(st.st_mode)) {
 		struct termios tio;
 		return as_sys_ioctl(fd, TCGETS, &tio) == 0 ? AS_FD_TTY : AS_FD_OTHER;
 	}
-	return AS_FD_OTHER;
+	return as_fd_kind_of(&st);
 }
 
 /* Slow path: the call on a loop thread already took >= ~block_ms. */

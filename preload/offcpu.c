@@ -286,16 +286,11 @@ static uint32_t fd_kind(pid_t tid, long fd)
 	snprintf(path, sizeof(path), "/proc/self/task/%d/fd/%ld", (int)tid, fd);
 	if (stat(path, &st) != 0)
 		return AS_FD_NONE;
-	if (S_ISREG(st.st_mode))
-		return AS_FD_FILE;
-	if (S_ISFIFO(st.st_mode))
-		return AS_FD_PIPE;
-	if (S_ISSOCK(st.st_mode))
-		return AS_FD_SOCKET;
+	/* not our fd table: a tty is told by its device's major (consoles, ptys) */
 	unsigned major = major(st.st_rdev);
 	if (S_ISCHR(st.st_mode) && (major == 4 || major == 5 || (major >= 136 && major <= 143)))
 		return AS_FD_TTY;
-	return AS_FD_OTHER;
+	return as_fd_kind_of(&st);
 }
 
 /* Syscalls whose first argument is an fd. */

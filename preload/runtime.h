@@ -48,6 +48,9 @@ void as_registry_unlock(void);
 extern struct cds_list_head as_threads AS_THREADS_ALIGN;
 void as_thread_free(struct as_thread *t);
 int as_fds_private(int keep);
+struct stat;
+/* file, pipe (FIFO), socket or other, from an fd's stat (a tty needs more) */
+enum as_fd_kind as_fd_kind_of(const struct stat *st);
 
 /* ---- raw syscalls: the runtime's side (preload/raw.c, preload/watchdog.c) ---- */
 void as_raw_start(void);
