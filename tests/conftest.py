@@ -70,6 +70,31 @@ def loop_threads(tr):
     return [t for t in tr["threads"] if t["loop"]]
 
 
+def nginx_conf(d, port, workers=2, access_log="off"):
+    """An nginx config that keeps everything in D and serves "ok" on PORT:
+    WORKERS prefork workers, or 0 for one process with no master."""
+    procs = f"master_process on;\nworker_processes {workers};" if workers else "master_process off;"
+    return f"""
+daemon off;
+{procs}
+pid {d}/nginx.pid;
+error_log {d}/error.log;
+events {{ worker_connections 64; }}
+http {{
+    access_log {access_log};
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    server {{
+        listen 127.0.0.1:{port};
+        location / {{ return 200 "ok\\n"; }}
+    }}
+}}
+"""
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

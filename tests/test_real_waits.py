@@ -10,27 +10,8 @@ import time
 
 import pytest
 
-from conftest import Server, free_port, loop_threads, one_trace, report, run_shim, traces
+from conftest import Server, free_port, loop_threads, nginx_conf, one_trace, report, run_shim, traces
 
-NGINX_FIFO_CONF = """
-daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log {d}/access.fifo;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
 
 
 def slow_reader(path, stop, pause):
@@ -62,7 +43,7 @@ def test_nginx_access_log_on_a_slow_fifo_blocks_its_loop_in_write(tmp_path, serv
     reader.start()
     time.sleep(0.1)                        # the reader is there before nginx opens the FIFO
     conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_FIFO_CONF.format(d=tmp_path, port=port))
+    conf.write_text(nginx_conf(tmp_path, port, workers=0, access_log=fifo))
     s = Server(["/usr/sbin/nginx", "-c", str(conf), "-p", str(tmp_path)], tmp_path, port=port)
     servers.append(s)
     try:

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from conftest import (ASAN_TOOL, LIB, PROGS, TOOL, Server, free_port, loop_threads, one_trace, prog,
+from conftest import (ASAN_TOOL, LIB, PROGS, TOOL, Server, free_port, loop_threads, nginx_conf, one_trace, prog,
                       records, report, run_shim, shim_env, traces)
 
 
@@ -39,26 +39,6 @@ def test_fork_while_other_threads_record(tmp_path):
     assert all(shm_files(t["pid"]) == [] for t in rep)
 
 
-NGINX_CONF = """
-daemon off;
-master_process on;
-worker_processes 2;
-pid {d}/nginx.pid;
-error_log {d}/error.log;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    server {{
-        listen 127.0.0.1:{port};
-        location / {{ return 200 "ok\\n"; }}
-    }}
-}}
-"""
 
 
 @pytest.mark.skipif(not shutil.which("nginx") and not os.path.exists("/usr/sbin/nginx"),
@@ -66,7 +46,7 @@ http {{
 def test_prefork_nginx_master_and_workers_each_write_a_trace(tmp_path, servers):
     port = free_port()
     conf = tmp_path / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(d=tmp_path, port=port))
+    conf.write_text(nginx_conf(tmp_path, port))
     s = Server(["/usr/sbin/nginx", "-c", str(conf), "-p", str(tmp_path)], tmp_path, port=port)
     servers.append(s)
     for _ in range(50):
